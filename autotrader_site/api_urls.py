@@ -1,0 +1,7 @@
+"""API v1 routes, gathered from each app's `api_urls` module."""
+
+from django.urls import include, path
+
+urlpatterns = [
+    path("", include("trading.api_urls")),
+]

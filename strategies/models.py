@@ -1,0 +1,83 @@
+"""The signal journal: every later stage annotates the Signal row born here."""
+
+from django.db import models
+
+
+class SignalOutcome(models.TextChoices):
+    GENERATED = "generated"
+    OPTIONS_BLOCKED = "options_blocked"
+    POLICY_BLOCKED = "policy_blocked"
+    RISK_BLOCKED = "risk_blocked"
+    APPROVED = "approved"
+    DRY_RUN = "dry_run"
+    SUBMITTED = "submitted"
+    FAILED = "failed"
+
+
+class Side(models.TextChoices):
+    BUY = "buy"
+    SELL = "sell"
+
+
+class FeatureSnapshot(models.Model):
+    """Features of one symbol at one bar close; its existence marks the bar as evaluated."""
+
+    symbol = models.CharField(max_length=16)
+    bar_ts = models.DateTimeField()
+    features = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["symbol", "bar_ts"], name="feature_snapshot_unique")
+        ]
+        indexes = [models.Index(fields=["symbol", "-bar_ts"], name="featsnap_symbol_ts")]
+
+    def __str__(self) -> str:
+        return f"{self.symbol} {self.bar_ts:%Y-%m-%d %H:%M}"
+
+
+class Signal(models.Model):
+    setup = models.CharField(max_length=32)
+    symbol = models.CharField(max_length=16, help_text="symbol the setup fired on")
+    execution_symbol = models.CharField(max_length=16, help_text="symbol the order trades")
+    bar_ts = models.DateTimeField(help_text="start of the bar whose close fired the setup")
+    side = models.CharField(max_length=4, choices=Side.choices, default=Side.BUY)
+    score = models.FloatField(default=0.0)
+    entry_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    stop_price = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    target_one = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    target_two = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
+    qty = models.IntegerField(null=True, blank=True)
+    session_policy = models.CharField(max_length=32, blank=True, default="")
+    features = models.JSONField(default=dict, blank=True)
+    checks = models.JSONField(
+        default=list, blank=True, help_text="[{stage, code, passed, message}] for every check run"
+    )
+    reasons = models.JSONField(default=list, blank=True, help_text="codes of the failed checks")
+    outcome = models.CharField(
+        max_length=20, choices=SignalOutcome.choices, default=SignalOutcome.GENERATED
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["symbol", "setup", "bar_ts"], name="signal_unique_bar")
+        ]
+        indexes = [
+            models.Index(fields=["-bar_ts"], name="signal_bar_ts_desc"),
+            models.Index(fields=["setup", "outcome"], name="signal_setup_outcome"),
+            models.Index(fields=["symbol", "-bar_ts"], name="signal_symbol_ts"),
+        ]
+        ordering = ["-bar_ts", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.setup} {self.symbol} {self.bar_ts:%Y-%m-%d %H:%M} {self.outcome}"
+
+    @property
+    def tag(self) -> str:
+        """Idempotency key for the entry order: letters, digits and '-' only (Tradier)."""
+        from strategies.tags import signal_tag
+
+        return signal_tag(self.symbol, self.setup, self.bar_ts)
