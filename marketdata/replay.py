@@ -181,3 +181,32 @@ class ReplayFeed:
             if delay and index >= self.warmup_bars:
                 self.sleep(delay)
         return self.stats
+
+
+def store_and_publish(bar: BarData) -> None:
+    """What the live stream does with a closed bar: store it, then announce it."""
+    from marketdata.events import publish_bar_closed
+    from marketdata.services import bars_upsert
+
+    bars_upsert(bars=[bar])
+    publish_bar_closed(bar)
+
+
+def replay_bars(
+    bars: Iterable[BarData],
+    *,
+    speed: float = 0.0,
+    warmup_bars: int = 0,
+    stop: Callable[[], bool] = lambda: False,
+) -> ReplayStats:
+    """Replay `bars` through the live path with the market clock following the bars."""
+    from autotrader_site.clock import MarketClock
+
+    feed = ReplayFeed(
+        bars,
+        on_bar=store_and_publish,
+        set_clock=MarketClock.set_replay_time,
+        speed=speed,
+        warmup_bars=warmup_bars,
+    )
+    return feed.run(stop=stop)
