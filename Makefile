@@ -26,6 +26,7 @@ $(VENV)/.dev-installed: $(VENV)/.base-installed requirements/dev.txt
 ## make run: a paper-trading session (embedded default, or the full stack with DATABASE_URL+REDIS_URL)
 run: $(VENV)/.base-installed
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py collectstatic --noinput -v0
 	$(PY) manage.py ensure_admin
 	$(PY) manage.py run_paper_session
 

@@ -184,6 +184,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -359,6 +360,7 @@ if not DRY_RUN and not (TRADIER_ACCESS_TOKEN and TRADIER_ACCOUNT_ID):
     )
 SCAN_INTERVAL_SEC = env_int("SCAN_INTERVAL_SEC", 30, minimum=1)
 PORT = env_int("PORT", 8080, minimum=1)
+BIND_ADDRESS = env_str("BIND_ADDRESS", "127.0.0.1")
 ADMIN_USERNAME = env_str("ADMIN_USERNAME", "admin")
 ADMIN_PASSWORD = env_str("ADMIN_PASSWORD", "")
 
@@ -368,6 +370,7 @@ REPLAY_SPEED = env_float("REPLAY_SPEED", 60.0, minimum=0.0)
 REPLAY_SYMBOL = env_str("REPLAY_SYMBOL", "SPY").upper()
 REPLAY_SEED = env_int("REPLAY_SEED", 7)
 REPLAY_SESSIONS = env_int("REPLAY_SESSIONS", 2, minimum=1)
+REPLAY_WARMUP_BARS = env_int("REPLAY_WARMUP_BARS", 60, minimum=0)
 PAPER_SLIPPAGE_BPS = env_float("PAPER_SLIPPAGE_BPS", 1.0, minimum=0.0)
 PAPER_SPREAD_BPS = env_float("PAPER_SPREAD_BPS", 2.0, minimum=0.0)
 PAPER_STARTING_CASH_USD = env_decimal("PAPER_STARTING_CASH_USD", "100000", minimum="0")
@@ -378,6 +381,7 @@ ORDER_QTY = env_int("ORDER_QTY", 1, minimum=1)
 STRATEGY_INTERVAL = env_choice("STRATEGY_INTERVAL", "1m", ("1m", "5m", "1d"))
 LOOKBACK_MIN = env_int("LOOKBACK_MIN", 180, minimum=1)
 LOOKBACK_DAYS = env_int("LOOKBACK_DAYS", 120, minimum=1)
+RVOL_PROFILE_MIN_SESSIONS = env_int("RVOL_PROFILE_MIN_SESSIONS", 5, minimum=1)
 VWAP_COOLDOWN_SEC = env_int("VWAP_COOLDOWN_SEC", 900, minimum=0)
 VWAP_MIN_RVOL = env_float("VWAP_MIN_RVOL", 1.1, minimum=0.0)
 POWER_HOUR_SYMBOLS = env_symbols("POWER_HOUR_SYMBOLS", "SPX,NDX")
@@ -397,6 +401,7 @@ OPTIONS_MAX_IV = env_float("OPTIONS_MAX_IV", 3.0, minimum=0.0)
 OPTIONS_CACHE_TTL_SEC = env_int("OPTIONS_CACHE_TTL_SEC", 300, minimum=0)
 SYMBOL_EXECUTION_MAP = env_symbol_map("SYMBOL_EXECUTION_MAP", "SPX:SPY,NDX:QQQ")
 SESSION_POLICY_FILE = env_str("SESSION_POLICY_FILE", "")
+ETF_SYMBOLS = env_symbols("ETF_SYMBOLS", "SPY,QQQ,IWM,DIA,XLF,XLK,XLE,XLV,GLD,TLT")
 ALL_SETUPS = (
     "EMA_CROSS",
     "VWAP_RECLAIM",
@@ -469,6 +474,7 @@ PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")
 ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL", "")
 ALERT_MIN_INTERVAL_SEC = env_int("ALERT_MIN_INTERVAL_SEC", 300, minimum=0)
 STREAM_STALL_SEC = env_int("STREAM_STALL_SEC", 120, minimum=1)
+HEALTH_HEARTBEAT_STALE_SEC = env_int("HEALTH_HEARTBEAT_STALE_SEC", 180, minimum=1)
 EVENTS_JOURNAL = Path(env_str("EVENTS_JOURNAL", str(STATE_DIR / "events.jsonl")))
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

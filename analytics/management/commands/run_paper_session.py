@@ -1,0 +1,148 @@
+"""`make run`: serve the web app and trade a replayed session on the paper broker.
+
+Embedded default (no REDIS_URL): one web process plus this process, which replays bars through
+the live path with Celery tasks running in-process. With REDIS_URL set, a Celery worker and beat
+are started too and the bar-close tasks travel through Redis, exactly as in production.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError
+
+from marketdata.replay import read_bars_csv, replay_bars, synthetic_sessions
+
+
+class Command(BaseCommand):
+    help = "Serve AutoTrader and run a paper session replaying bars (REPLAY_FILE or synthetic)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--file", default=settings.REPLAY_FILE, help="CSV of 1-minute bars")
+        parser.add_argument("--symbol", default=settings.REPLAY_SYMBOL)
+        parser.add_argument(
+            "--speed",
+            type=float,
+            default=settings.REPLAY_SPEED,
+            help="x real time; 0 = as fast as possible",
+        )
+        parser.add_argument(
+            "--sessions",
+            type=int,
+            default=settings.REPLAY_SESSIONS,
+            help="synthetic sessions when no file is given",
+        )
+        parser.add_argument(
+            "--warmup-bars",
+            type=int,
+            default=settings.REPLAY_WARMUP_BARS,
+            help="bars published without pacing at the start",
+        )
+        parser.add_argument("--no-serve", action="store_true", help="replay only, no web server")
+        parser.add_argument(
+            "--exit-when-done", action="store_true", help="stop the server when the replay ends"
+        )
+
+    def handle(self, *args, **opts):
+        children: list[subprocess.Popen] = []
+        stopping = {"flag": False}
+
+        def _stop(signum, frame):
+            stopping["flag"] = True
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+        try:
+            if not opts["no_serve"]:
+                children += self._start_processes()
+            bars = self._bars(opts)
+            self.stdout.write(
+                f"Paper session: replaying {len(bars)} bars of {opts['symbol']} at "
+                f"{opts['speed']:g}x (DRY_RUN={'1' if settings.DRY_RUN else '0'})"
+            )
+            stats = replay_bars(
+                bars,
+                speed=opts["speed"],
+                warmup_bars=opts["warmup_bars"],
+                stop=lambda: stopping["flag"],
+            )
+            self.stdout.write(
+                self.style.SUCCESS(
+                    f"Replay finished: {stats.published} bars published, {stats.skipped} failed"
+                )
+            )
+            if children and not opts["exit_when_done"]:
+                self.stdout.write(
+                    f"Serving on http://{settings.BIND_ADDRESS}:{settings.PORT}/ - Ctrl-C to stop"
+                )
+                while not stopping["flag"] and all(c.poll() is None for c in children):
+                    time.sleep(0.5)
+        finally:
+            for child in children:
+                if child.poll() is None:
+                    child.terminate()
+            for child in children:
+                try:
+                    child.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+
+    def _bars(self, opts):
+        symbol = opts["symbol"].upper()
+        if opts["file"]:
+            path = Path(opts["file"])
+            if not path.is_file():
+                raise CommandError(f"REPLAY_FILE {path} does not exist")
+            return list(read_bars_csv(path, symbol=symbol))
+        return synthetic_sessions(
+            symbol=symbol, sessions=opts["sessions"], seed=settings.REPLAY_SEED
+        )
+
+    def _start_processes(self) -> list[subprocess.Popen]:
+        env = os.environ.copy()
+        python = sys.executable
+        bindir = Path(python).parent
+        procs = [
+            [
+                python,
+                "-m",
+                "uvicorn",
+                "autotrader_site.asgi:application",
+                "--host",
+                settings.BIND_ADDRESS,
+                "--port",
+                str(settings.PORT),
+                "--log-level",
+                "warning",
+            ]
+        ]
+        if settings.REDIS_URL and not settings.CELERY_TASK_ALWAYS_EAGER:
+            celery = str(bindir / "celery")
+            procs.append(
+                [celery, "-A", "autotrader_site", "worker", "-l", "warning", "--concurrency", "2"]
+            )
+            procs.append(
+                [
+                    celery,
+                    "-A",
+                    "autotrader_site",
+                    "beat",
+                    "-l",
+                    "warning",
+                    "--scheduler",
+                    "django_celery_beat.schedulers:DatabaseScheduler",
+                ]
+            )
+        started = [subprocess.Popen(cmd, env=env) for cmd in procs]
+        self.stdout.write(
+            f"Web: http://{settings.BIND_ADDRESS}:{settings.PORT}/api/v1/diag/health"
+            f"  admin: http://{settings.BIND_ADDRESS}:{settings.PORT}/admin/"
+        )
+        time.sleep(1.0)
+        return started
