@@ -1,0 +1,51 @@
+"""API fields and output shapes for market data, reused by the downstream apps' views."""
+
+from __future__ import annotations
+
+import re
+
+from rest_framework import serializers
+
+from marketdata.models import Bar
+
+SYMBOL_PATTERN = r"^[A-Z][A-Z0-9.]{0,9}$"
+_SYMBOL_RE = re.compile(SYMBOL_PATTERN)
+
+
+def symbol_normalise(value: str) -> str:
+    """Upper-case and validate a ticker; raises serializers.ValidationError."""
+    symbol = (value or "").strip().upper()
+    if not _SYMBOL_RE.match(symbol):
+        raise serializers.ValidationError(
+            "not a ticker symbol (1-10 of A-Z, 0-9 and '.', starting with a letter)"
+        )
+    return symbol
+
+
+class SymbolField(serializers.CharField):
+    """A ticker symbol, upper-cased (`aapl` → `AAPL`)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_length", 10)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        return symbol_normalise(super().to_internal_value(data))
+
+
+class BarOutputSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Bar
+        fields = [
+            "id",
+            "symbol",
+            "ts",
+            "open",
+            "high",
+            "low",
+            "close",
+            "volume",
+            "vwap",
+            "trades",
+            "source",
+        ]

@@ -1,0 +1,118 @@
+"""diag/health, orders and signals: the endpoints the end-to-end path depends on."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+
+from tests.api.conftest import T0, make_order, make_signal
+
+pytestmark = pytest.mark.django_db
+
+
+def test_health_is_open_and_reports_each_check(anon):
+    from trading.models import WorkerHeartbeat
+
+    WorkerHeartbeat.objects.create(name="worker@host", at=T0)
+    resp = anon.get("/api/v1/diag/health")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["worker"]["name"] == "worker@host"
+    assert "last_bar" in body["checks"]
+    assert body["status"] in {"ok", "degraded"}
+
+
+def test_health_reports_redis_when_configured(anon, settings):
+    if not settings.REDIS_URL:
+        pytest.skip("REDIS_URL not set")
+    body = anon.get("/api/v1/diag/health").json()
+    assert body["checks"]["redis"]["ok"] is True
+
+
+def test_health_answers_503_when_redis_is_unreachable(anon, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    resp = anon.get("/api/v1/diag/health")
+    assert resp.status_code == 503
+    assert resp.json()["checks"]["redis"]["ok"] is False
+
+
+@pytest.mark.django_db(transaction=True)
+def test_health_answers_503_when_the_database_is_down(anon):
+    saved = dict(connection.settings_dict)
+    connection.close()
+    connection.settings_dict["PORT"] = "1"  # nothing listens there: a real connection failure
+    connection.settings_dict["HOST"] = "127.0.0.1"
+    try:
+        resp = anon.get("/api/v1/diag/health")
+    finally:
+        connection.close()
+        connection.settings_dict.update(saved)
+    assert resp.status_code == 503
+    body = resp.json()
+    assert body["status"] == "down"
+    assert body["checks"]["database"]["ok"] is False
+
+
+def test_orders_need_login(anon):
+    assert anon.get("/api/v1/orders").status_code in (401, 403)
+
+
+def test_orders_list_newest_first_and_filter_by_symbol(reader):
+    make_order(symbol="SPY")
+    make_order(symbol="QQQ", status="open")
+    resp = reader.get("/api/v1/orders?limit=100")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["count"] == 2
+    assert [o["symbol"] for o in body["results"]] == ["QQQ", "SPY"]
+    only = reader.get("/api/v1/orders?symbol=spy").json()
+    assert [o["symbol"] for o in only["results"]] == ["SPY"]
+    assert reader.get("/api/v1/orders?status=open").json()["count"] == 1
+
+
+def test_orders_bad_filter_is_400_with_field_errors(reader):
+    resp = reader.get("/api/v1/orders?symbol=NOT A SYMBOL")
+    assert resp.status_code == 400
+    assert "symbol" in resp.json()
+    resp = reader.get("/api/v1/orders?status=bogus")
+    assert resp.status_code == 400
+    assert "status" in resp.json()
+
+
+def test_order_detail_has_payloads(reader):
+    order = make_order(request_payload={"class": "equity"}, response_payload={"id": 7})
+    body = reader.get(f"/api/v1/orders/{order.pk}").json()
+    assert body["request_payload"] == {"class": "equity"}
+    assert body["events"] == [] and body["fills"] == []
+    assert reader.get("/api/v1/orders/999999").status_code == 404
+
+
+def test_signals_list_paginates_and_filters(reader):
+    for i in range(5):
+        make_signal(
+            bar_ts=T0 + timedelta(minutes=i), outcome="risk_blocked" if i % 2 else "approved"
+        )
+    make_signal(setup="ORB", symbol="QQQ", execution_symbol="QQQ")
+    resp = reader.get("/api/v1/signals?limit=2")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["count"] == 6 and len(body["results"]) == 2 and body["next"]
+    assert reader.get("/api/v1/signals?setup=ORB").json()["count"] == 1
+    assert reader.get("/api/v1/signals?outcome=risk_blocked").json()["count"] == 2
+    since = (T0 + timedelta(minutes=3)).isoformat()
+    assert reader.get("/api/v1/signals", {"since": since, "symbol": "SPY"}).json()["count"] == 2
+    first = reader.get("/api/v1/signals?limit=1").json()["results"][0]
+    assert {"reasons", "checks", "outcome", "setup"} <= set(first)
+
+
+def test_signals_bad_filters_are_400(reader):
+    resp = reader.get("/api/v1/signals?setup=NOPE&since=yesterday")
+    assert resp.status_code == 400
+    assert {"setup", "since"} <= set(resp.json())
+
+
+def test_signals_need_login(anon):
+    assert anon.get("/api/v1/signals").status_code in (401, 403)
