@@ -1,0 +1,1 @@
+"""Provider clients: Tradier market data, Polygon REST, shared HTTP retry plumbing."""
