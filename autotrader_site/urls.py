@@ -1,8 +1,10 @@
-"""Top-level routes: admin, API v1, OpenAPI, metrics."""
+"""Top-level routes: admin, API v1, OpenAPI, metrics. (`/` is the dashboard's, wired by its app.)"""
 
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from autotrader_site.metrics_view import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -10,4 +12,5 @@ urlpatterns = [
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api-auth/", include("rest_framework.urls")),
+    path("metrics", metrics_view, name="metrics"),
 ]

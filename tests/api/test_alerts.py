@@ -1,0 +1,99 @@
+"""The webhook notifier against a real local HTTP receiver."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from autotrader_site.alerts import alert_send, alert_send_background
+
+
+class _Receiver:
+    def __init__(self) -> None:
+        self.bodies: list[dict] = []
+        self.status = 204
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                receiver.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(receiver.status)
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook/secret-part"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(settings):
+    r = _Receiver()
+    settings.ALERT_WEBHOOK_URL = r.url
+    settings.ALERT_MIN_INTERVAL_SEC = 300
+    yield r
+    r.close()
+
+
+def test_alert_posts_discord_and_slack_compatible_json(receiver):
+    assert alert_send("kill_switch", "daily loss limit hit", day_pnl="-512.00", account="VA1")
+    (body,) = receiver.bodies
+    assert body["content"] == body["text"]
+    assert body["content"].startswith("[AutoTrader] kill_switch: daily loss limit hit")
+    assert "day_pnl: -512.00" in body["content"]
+
+
+def test_alert_is_rate_limited_per_kind(receiver):
+    assert alert_send("stream_stall", "no bars for 130 s")
+    assert not alert_send("stream_stall", "no bars for 190 s")
+    assert alert_send("order_rejected", "SPY buy 10 rejected")
+    assert len(receiver.bodies) == 2
+
+
+def test_alert_without_rate_limit_sends_every_time(receiver, settings):
+    settings.ALERT_MIN_INTERVAL_SEC = 0
+    assert alert_send("stream_stall", "a") and alert_send("stream_stall", "b")
+    assert len(receiver.bodies) == 2
+
+
+def test_failed_delivery_returns_false_logs_without_url_and_does_not_silence(receiver, caplog):
+    receiver.status = 500
+    with caplog.at_level(logging.WARNING, logger="autotrader_site.alerts"):
+        assert not alert_send("reconcile_failed", "broker unreachable")
+    assert "500" in caplog.text and "secret-part" not in caplog.text
+    receiver.status = 200
+    assert alert_send("reconcile_failed", "broker unreachable")
+    assert len(receiver.bodies) == 2
+
+
+def test_secret_looking_fields_are_masked(receiver):
+    alert_send("order_rejected", "x", api_token="abc123", symbol="SPY")
+    content = receiver.bodies[0]["content"]
+    assert "abc123" not in content and "api_token: ***" in content
+
+
+def test_unreachable_webhook_does_not_raise(settings):
+    settings.ALERT_WEBHOOK_URL = "http://127.0.0.1:1/hook"
+    assert alert_send("stream_stall", "x") is False
+
+
+def test_no_webhook_configured_is_a_no_op(settings):
+    settings.ALERT_WEBHOOK_URL = ""
+    assert alert_send("stream_stall", "x") is False
+
+
+def test_background_send_delivers(receiver):
+    alert_send_background("trading_state", "HALTED by ops").join(timeout=10)
+    assert receiver.bodies and "HALTED by ops" in receiver.bodies[0]["content"]
