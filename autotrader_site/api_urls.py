@@ -4,6 +4,7 @@ from django.urls import include, path
 
 urlpatterns = [
     path("", include("analytics.api_urls")),
+    path("", include("analytics.api")),
     path("", include("marketdata.api_urls")),
     path("", include("strategies.api_urls")),
     path("", include("trading.api_urls")),
