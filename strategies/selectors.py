@@ -1,0 +1,66 @@
+"""Reads of the signal journal."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db.models import Max, QuerySet
+
+from strategies.models import FeatureSnapshot, Signal, SignalOutcome
+
+TRADED_OUTCOMES = (SignalOutcome.DRY_RUN, SignalOutcome.SUBMITTED)
+
+
+def signal_list(
+    *,
+    symbol: str | None = None,
+    setup: str | None = None,
+    outcome: str | None = None,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> QuerySet:
+    qs = Signal.objects.all()
+    if symbol:
+        qs = qs.filter(symbol=symbol.upper())
+    if setup:
+        qs = qs.filter(setup=setup.upper())
+    if outcome:
+        qs = qs.filter(outcome=outcome)
+    if start is not None:
+        qs = qs.filter(bar_ts__gte=start)
+    if end is not None:
+        qs = qs.filter(bar_ts__lte=end)
+    return qs.order_by("-bar_ts", "-id")
+
+
+def signal_last_fired(*, symbol: str, before: datetime, window_sec: int) -> dict[str, datetime]:
+    """setup -> bar start of the latest stored signal of `symbol` in the cooldown window before
+    `before` (any outcome: a blocked signal also starts the cooldown, so the journal is not
+    flooded with one row per bar while a condition holds)."""
+    if window_sec <= 0:
+        return {}
+    rows = (
+        Signal.objects.filter(
+            symbol=symbol,
+            bar_ts__lt=before,
+            bar_ts__gte=before - timedelta(seconds=window_sec),
+        )
+        .values("setup")
+        .annotate(last=Max("bar_ts"))
+    )
+    return {r["setup"]: r["last"] for r in rows}
+
+
+def signal_traded_count(*, start: datetime, end: datetime) -> int:
+    """Signals with bar start in [start, end) that became trades (dry_run or submitted)."""
+    return Signal.objects.filter(
+        bar_ts__gte=start, bar_ts__lt=end, outcome__in=TRADED_OUTCOMES
+    ).count()
+
+
+def feature_snapshot_exists(*, symbol: str, bar_ts: datetime) -> bool:
+    return FeatureSnapshot.objects.filter(symbol=symbol, bar_ts=bar_ts).exists()
+
+
+def feature_snapshot_latest(*, symbol: str) -> FeatureSnapshot | None:
+    return FeatureSnapshot.objects.filter(symbol=symbol).order_by("-bar_ts").first()

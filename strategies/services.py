@@ -1,0 +1,306 @@
+"""Writes of the strategy stage: evaluate a stored bar into journaled Signal rows, and annotate
+them as later stages (risk, trading) decide."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from django.db import IntegrityError, transaction
+
+from autotrader_site.clock import clock
+from autotrader_site.metrics import SIGNAL_TOTAL
+from marketdata.selectors import bars_as_data
+from strategies import policies
+from strategies.config import StrategyConfig
+from strategies.evaluation import setups_decide
+from strategies.execution_map import execution_levels
+from strategies.feature_store import features_at, features_latest
+from strategies.features.sessions import bar_close_et
+from strategies.journal import journal_append, json_safe
+from strategies.models import FeatureSnapshot, Signal, SignalOutcome
+from strategies.options_gate import options_checks
+from strategies.selectors import signal_last_fired, signal_traded_count
+from strategies.setups.base import Decision
+
+log = logging.getLogger(__name__)
+
+
+def _check(stage: str, code: str, passed: bool, message: str) -> dict:
+    return {"stage": stage, "code": code, "passed": passed, "message": message}
+
+
+def _failed_codes(checks: list[dict]) -> list[str]:
+    out: list[str] = []
+    for c in checks:
+        if not c.get("passed", True) and c.get("code") not in out:
+            out.append(c["code"])
+    return out
+
+
+def _signal_plan(*, decision: Decision, row: dict, symbol: str, cfg: StrategyConfig, book) -> dict:
+    """Everything a fired decision becomes: execution levels, policy and options checks, outcome.
+    Shared by evaluate_bar (which saves it) and signals_preview (which only shows it)."""
+    bar_ts = row["ts"]
+    exec_symbol = cfg.execution_symbol(symbol)
+    checks = [_check("setup", "SETUP_FIRED", True, "; ".join(decision.reasons))]
+    features = dict(row)
+    levels = execution_levels(
+        symbol=symbol,
+        execution_symbol=exec_symbol,
+        bar_ts=bar_ts,
+        src_close=row["close"],
+        entry=decision.entry,
+        stop=decision.stop,
+        target_one=decision.target_one,
+        target_two=decision.target_two,
+        atr=row["atr_14"],
+    )
+    plan = {
+        "setup": decision.setup,
+        "execution_symbol": exec_symbol,
+        "entry_price": None,
+        "stop_price": None,
+        "target_one": None,
+        "target_two": None,
+        "session_policy": "",
+        "features": features,
+    }
+    if levels is None:
+        checks.append(
+            _check(
+                "execution",
+                "EXECUTION_PRICE_MISSING",
+                False,
+                f"no stored {exec_symbol} bar within 5 minutes of {bar_ts:%H:%M}Z",
+            )
+        )
+        plan.update(checks=checks, outcome=SignalOutcome.FAILED)
+        return plan
+    if exec_symbol != symbol:
+        checks.append(
+            _check(
+                "execution",
+                "EXECUTION_MAPPED",
+                True,
+                f"{symbol} levels x {levels.ratio:.6f} ({exec_symbol} close / {symbol} close)",
+            )
+        )
+    features["exec_atr"] = levels.exec_atr
+    features["exec_ratio"] = levels.ratio
+    plan.update(
+        entry_price=levels.entry,
+        stop_price=levels.stop,
+        target_one=levels.target_one,
+        target_two=levels.target_two,
+    )
+    outcome = SignalOutcome.GENERATED
+    if book is not None:
+        close_at = bar_close_et(bar_ts)
+        policy = book.active(close_at)
+        if policy is None:
+            policy_checks = [policies.no_session_check(close_at.astimezone(book.timezone))]
+        else:
+            plan["session_policy"] = policy.name
+            start, end = policies.bar_ts_window(
+                book, policy, close_at.astimezone(book.timezone).date()
+            )
+            policy_checks = policies.policy_checks(
+                policy,
+                setup=decision.setup,
+                features=row,
+                execution_symbol=exec_symbol,
+                etf_symbols=cfg.etf_symbols,
+                trades_in_window=signal_traded_count(start=start, end=end),
+            )
+            if policy.time_stop_sec is not None:
+                features["time_stop_sec"] = policy.time_stop_sec
+        checks += policy_checks
+        if _failed_codes(policy_checks):
+            outcome = SignalOutcome.POLICY_BLOCKED
+    if outcome == SignalOutcome.GENERATED:
+        opt = options_checks(exec_symbol, cfg)
+        checks += opt
+        if _failed_codes(opt):
+            outcome = SignalOutcome.OPTIONS_BLOCKED
+    plan.update(checks=checks, outcome=outcome)
+    return plan
+
+
+def _announce(signal: Signal, event: str) -> None:
+    SIGNAL_TOTAL.labels(setup=signal.setup, outcome=signal.outcome).inc()
+    journal_append(
+        {
+            "event": event,
+            "signal_id": signal.pk,
+            "setup": signal.setup,
+            "symbol": signal.symbol,
+            "execution_symbol": signal.execution_symbol,
+            "bar_ts": signal.bar_ts,
+            "outcome": signal.outcome,
+            "reasons": signal.reasons,
+            "qty": signal.qty,
+            "entry_price": signal.entry_price,
+            "stop_price": signal.stop_price,
+            "target_one": signal.target_one,
+            "target_two": signal.target_two,
+            "session_policy": signal.session_policy,
+            "checks": signal.checks,
+        }
+    )
+
+
+def evaluate_bar(
+    *,
+    symbol: str,
+    bar_ts: datetime,
+    now: datetime | None = None,
+    cfg: StrategyConfig | None = None,
+) -> list[Signal]:
+    """Evaluate every enabled setup on the STORED bar (symbol, bar_ts), at most once.
+
+    Returns the saved Signal rows of the setups that fired (outcome generated, policy_blocked,
+    options_blocked, or failed when the execution price is unknown). A bar already evaluated
+    (FeatureSnapshot exists, also when another worker wins the race), not stored, or outside the
+    regular session returns [].
+    """
+    cfg = cfg or StrategyConfig.from_settings()
+    symbol = symbol.upper()
+    if FeatureSnapshot.objects.filter(symbol=symbol, bar_ts=bar_ts).exists():
+        return []
+    row = features_at(symbol, bar_ts, cfg)
+    if row is None:
+        if not bars_as_data(symbol=symbol, start=bar_ts, end=bar_ts):
+            log.warning("evaluate_bar: no stored bar %s %s; skipped", symbol, bar_ts)
+            return []
+        snapshot = {"in_session": False}
+        decisions: list[Decision] = []
+    else:
+        last = signal_last_fired(symbol=symbol, before=bar_ts, window_sec=cfg.cooldown_sec)
+        decisions = setups_decide(row, symbol=symbol, cfg=cfg, last_fired=last)
+        snapshot = {
+            "in_session": True,
+            **row,
+            "decisions": [d.as_dict() for d in decisions],
+        }
+    book = policies.policy_book() if decisions else None
+    plans = [
+        _signal_plan(decision=d, row=row, symbol=symbol, cfg=cfg, book=book)
+        for d in decisions
+        if d.fired
+    ]
+    try:
+        with transaction.atomic():
+            FeatureSnapshot.objects.create(
+                symbol=symbol, bar_ts=bar_ts, features=json_safe(snapshot)
+            )
+            signals = [
+                Signal.objects.create(
+                    setup=p["setup"],
+                    symbol=symbol,
+                    execution_symbol=p["execution_symbol"],
+                    bar_ts=bar_ts,
+                    entry_price=p["entry_price"],
+                    stop_price=p["stop_price"],
+                    target_one=p["target_one"],
+                    target_two=p["target_two"],
+                    session_policy=p["session_policy"],
+                    features=json_safe(p["features"]),
+                    checks=p["checks"],
+                    reasons=_failed_codes(p["checks"]),
+                    outcome=p["outcome"],
+                )
+                for p in plans
+            ]
+    except IntegrityError:
+        log.info("evaluate_bar: %s %s already evaluated by another worker", symbol, bar_ts)
+        return []
+    for signal in signals:
+        _announce(signal, "signal")
+    return signals
+
+
+@transaction.atomic
+def signal_outcome_set(
+    *, signal: Signal, outcome: str, checks: list[dict] | None = None, qty=None
+) -> Signal:
+    """Record a later stage's verdict: append its checks, set reasons (codes of every failed
+    check so far), the outcome and qty; count the metric and journal the event."""
+    if outcome not in SignalOutcome.values:
+        raise ValueError(f"unknown signal outcome {outcome!r}")
+    row = Signal.objects.select_for_update().get(pk=signal.pk)
+    row.checks = list(row.checks or []) + [json_safe(c) for c in (checks or [])]
+    row.reasons = _failed_codes(row.checks)
+    row.outcome = outcome
+    if qty is not None:
+        row.qty = int(qty)
+    row.save(update_fields=["checks", "reasons", "outcome", "qty", "updated_at"])
+    _announce(row, "signal_outcome")
+    # keep the caller's instance current
+    signal.checks, signal.reasons, signal.outcome, signal.qty = (
+        row.checks,
+        row.reasons,
+        row.outcome,
+        row.qty,
+    )
+    signal.updated_at = row.updated_at
+    return row
+
+
+def signals_preview(
+    *,
+    symbols: list[str] | None = None,
+    now: datetime | None = None,
+    cfg: StrategyConfig | None = None,
+) -> list[dict]:
+    """What each enabled setup says now on the latest stored regular-session bar of each symbol:
+    one dict per (symbol, setup) with status fired / not_fired / warming_up / no_data, reasons,
+    and for a setup that fires the levels and policy/options checks it would get. Writes nothing."""
+    from django.conf import settings
+
+    cfg = cfg or StrategyConfig.from_settings()
+    now = now or clock.now()
+    book = policies.policy_book()
+    out: list[dict] = []
+    for symbol in [s.upper() for s in (symbols or settings.SYMBOLS)]:
+        row = features_latest(symbol, now, cfg)
+        if row is None:
+            out.extend(
+                {
+                    "symbol": symbol,
+                    "setup": name,
+                    "status": "no_data",
+                    "bar_ts": None,
+                    "reasons": ["no stored regular-session bar"],
+                    "checks": [],
+                }
+                for name in cfg.enabled_setups
+            )
+            continue
+        last = signal_last_fired(symbol=symbol, before=row["ts"], window_sec=cfg.cooldown_sec)
+        for d in setups_decide(row, symbol=symbol, cfg=cfg, last_fired=last):
+            item = {
+                "symbol": symbol,
+                "setup": d.setup,
+                "status": d.status,
+                "bar_ts": row["ts"],
+                "reasons": d.reasons,
+                "execution_symbol": cfg.execution_symbol(symbol),
+                "checks": [],
+            }
+            if d.fired:
+                plan = _signal_plan(decision=d, row=row, symbol=symbol, cfg=cfg, book=book)
+                item.update(
+                    {
+                        "outcome": str(plan["outcome"]),
+                        "entry_price": plan["entry_price"],
+                        "stop_price": plan["stop_price"],
+                        "target_one": plan["target_one"],
+                        "target_two": plan["target_two"],
+                        "session_policy": plan["session_policy"],
+                        "checks": plan["checks"],
+                        "reasons": d.reasons + _failed_codes(plan["checks"]),
+                    }
+                )
+            out.append(item)
+    return out
