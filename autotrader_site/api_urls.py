@@ -7,5 +7,6 @@ urlpatterns = [
     path("", include("analytics.api")),
     path("", include("marketdata.api_urls")),
     path("", include("strategies.api_urls")),
+    path("", include("risk.api_urls")),
     path("", include("trading.api_urls")),
 ]

@@ -33,6 +33,21 @@ class SymbolField(serializers.CharField):
         return symbol_normalise(super().to_internal_value(data))
 
 
+class PositivePriceField(serializers.DecimalField):
+    """A price > 0 with at most 4 decimals."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("max_digits", 14)
+        kwargs.setdefault("decimal_places", 4)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if value <= 0:
+            raise serializers.ValidationError("must be greater than 0")
+        return value
+
+
 class BarOutputSerializer(serializers.ModelSerializer):
     class Meta:
         model = Bar

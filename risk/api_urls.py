@@ -1,0 +1,11 @@
+from django.urls import path
+
+from risk import views
+
+urlpatterns = [
+    path("config/effective", views.EffectiveConfigApi.as_view(), name="config-effective"),
+    path("risk/preview", views.RiskPreviewApi.as_view(), name="risk-preview"),
+    path("trading/state", views.TradingStateApi.as_view(), name="trading-state"),
+    path("trading/halt", views.TradingHaltApi.as_view(), name="trading-halt"),
+    path("trading/resume", views.TradingResumeApi.as_view(), name="trading-resume"),
+]

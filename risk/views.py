@@ -1,0 +1,161 @@
+"""Risk endpoints: effective configuration, risk preview, and the trading state (halt/resume)."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from autotrader_site.permissions import CanTrade, WriteThrottle
+from marketdata.serializers import PositivePriceField, SymbolField
+from risk import selectors, services
+from risk.models import TradingMode
+from risk.serializers import (
+    RiskPreviewOutputSerializer,
+    TradingStateOutputSerializer,
+)
+
+
+def mask_secret(value: str) -> str:
+    """`VA12345678` → `VA…5678`; short or empty values reveal nothing."""
+    if not value:
+        return ""
+    if len(value) <= 8:
+        return "***"
+    return f"{value[:2]}…{value[-4:]}"
+
+
+def _service_facts() -> dict:
+    """Non-risk settings an operator needs to read the effective config; secrets masked."""
+    return {
+        "dry_run": settings.DRY_RUN,
+        "tradier_env": settings.TRADIER_ENV,
+        "tradier_account_id": mask_secret(settings.TRADIER_ACCOUNT_ID),
+        "tradier_access_token": "set" if settings.TRADIER_ACCESS_TOKEN else "unset",
+        "polygon_api_key": "set" if settings.POLYGON_API_KEY else "unset",
+        "use_polygon_equity": settings.USE_POLYGON_EQUITY,
+        "symbols": settings.SYMBOLS,
+        "symbol_execution_map": settings.SYMBOL_EXECUTION_MAP,
+        "enabled_setups": settings.ENABLED_SETUPS,
+        "order_qty": settings.ORDER_QTY,
+        "strategy_interval": settings.STRATEGY_INTERVAL,
+        "session_policy_file": bool(settings.SESSION_POLICY_FILE),
+    }
+
+
+class EffectiveConfigApi(APIView):
+    """Every risk value that applies (to `symbol` when given) and where it came from."""
+
+    class FilterSerializer(serializers.Serializer):
+        symbol = SymbolField(required=False)
+
+    @extend_schema(
+        parameters=[FilterSerializer],
+        responses=inline_serializer(
+            "EffectiveConfig",
+            {
+                "symbol": serializers.CharField(allow_null=True),
+                "values": serializers.DictField(),
+                "service": serializers.DictField(),
+                "trading_state": serializers.CharField(),
+            },
+        ),
+    )
+    def get(self, request):
+        params = self.FilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        config = selectors.effective_config(symbol=params.validated_data.get("symbol"))
+        config["service"] = _service_facts()
+        config["trading_state"] = selectors.trading_state_get().state
+        return Response(config)
+
+
+class RiskPreviewApi(APIView):
+    """What the risk rules would say about buying `qty` of `symbol` now (read-only)."""
+
+    class FilterSerializer(serializers.Serializer):
+        symbol = SymbolField()
+        qty = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+        price = PositivePriceField(required=False)
+        stop_price = PositivePriceField(required=False)
+
+    @extend_schema(parameters=[FilterSerializer], responses=RiskPreviewOutputSerializer)
+    def get(self, request):
+        params = self.FilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        result = services.risk_preview(**params.validated_data)
+        return Response(RiskPreviewOutputSerializer(result).data)
+
+
+def _state_payload() -> dict:
+    row = selectors.trading_state_get()
+    return {
+        "account": row.account,
+        "state": row.state,
+        "reason": row.reason,
+        "changed_by": row.changed_by.get_username() if row.changed_by_id else None,
+        "changed_at": row.changed_at if row.pk else None,
+        "history": list(selectors.trading_state_history(limit=20)),
+    }
+
+
+class TradingStateApi(APIView):
+    """GET the trading state with its audit trail; POST to move to ACTIVE/REDUCING/HALTED."""
+
+    permission_classes = [CanTrade]
+    throttle_classes = [WriteThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        state = serializers.ChoiceField(choices=TradingMode.choices)
+        reason = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+    @extend_schema(responses=TradingStateOutputSerializer)
+    def get(self, request):
+        return Response(TradingStateOutputSerializer(_state_payload()).data)
+
+    @extend_schema(request=InputSerializer, responses=TradingStateOutputSerializer)
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.trading_state_set(
+            state=data.validated_data["state"],
+            reason=data.validated_data.get("reason") or f"via API by {request.user}",
+            user=request.user,
+            actor=request.user.get_username(),
+        )
+        return Response(TradingStateOutputSerializer(_state_payload()).data)
+
+
+class _StateShortcutApi(APIView):
+    permission_classes = [CanTrade]
+    throttle_classes = [WriteThrottle]
+    target_state = TradingMode.HALTED
+
+    class InputSerializer(serializers.Serializer):
+        reason = serializers.CharField(max_length=255, required=False, allow_blank=True)
+
+    @extend_schema(request=InputSerializer, responses=TradingStateOutputSerializer)
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        services.trading_state_set(
+            state=self.target_state,
+            reason=data.validated_data.get("reason") or f"via API by {request.user}",
+            user=request.user,
+            actor=request.user.get_username(),
+        )
+        return Response(TradingStateOutputSerializer(_state_payload()).data)
+
+
+class TradingHaltApi(_StateShortcutApi):
+    """Halt: no new entries; cancels and flatten still work."""
+
+    target_state = TradingMode.HALTED
+
+
+class TradingResumeApi(_StateShortcutApi):
+    """Resume: back to ACTIVE."""
+
+    target_state = TradingMode.ACTIVE
