@@ -3,6 +3,7 @@ from django.urls import path
 from risk import views
 
 urlpatterns = [
+    path("signals", views.SignalListOrPreviewApi.as_view(), name="signal-list"),
     path("config/effective", views.EffectiveConfigApi.as_view(), name="config-effective"),
     path("risk/preview", views.RiskPreviewApi.as_view(), name="risk-preview"),
     path("trading/state", views.TradingStateApi.as_view(), name="trading-state"),

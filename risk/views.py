@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from autotrader_site.permissions import CanTrade, WriteThrottle
-from marketdata.serializers import PositivePriceField, SymbolField
+from marketdata.serializers import PositivePriceField, SymbolField, symbol_normalise
 from risk import selectors, services
 from risk.models import TradingMode
 from risk.serializers import (
     RiskPreviewOutputSerializer,
     TradingStateOutputSerializer,
 )
+from strategies import services as strategy_services
+from strategies.views import SignalListApi
 
 
 def mask_secret(value: str) -> str:
@@ -159,3 +161,43 @@ class TradingResumeApi(_StateShortcutApi):
     """Resume: back to ACTIVE."""
 
     target_state = TradingMode.ACTIVE
+
+
+class SignalListOrPreviewApi(SignalListApi):
+    """GET /signals: the journal (paginated, filterable). With `?preview=1`: what the worker
+    would do now on the latest stored bar of each symbol (every setup's status and reasons,
+    and for a setup that fires, the risk checks that would pass or block it). The preview
+    lives in the risk app because it needs risk checks, and risk may import strategies."""
+
+    class PreviewSerializer(serializers.Serializer):
+        preview = serializers.BooleanField(required=False, default=False)
+        symbols = serializers.CharField(required=False, help_text="comma-separated tickers")
+
+        def validate_symbols(self, value: str) -> list[str]:
+            out = []
+            for part in filter(None, (p.strip() for p in value.split(","))):
+                out.append(symbol_normalise(part))
+            if not out:
+                raise serializers.ValidationError("give at least one symbol")
+            return out
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("preview", bool, description="1: preview mode (not paginated)"),
+            OpenApiParameter("symbols", str, description="preview only: comma-separated"),
+        ]
+    )
+    def get(self, request, *args, **kwargs):
+        mode = self.PreviewSerializer(data=request.query_params)
+        mode.is_valid(raise_exception=True)
+        if not mode.validated_data["preview"]:
+            return super().get(request, *args, **kwargs)
+        items = strategy_services.signals_preview(symbols=mode.validated_data.get("symbols"))
+        for item in items:
+            if item.get("status") == "fired" and item.get("entry_price") is not None:
+                item["risk"] = services.risk_preview(
+                    symbol=item.get("execution_symbol") or item["symbol"],
+                    price=item["entry_price"],
+                    stop_price=item.get("stop_price"),
+                )
+        return Response({"mode": "preview", "count": len(items), "results": items})

@@ -116,3 +116,41 @@ def test_signals_bad_filters_are_400(reader):
 
 def test_signals_need_login(anon):
     assert anon.get("/api/v1/signals").status_code in (401, 403)
+
+
+def test_signals_preview_without_data_lists_each_setup(reader, settings):
+    resp = reader.get("/api/v1/signals?preview=1&symbols=spy,qqq")
+    assert resp.status_code == 200
+    body = resp.json()
+    assert body["mode"] == "preview"
+    assert {r["symbol"] for r in body["results"]} == {"SPY", "QQQ"}
+    assert {r["status"] for r in body["results"]} == {"no_data"}
+    assert body["count"] == 2 * len(settings.ENABLED_SETUPS)
+
+
+def test_signals_preview_attaches_risk_checks_to_a_fired_setup(reader, monkeypatch):
+    from risk import views as risk_views
+
+    fired = {
+        "symbol": "SPX",
+        "setup": "ORB",
+        "status": "fired",
+        "execution_symbol": "SPY",
+        "entry_price": 500.0,
+        "stop_price": 498.0,
+        "reasons": [],
+        "checks": [],
+    }
+    monkeypatch.setattr(
+        risk_views.strategy_services, "signals_preview", lambda symbols=None: [dict(fired)]
+    )
+    (item,) = reader.get("/api/v1/signals?preview=true").json()["results"]
+    assert item["risk"]["symbol"] == "SPY"
+    assert item["risk"]["price"] == "500.0"
+    assert {"approved", "qty", "checks", "reasons"} <= set(item["risk"])
+
+
+def test_signals_preview_bad_symbols_is_400(reader):
+    resp = reader.get("/api/v1/signals?preview=1&symbols=SPY,@@")
+    assert resp.status_code == 400 and "symbols" in resp.json()
+    assert reader.get("/api/v1/signals?preview=maybe").status_code == 400
