@@ -1,0 +1,74 @@
+"""Everything a backtest reads, captured once from the settings into typed objects (the same
+`StrategyConfig` and `RiskConfig` the live path builds), so a run is reproducible and a sweep
+can vary any setting without touching the process environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from decimal import Decimal
+
+from django.conf import settings
+from django.test.utils import override_settings
+
+from risk.config import RiskConfig
+from strategies.config import StrategyConfig
+from trading.fill_model import FillCosts
+
+
+@dataclass(frozen=True)
+class BacktestConfig:
+    strategy: StrategyConfig
+    risk: RiskConfig
+    costs: FillCosts
+    starting_cash: Decimal = Decimal("100000")
+    worst_case: bool = False
+
+    @classmethod
+    def from_settings(
+        cls,
+        *,
+        overrides: dict | None = None,
+        setups: list[str] | None = None,
+        worst_case: bool = False,
+    ) -> BacktestConfig:
+        """Read the configs; `overrides` (setting name → value of the setting's type) apply
+        only while the configs are read."""
+        from analytics.sweeps import settings_values
+
+        with override_settings(**settings_values(overrides or {})):
+            strategy = StrategyConfig.from_settings()
+            risk = RiskConfig.from_settings()
+            costs = FillCosts(
+                slippage_bps=Decimal(str(settings.PAPER_SLIPPAGE_BPS)),
+                spread_bps=Decimal(str(settings.PAPER_SPREAD_BPS)),
+            )
+            cash = Decimal(settings.PAPER_STARTING_CASH_USD)
+        if setups:
+            unknown = sorted(set(setups) - set(settings.ALL_SETUPS))
+            if unknown:
+                raise ValueError(f"unknown setups: {', '.join(unknown)}")
+            strategy = replace(
+                strategy, enabled_setups=tuple(s for s in settings.ALL_SETUPS if s in setups)
+            )
+        return cls(
+            strategy=strategy, risk=risk, costs=costs, starting_cash=cash, worst_case=worst_case
+        )
+
+    def describe(self) -> dict:
+        """The parameters that shape results, JSON-safe, for stored runs and reports."""
+        s, r = self.strategy, self.risk
+        return {
+            "setups": list(s.enabled_setups),
+            "cooldown_sec": s.cooldown_sec,
+            "stop_atr": s.stop_atr,
+            "target_one_atr": s.target_one_atr,
+            "target_two_atr": s.target_two_atr,
+            "risk_per_trade_usd": str(r.risk_per_trade_usd),
+            "max_concurrent": r.max_concurrent,
+            "partial_exit_pct": str(r.partial_exit_pct),
+            "trade_timeout_min": r.trade_timeout_min,
+            "window": f"{r.window_start:%H:%M}-{r.window_end:%H:%M}",
+            "slippage_bps": str(self.costs.slippage_bps),
+            "spread_bps": str(self.costs.spread_bps),
+            "worst_case": self.worst_case,
+        }

@@ -1,0 +1,95 @@
+"""Parameter sweeps: a grid of setting overrides, one backtest per combination, fanned out as a
+Celery group with a chord to a summary (in-process when tasks run eagerly).
+
+A grid axis is written like the setting it changes: `RISK_STOP_ATR_MULTIPLIER=1.0,1.2,1.5`.
+Values are parsed as the setting's current type (int, float, Decimal, bool, time, str), so a
+sweep can change any setting the typed configs read (strategy thresholds, risk, exits, costs).
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import time
+from decimal import Decimal, InvalidOperation
+
+from django.conf import settings
+
+
+class GridError(ValueError):
+    pass
+
+
+def _parse_value(name: str, text: str):
+    current = getattr(settings, name)
+    text = text.strip()
+    try:
+        if isinstance(current, bool):
+            if text.lower() in {"1", "true", "yes", "on"}:
+                return True
+            if text.lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError(text)
+        if isinstance(current, int):
+            return int(text)
+        if isinstance(current, float) or current is None:
+            return float(text)
+        if isinstance(current, Decimal):
+            return str(Decimal(text))  # JSON-safe; turned back into Decimal when applied
+        if isinstance(current, time):
+            hours, minutes = text.split(":")
+            return f"{int(hours):02d}:{int(minutes):02d}"
+    except (ValueError, InvalidOperation):
+        raise GridError(f"{name}: {text!r} is not a valid {type(current).__name__}") from None
+    if isinstance(current, str):
+        return text
+    raise GridError(f"{name} ({type(current).__name__}) cannot be swept")
+
+
+def grid_parse(specs: list[str]) -> dict[str, list]:
+    """`['NAME=v1,v2', ...]` → {NAME: [v1, v2]}; unknown settings and bad values raise GridError
+    naming the axis."""
+    grid: dict[str, list] = {}
+    for spec in specs:
+        name, sep, values = spec.partition("=")
+        name = name.strip().upper()
+        if not sep or not name or not values.strip():
+            raise GridError(f"{spec!r} is not NAME=value1,value2,...")
+        if not hasattr(settings, name) or name.startswith("_"):
+            raise GridError(f"{name} is not a setting")
+        if name in grid:
+            raise GridError(f"{name} given twice")
+        grid[name] = [_parse_value(name, v) for v in values.split(",") if v.strip()]
+        if not grid[name]:
+            raise GridError(f"{name} has no values")
+    return grid
+
+
+def grid_combinations(grid: dict[str, list]) -> list[dict]:
+    """Every combination, in a stable order (the first axis varies slowest)."""
+    names = list(grid)
+    return [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def settings_values(overrides: dict) -> dict:
+    """Overrides as values of the settings' own types (for override_settings)."""
+    out = {}
+    for name, value in overrides.items():
+        current = getattr(settings, name)
+        if isinstance(current, Decimal):
+            out[name] = Decimal(str(value))
+        elif isinstance(current, time) and isinstance(value, str):
+            hours, minutes = value.split(":")
+            out[name] = time(int(hours), int(minutes))
+        else:
+            out[name] = value
+    return out
+
+
+def summary_rank(rows: list[dict], *, key: str = "total_pnl") -> list[dict]:
+    """Sweep rows best first by `key` of the overall statistics (missing values last)."""
+
+    def score(row):
+        value = (row.get("stats") or {}).get(key)
+        return (value is None, -(value or 0.0))
+
+    return sorted(rows, key=score)
