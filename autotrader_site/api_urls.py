@@ -1,8 +1,28 @@
-"""API v1 routes, gathered from each app's `api_urls` module."""
+"""API v1 routes, gathered from each app's `api_urls` module, plus the token endpoint."""
 
 from django.urls import include, path
+from drf_spectacular.utils import extend_schema
+from rest_framework.authtoken.views import ObtainAuthToken
+from rest_framework.permissions import AllowAny
+
+from autotrader_site.permissions import LoginThrottle
+
+
+class AuthTokenApi(ObtainAuthToken):
+    """POST username + password → the user's API token (send it as `Authorization: Token …`).
+    Throttled per client address (API_LOGIN_THROTTLE)."""
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+    throttle_classes = [LoginThrottle]
+
+    @extend_schema(auth=[])
+    def post(self, request, *args, **kwargs):
+        return super().post(request, *args, **kwargs)
+
 
 urlpatterns = [
+    path("auth/token", AuthTokenApi.as_view(), name="auth-token"),
     path("", include("analytics.api_urls")),
     path("", include("analytics.api")),
     path("", include("marketdata.api_urls")),

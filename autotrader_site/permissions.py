@@ -56,3 +56,28 @@ class LoginThrottle(SimpleRateThrottle):
 
     def get_cache_key(self, request, view) -> str:
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+def login_throttled(view):
+    """Wrap a Django login view (admin, browsable API) with the login budget on POST."""
+    from functools import wraps
+
+    from django.http import HttpResponse
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if request.method == "POST":
+            throttle = LoginThrottle()
+            if not throttle.allow_request(request, None):
+                wait = throttle.wait()
+                response = HttpResponse(
+                    "Too many login attempts; try again later.\n",
+                    status=429,
+                    content_type="text/plain",
+                )
+                if wait:
+                    response["Retry-After"] = str(int(wait) + 1)
+                return response
+        return view(request, *args, **kwargs)
+
+    return wrapper

@@ -327,6 +327,11 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Signals, risk, orders and positions of the AutoTrader service.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "trading.models.OrderStatus",
+        "TradeStatusEnum": "trading.models.TradeStatus",
+        "TradingModeEnum": "risk.models.TradingMode",
+    },
 }
 
 # --- Providers -----------------------------------------------------------------------------

@@ -50,11 +50,11 @@ def _service_facts() -> dict:
 class EffectiveConfigApi(APIView):
     """Every risk value that applies (to `symbol` when given) and where it came from."""
 
-    class FilterSerializer(serializers.Serializer):
+    class EffectiveConfigFilterSerializer(serializers.Serializer):
         symbol = SymbolField(required=False)
 
     @extend_schema(
-        parameters=[FilterSerializer],
+        parameters=[EffectiveConfigFilterSerializer],
         responses=inline_serializer(
             "EffectiveConfig",
             {
@@ -66,7 +66,7 @@ class EffectiveConfigApi(APIView):
         ),
     )
     def get(self, request):
-        params = self.FilterSerializer(data=request.query_params)
+        params = self.EffectiveConfigFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         config = selectors.effective_config(symbol=params.validated_data.get("symbol"))
         config["service"] = _service_facts()
@@ -77,15 +77,15 @@ class EffectiveConfigApi(APIView):
 class RiskPreviewApi(APIView):
     """What the risk rules would say about buying `qty` of `symbol` now (read-only)."""
 
-    class FilterSerializer(serializers.Serializer):
+    class RiskPreviewFilterSerializer(serializers.Serializer):
         symbol = SymbolField()
         qty = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
         price = PositivePriceField(required=False)
         stop_price = PositivePriceField(required=False)
 
-    @extend_schema(parameters=[FilterSerializer], responses=RiskPreviewOutputSerializer)
+    @extend_schema(parameters=[RiskPreviewFilterSerializer], responses=RiskPreviewOutputSerializer)
     def get(self, request):
-        params = self.FilterSerializer(data=request.query_params)
+        params = self.RiskPreviewFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
         result = services.risk_preview(**params.validated_data)
         return Response(RiskPreviewOutputSerializer(result).data)
@@ -109,7 +109,7 @@ class TradingStateApi(APIView):
     permission_classes = [CanTrade]
     throttle_classes = [WriteThrottle]
 
-    class InputSerializer(serializers.Serializer):
+    class StateInputSerializer(serializers.Serializer):
         state = serializers.ChoiceField(choices=TradingMode.choices)
         reason = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
@@ -117,9 +117,9 @@ class TradingStateApi(APIView):
     def get(self, request):
         return Response(TradingStateOutputSerializer(_state_payload()).data)
 
-    @extend_schema(request=InputSerializer, responses=TradingStateOutputSerializer)
+    @extend_schema(request=StateInputSerializer, responses=TradingStateOutputSerializer)
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.StateInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.trading_state_set(
             state=data.validated_data["state"],
@@ -135,12 +135,12 @@ class _StateShortcutApi(APIView):
     throttle_classes = [WriteThrottle]
     target_state = TradingMode.HALTED
 
-    class InputSerializer(serializers.Serializer):
+    class ShortcutInputSerializer(serializers.Serializer):
         reason = serializers.CharField(max_length=255, required=False, allow_blank=True)
 
-    @extend_schema(request=InputSerializer, responses=TradingStateOutputSerializer)
+    @extend_schema(request=ShortcutInputSerializer, responses=TradingStateOutputSerializer)
     def post(self, request):
-        data = self.InputSerializer(data=request.data)
+        data = self.ShortcutInputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         services.trading_state_set(
             state=self.target_state,

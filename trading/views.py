@@ -3,16 +3,35 @@ and serialise; the rules live in trading.services / trading.selectors."""
 
 from __future__ import annotations
 
-from rest_framework import generics
+import logging
 
+from django.conf import settings
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, serializers
+from rest_framework.exceptions import APIException, NotFound
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from autotrader_site.permissions import CanTrade, WriteThrottle
+from marketdata.serializers import SymbolField
+from trading import services
 from trading.filters import FillFilter, OrderFilter, TradeFilter
-from trading.models import Fill, Order, Trade
+from trading.models import AccountSnapshot, AuditEvent, Fill, Order, Trade
 from trading.serializers import (
+    AccountSnapshotOutputSerializer,
     FillOutputSerializer,
     OrderDetailOutputSerializer,
     OrderOutputSerializer,
     TradeOutputSerializer,
 )
+
+logger = logging.getLogger(__name__)
+
+
+class Conflict(APIException):
+    status_code = 409
+    default_detail = "The request conflicts with the current state."
+    default_code = "conflict"
 
 
 class OrderListApi(generics.ListAPIView):
@@ -23,13 +42,6 @@ class OrderListApi(generics.ListAPIView):
 
     def get_queryset(self):
         return Order.objects.order_by("-created_at", "-id")
-
-
-class OrderDetailApi(generics.RetrieveAPIView):
-    serializer_class = OrderDetailOutputSerializer
-
-    def get_queryset(self):
-        return Order.objects.prefetch_related("events", "fills")
 
 
 class FillListApi(generics.ListAPIView):
@@ -53,3 +65,196 @@ class TradeListApi(generics.ListAPIView):
 class TradeDetailApi(generics.RetrieveAPIView):
     serializer_class = TradeOutputSerializer
     queryset = Trade.objects.all()
+
+
+# --- lookups and errors ---------------------------------------------------------------------
+def order_lookup(order_id: str) -> Order:
+    """An order by our id, else by the broker's order id, else by its tag (the spec's
+    ORDER_ID was the broker's)."""
+    qs = Order.objects.all()
+    if order_id.isdigit():
+        order = qs.filter(pk=int(order_id)).first()
+        if order is not None:
+            return order
+    order = qs.filter(broker_order_id=order_id).order_by("-id").first()
+    if order is None:
+        order = qs.filter(tag=order_id).first()
+    if order is None:
+        raise NotFound(f"no order {order_id!r}")
+    return order
+
+
+class BrokerUnavailableError(APIException):
+    status_code = 502
+    default_detail = "The broker did not answer; try again."
+    default_code = "broker_unavailable"
+
+
+def _broker_call(fn, **kwargs):
+    """Run a service that talks to the broker; broker failures become 502 (logged)."""
+    from trading.brokers.base import BrokerError
+
+    try:
+        return fn(**kwargs)
+    except BrokerError as exc:
+        logger.warning("broker call %s failed: %s", fn.__name__, type(exc).__name__)
+        raise BrokerUnavailableError(f"broker error: {type(exc).__name__}") from exc
+
+
+class _WriteApi(APIView):
+    permission_classes = [CanTrade]
+    throttle_classes = [WriteThrottle]
+
+
+# --- order actions --------------------------------------------------------------------------
+class OrderByBrokerIdApi(APIView):
+    """One order by our id, the broker's order id or the tag."""
+
+    @extend_schema(responses=OrderDetailOutputSerializer)
+    def get(self, request, order_id: str):
+        order = order_lookup(order_id)
+        return Response(OrderDetailOutputSerializer(order).data)
+
+
+class OrderCancelApi(_WriteApi):
+    """Cancel one working order (at the broker, then in the ledger). 409 when it is done."""
+
+    @extend_schema(request=None, responses={200: OrderOutputSerializer, 409: None})
+    def post(self, request, order_id: str):
+        order = order_lookup(order_id)
+        if not order.is_working:
+            raise Conflict(f"order {order.pk} is {order.status}; nothing to cancel")
+        order = _broker_call(services.order_cancel, order=order, cause=f"cancel by {request.user}")
+        order.refresh_from_db()
+        return Response(OrderOutputSerializer(order).data)
+
+
+class OrdersCancelAllApi(_WriteApi):
+    """Cancel every working order (of `symbol`); protective stops of open trades are kept
+    unless include_protective=1 (flatten is the way out of a position)."""
+
+    class CancelAllFilterSerializer(serializers.Serializer):
+        symbol = SymbolField(required=False)
+        include_protective = serializers.BooleanField(required=False, default=False)
+
+    class CancelAllOutputSerializer(serializers.Serializer):
+        cancelled = serializers.ListField(child=serializers.IntegerField())
+        kept_protective = serializers.ListField(child=serializers.IntegerField())
+
+    @extend_schema(
+        parameters=[CancelAllFilterSerializer], request=None, responses=CancelAllOutputSerializer
+    )
+    def post(self, request):
+        params = self.CancelAllFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        result = _broker_call(
+            services.orders_cancel_all,
+            symbol=params.validated_data.get("symbol"),
+            include_protective=params.validated_data["include_protective"],
+            user=request.user,
+        )
+        return Response(self.CancelAllOutputSerializer(result).data)
+
+
+class OrdersCancelStaleApi(_WriteApi):
+    """Cancel non-protective working orders older than `minutes` (default STALE_ORDER_MINUTES)."""
+
+    class CancelStaleFilterSerializer(serializers.Serializer):
+        minutes = serializers.IntegerField(min_value=1, max_value=7 * 24 * 60, required=False)
+
+    class CancelStaleOutputSerializer(serializers.Serializer):
+        cancelled = serializers.ListField(child=serializers.IntegerField())
+        minutes = serializers.IntegerField()
+
+    @extend_schema(
+        parameters=[CancelStaleFilterSerializer],
+        request=None,
+        responses=CancelStaleOutputSerializer,
+    )
+    def post(self, request):
+        params = self.CancelStaleFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        minutes = params.validated_data.get("minutes", settings.STALE_ORDER_MINUTES)
+        result = _broker_call(services.orders_cancel_stale, minutes=minutes)
+        AuditEvent.objects.create(
+            action="orders_cancel_stale",
+            user=request.user,
+            details={"minutes": minutes, "cancelled": result["cancelled"]},
+        )
+        return Response(self.CancelStaleOutputSerializer(result).data)
+
+
+# --- positions and account ------------------------------------------------------------------
+class PositionStopSerializer(serializers.Serializer):
+    stop = serializers.CharField()
+    qty = serializers.IntegerField()
+
+
+class PositionsOutputSerializer(serializers.Serializer):
+    symbol = serializers.CharField()
+    qty = serializers.IntegerField()
+    avg_price = serializers.CharField()
+    last_price = serializers.CharField(allow_null=True)
+    unrealized_pnl = serializers.CharField()
+    realized_pnl = serializers.CharField()
+    stops = PositionStopSerializer(many=True)
+
+
+class PositionListApi(APIView):
+    """Open positions of the ledger with unrealised P&L and their protective stops."""
+
+    @extend_schema(responses=PositionsOutputSerializer(many=True))
+    def get(self, request):
+        return Response(PositionsOutputSerializer(services.positions_list(), many=True).data)
+
+
+class PositionsFlattenApi(_WriteApi):
+    """Close every position (or `symbol`'s) at market and cancel working entries. Audited."""
+
+    class FlattenFilterSerializer(serializers.Serializer):
+        symbol = SymbolField(required=False)
+        reason = serializers.CharField(required=False, max_length=200)
+
+    class FlattenOutputSerializer(serializers.Serializer):
+        trades = serializers.ListField(child=serializers.IntegerField())
+        orders = serializers.ListField(child=serializers.IntegerField())
+
+    @extend_schema(
+        parameters=[FlattenFilterSerializer], request=None, responses=FlattenOutputSerializer
+    )
+    def post(self, request):
+        params = self.FlattenFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        result = _broker_call(
+            services.positions_flatten,
+            symbol=params.validated_data.get("symbol"),
+            reason=params.validated_data.get("reason") or f"flatten by {request.user}",
+            user=request.user,
+        )
+        return Response(self.FlattenOutputSerializer(result).data)
+
+
+class BalancesOutputSerializer(serializers.Serializer):
+    broker = serializers.CharField()
+    cash = serializers.CharField()
+    equity = serializers.CharField()
+    buying_power = serializers.CharField(allow_null=True)
+    open_pnl = serializers.CharField()
+    day_pnl = serializers.CharField(allow_null=True)
+
+
+class AccountBalancesApi(APIView):
+    """The broker's balances now (the paper broker's when DRY_RUN=1)."""
+
+    @extend_schema(responses=BalancesOutputSerializer)
+    def get(self, request):
+        return Response(BalancesOutputSerializer(_broker_call(services.account_balances)).data)
+
+
+class AccountSnapshotListApi(generics.ListAPIView):
+    """Stored account snapshots (equity curve), newest first."""
+
+    serializer_class = AccountSnapshotOutputSerializer
+
+    def get_queryset(self):
+        return AccountSnapshot.objects.order_by("-ts")
