@@ -1,5 +1,7 @@
-"""Diagnostics: health of the moving parts. Open to anyone (load balancers, Prometheus probes);
-it reveals ages and up/down facts, never configuration values or secrets."""
+"""Diagnostics and per-setup statistics.
+
+Health is open to anyone (load balancers, probes): it reveals ages and up/down facts, never
+configuration values or secrets. Providers and stats need a logged-in user."""
 
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from autotrader_site.clock import clock
+from marketdata.serializers import SymbolField
 
 logger = logging.getLogger(__name__)
 
@@ -155,3 +158,163 @@ class HealthApi(APIView):
         report, healthy = health_report()
         code = status.HTTP_200_OK if healthy else status.HTTP_503_SERVICE_UNAVAILABLE
         return Response(report, status=code)
+
+
+# --- providers ------------------------------------------------------------------------------
+def _tradier_live_check() -> dict:
+    """One quick call to Tradier's market clock (no retries); never raises."""
+    from marketdata.clients.tradier_http import TradierHTTP
+    from marketdata.clients.tradier_market import TradierMarketData
+
+    http = TradierHTTP.from_settings(max_retries=0, timeout=min(settings.TRADIER_TIMEOUT_SEC, 3))
+    started = time.perf_counter()
+    try:
+        clock_now = TradierMarketData(http=http).clock()
+    except Exception as exc:
+        logger.warning("providers: tradier check failed: %s", type(exc).__name__)
+        return {"reachable": False, "error": type(exc).__name__}
+    finally:
+        http.close()
+    return {
+        "reachable": True,
+        "latency_ms": round((time.perf_counter() - started) * 1000, 1),
+        "market_state": clock_now.get("state"),
+        "next_state": clock_now.get("next_state"),
+        "next_change": clock_now.get("next_change"),
+    }
+
+
+def providers_report(*, check: bool) -> dict:
+    """What each data/broker provider is configured to do, with the facts that bite
+    (sandbox data is delayed, sandbox has no streaming). No secret values."""
+    sandbox = settings.TRADIER_ENV == "sandbox"
+    tradier = {
+        "env": settings.TRADIER_ENV,
+        "base_url": settings.TRADIER_BASE_URL,
+        "configured": bool(settings.TRADIER_ACCESS_TOKEN),
+        "orders_routed": not settings.DRY_RUN,
+        "data_delay_minutes": 15 if sandbox else 0,
+        "streaming_available": not sandbox,
+        "notes": (
+            [
+                "Sandbox quotes and time-and-sales are delayed ~15 minutes.",
+                "Sandbox has no streaming API: live bars come from Polygon or the replay feed.",
+                "Tradier has no native trailing stop: trailing is emulated by the exit manager.",
+            ]
+            if sandbox
+            else ["Tradier has no native trailing stop: trailing is emulated by the exit manager."]
+        ),
+    }
+    polygon = {
+        "configured": bool(settings.POLYGON_API_KEY),
+        "rest_url": settings.POLYGON_REST_URL,
+        "ws_url": settings.POLYGON_WS_URL,
+        "ws_key_configured": bool(settings.POLYGON_WS_KEY),
+        "ws_symbols": settings.POLYGON_WS_SYMBOLS,
+        "use_polygon_equity": settings.USE_POLYGON_EQUITY,
+        "flatfiles_configured": bool(
+            settings.POLYGON_FLATFILES_ACCESS_KEY and settings.POLYGON_FLATFILES_SECRET_KEY
+        ),
+        "notes": [
+            "Options liquidity and IV come from the options snapshot endpoints.",
+            "Index clusters (I:SPX, I:NDX) carry no volume; the execution proxy's volume is used.",
+        ],
+    }
+    if check:
+        tradier["check"] = _tradier_live_check() if tradier["configured"] else {"reachable": None}
+    return {
+        "dry_run": settings.DRY_RUN,
+        "broker": "paper" if settings.DRY_RUN else "tradier",
+        "market_data": "polygon" if settings.USE_POLYGON_EQUITY else "tradier/replay",
+        "tradier": tradier,
+        "polygon": polygon,
+    }
+
+
+class ProvidersApi(APIView):
+    """Provider configuration facts; `?check=1` also calls Tradier's market clock once."""
+
+    class ProvidersFilterSerializer(serializers.Serializer):
+        check = serializers.BooleanField(required=False, default=False)
+
+    @extend_schema(
+        parameters=[ProvidersFilterSerializer],
+        responses=inline_serializer(
+            "Providers",
+            {
+                "dry_run": serializers.BooleanField(),
+                "broker": serializers.CharField(),
+                "market_data": serializers.CharField(),
+                "tradier": serializers.DictField(),
+                "polygon": serializers.DictField(),
+            },
+        ),
+    )
+    def get(self, request):
+        params = self.ProvidersFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        return Response(providers_report(check=params.validated_data["check"]))
+
+
+# --- per-setup statistics -------------------------------------------------------------------
+def setup_stats(*, since=None, until=None, symbol: str | None = None) -> list[dict]:
+    """Per setup: signals by outcome (journal) and closed-trade statistics (ledger)."""
+    from django.db.models import Count
+
+    from analytics.statistics import trade_stats
+    from strategies.models import Signal
+    from trading.models import Trade, TradeStatus
+
+    signals = Signal.objects.all()
+    trades = Trade.objects.filter(status=TradeStatus.CLOSED)
+    if since is not None:
+        signals = signals.filter(bar_ts__gte=since)
+        trades = trades.filter(created_at__gte=since)
+    if until is not None:
+        signals = signals.filter(bar_ts__lte=until)
+        trades = trades.filter(created_at__lte=until)
+    if symbol:
+        signals = signals.filter(symbol=symbol)
+        trades = trades.filter(symbol=symbol)
+    out: dict[str, dict] = {}
+    for row in signals.values("setup", "outcome").annotate(n=Count("id")).order_by():
+        entry = out.setdefault(row["setup"], {"setup": row["setup"], "signals": 0, "outcomes": {}})
+        entry["signals"] += row["n"]
+        entry["outcomes"][row["outcome"]] = row["n"]
+    pnls: dict[str, list[float]] = {}
+    for setup, pnl in trades.order_by("closed_at", "id").values_list("setup", "realized_pnl"):
+        pnls.setdefault(setup or "MANUAL", []).append(float(pnl))
+    for setup in pnls:
+        out.setdefault(setup, {"setup": setup, "signals": 0, "outcomes": {}})
+    for setup, entry in out.items():
+        entry["trades"] = trade_stats(pnls.get(setup, [])).as_dict()
+    return sorted(out.values(), key=lambda e: e["setup"])
+
+
+class SetupStatsApi(APIView):
+    """Per-setup statistics: signals by outcome, closed trades' win rate, expectancy, P&L."""
+
+    class SetupStatsFilterSerializer(serializers.Serializer):
+        since = serializers.DateTimeField(required=False)
+        until = serializers.DateTimeField(required=False)
+        symbol = SymbolField(required=False)
+
+        def validate(self, attrs):
+            if attrs.get("since") and attrs.get("until") and attrs["since"] > attrs["until"]:
+                raise serializers.ValidationError({"until": "must not be before since"})
+            return attrs
+
+    class SetupStatsOutputSerializer(serializers.Serializer):
+        setup = serializers.CharField()
+        signals = serializers.IntegerField()
+        outcomes = serializers.DictField(child=serializers.IntegerField())
+        trades = serializers.DictField()
+
+    @extend_schema(
+        parameters=[SetupStatsFilterSerializer], responses=SetupStatsOutputSerializer(many=True)
+    )
+    def get(self, request):
+        params = self.SetupStatsFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        rows = setup_stats(**params.validated_data)
+        return Response(self.SetupStatsOutputSerializer(rows, many=True).data)
