@@ -114,7 +114,9 @@ def synthetic_sessions(seed: int = 3) -> pd.DataFrame:
 
 def test_engine_equals_vectorised_on_synthetic_gaps_half_days_and_dst():
     df = synthetic_sessions()
-    vec = assert_equal_bar_for_bar(df, lookback_days=3, lookback_min=30, rvol_profile_min_sessions=2)
+    vec = assert_equal_bar_for_bar(
+        df, lookback_days=3, lookback_min=30, rvol_profile_min_sessions=2
+    )
     sess = vec[vec["in_session"]]
     # the opening range is the first 30 minutes ET on both sides of the DST switch
     before = sess.loc[sess.index.date == date(2024, 3, 8)]
