@@ -21,6 +21,7 @@ class BacktestConfig:
     risk: RiskConfig
     costs: FillCosts
     starting_cash: Decimal = Decimal("100000")
+    flatten_before_close_min: int = 5
     worst_case: bool = False
 
     @classmethod
@@ -43,6 +44,7 @@ class BacktestConfig:
                 spread_bps=Decimal(str(settings.PAPER_SPREAD_BPS)),
             )
             cash = Decimal(settings.PAPER_STARTING_CASH_USD)
+            flatten = int(settings.FLATTEN_BEFORE_CLOSE_MIN)
         if setups:
             unknown = sorted(set(setups) - set(settings.ALL_SETUPS))
             if unknown:
@@ -51,7 +53,12 @@ class BacktestConfig:
                 strategy, enabled_setups=tuple(s for s in settings.ALL_SETUPS if s in setups)
             )
         return cls(
-            strategy=strategy, risk=risk, costs=costs, starting_cash=cash, worst_case=worst_case
+            strategy=strategy,
+            risk=risk,
+            costs=costs,
+            starting_cash=cash,
+            flatten_before_close_min=flatten,
+            worst_case=worst_case,
         )
 
     def describe(self) -> dict:
@@ -70,5 +77,6 @@ class BacktestConfig:
             "window": f"{r.window_start:%H:%M}-{r.window_end:%H:%M}",
             "slippage_bps": str(self.costs.slippage_bps),
             "spread_bps": str(self.costs.spread_bps),
+            "flatten_before_close_min": self.flatten_before_close_min,
             "worst_case": self.worst_case,
         }
