@@ -85,6 +85,8 @@ def empty_frame() -> pd.DataFrame:
 
 def _finish(frame: pd.DataFrame) -> pd.DataFrame:
     frame = frame[~frame.index.duplicated(keep="first")].sort_index().astype(float)
+    # one time unit everywhere (pandas may infer seconds or microseconds from text)
+    frame.index = pd.DatetimeIndex(frame.index).as_unit("ns").rename("ts")
     local = frame.index.tz_convert(MARKET_TZ)
     frame["session"] = np.asarray(local.date, dtype=object)
     frame["regular"] = regular_session_mask(frame.index)

@@ -39,7 +39,7 @@ def merged_bars(frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     if not parts:
         return pd.DataFrame(columns=["open", "high", "low", "close", "volume", "symbol", "rank"])
     merged = pd.concat(parts)
-    merged["ts_ns"] = merged.index.asi8
+    merged["ts_ns"] = merged.index.as_unit("ns").asi8
     return merged.sort_values(["ts_ns", "rank"], kind="stable")
 
 

@@ -43,7 +43,7 @@ class PriceLookup:
     """Closes and volumes of one symbol by bar start, for the execution map and index volume."""
 
     def __init__(self, frame: pd.DataFrame) -> None:
-        self.ts = frame.index.asi8
+        self.ts = frame.index.as_unit("ns").asi8
         self.close = frame["close"].to_numpy(dtype=float)
         self.volume = frame["volume"].to_numpy(dtype=float)
         self._by_ts = dict(zip(self.ts.tolist(), range(len(self.ts)), strict=True))
