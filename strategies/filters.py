@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.conf import settings
 
-from marketdata.filters import SymbolFilter
+from marketdata.filters import SymbolFilter, UtcDateTimeFilter
 from strategies.models import Side, Signal, SignalOutcome
 
 
@@ -15,8 +15,8 @@ class SignalFilter(django_filters.FilterSet):
     setup = django_filters.MultipleChoiceFilter(choices=[(s, s) for s in settings.ALL_SETUPS])
     outcome = django_filters.MultipleChoiceFilter(choices=SignalOutcome.choices)
     side = django_filters.ChoiceFilter(choices=Side.choices)
-    since = django_filters.IsoDateTimeFilter(field_name="bar_ts", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="bar_ts", lookup_expr="lte")
+    since = UtcDateTimeFilter(field_name="bar_ts", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="bar_ts", lookup_expr="lte")
 
     class Meta:
         model = Signal
