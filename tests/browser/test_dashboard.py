@@ -1,0 +1,244 @@
+"""The live dashboard in a real browser: log in, watch a replay fill the chart over the websocket,
+see a new signal (with its block reasons) appear without a reload, halt trading from the page and
+find the state changed in the API."""
+
+from __future__ import annotations
+
+import threading
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.db import connections
+
+from marketdata.replay import replay_bars, synthetic_sessions
+from marketdata.services import bars_upsert
+from strategies.models import Signal
+from tests.browser.conftest import in_thread
+from trading.models import Fill, Order, Position, Trade
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+PASSWORD = "correct-horse-battery"
+HISTORY_BARS = 390 + 60  # one full session and the first hour of the next
+REPLAY_BARS = 60
+WAIT_MS = 30_000
+
+
+def _bars():
+    return synthetic_sessions(symbol="SPY", sessions=2, seed=11, end=date(2026, 3, 6))
+
+
+def _trader(*, can_trade: bool):
+    user = get_user_model().objects.create_user(username="trader", password=PASSWORD)
+    if can_trade:
+        user.user_permissions.add(Permission.objects.get(codename="can_trade"))
+    return user
+
+
+def _seed_ledger(history) -> None:
+    """One managed trade in progress, as the trading stage leaves it in the ledger."""
+    last = history[-1]
+    entry_bar = history[-20]
+    entry = Decimal(str(entry_bar.close))
+    atr = Decimal("0.60")
+    signal = Signal.objects.create(
+        setup="VWAP_RECLAIM",
+        symbol="SPY",
+        execution_symbol="SPY",
+        bar_ts=entry_bar.ts,
+        entry_price=entry,
+        stop_price=entry - Decimal("1.2") * atr,
+        target_one=entry + atr,
+        target_two=entry + 2 * atr,
+        qty=138,
+        outcome="dry_run",
+    )
+    trade = Trade.objects.create(
+        signal=signal,
+        setup="VWAP_RECLAIM",
+        symbol="SPY",
+        execution_symbol="SPY",
+        qty=138,
+        remaining_qty=138,
+        entry_price=entry,
+        stop_price=entry - Decimal("1.2") * atr,
+        initial_stop_price=entry - Decimal("1.2") * atr,
+        target_one=entry + atr,
+        target_two=entry + 2 * atr,
+        status="open",
+        opened_at=entry_bar.ts + timedelta(minutes=1),
+        deadline=entry_bar.ts + timedelta(minutes=46),
+        created_at=entry_bar.ts + timedelta(minutes=1),
+    )
+    order = Order.objects.create(
+        tag=f"{signal.tag}-entry",
+        signal=signal,
+        trade=trade,
+        symbol="SPY",
+        side="buy",
+        qty=138,
+        order_type="market",
+        status="filled",
+        filled_qty=138,
+        avg_fill_price=entry,
+        created_at=entry_bar.ts + timedelta(minutes=1),
+    )
+    Fill.objects.create(
+        order=order,
+        broker_fill_id="paper-1",
+        symbol="SPY",
+        side="buy",
+        qty=138,
+        price=entry,
+        ts=entry_bar.ts + timedelta(minutes=1, seconds=2),
+    )
+    Order.objects.create(
+        tag=f"{signal.tag}-t1",
+        trade=trade,
+        role="target_one",
+        symbol="SPY",
+        side="sell",
+        qty=69,
+        order_type="limit",
+        price=entry + atr,
+        status="open",
+        created_at=entry_bar.ts + timedelta(minutes=1, seconds=3),
+    )
+    Position.objects.create(
+        symbol="SPY", qty=138, avg_price=entry, last_price=Decimal(str(last.close))
+    )
+
+
+def _login(page, base_url: str) -> None:
+    page.goto(f"{base_url}/")
+    assert "/login/" in page.url  # the dashboard requires a login
+    page.fill("#id_username", "trader")
+    page.fill("#id_password", PASSWORD)
+    page.click("#login-submit")
+    page.wait_for_url(f"{base_url}/")
+
+
+def _bars_on_chart(page) -> int:
+    return int(page.get_attribute("#chart-SPY", "data-bars"))
+
+
+def test_dashboard_fills_live_during_a_replay_and_halts_trading(
+    asgi_server, browser, screenshot_dir
+):
+    bars = _bars()
+    history, replay = bars[:HISTORY_BARS], bars[HISTORY_BARS : HISTORY_BARS + REPLAY_BARS]
+    in_thread(bars_upsert, bars=history)
+    in_thread(_seed_ledger, history)
+    in_thread(_trader, can_trade=True)
+
+    page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _login(page, asgi_server.url)
+
+    # First paint over the websocket: the stored history, the open trade, the seeded fill.
+    page.wait_for_selector("#conn-status[data-state=live]", timeout=WAIT_MS)
+    page.wait_for_function(
+        f"document.querySelector('#chart-SPY')?.dataset.bars === '{HISTORY_BARS}'",
+        timeout=WAIT_MS,
+    )
+    page.wait_for_selector("#trades-table tbody tr[data-trade-id]", timeout=WAIT_MS)
+    assert page.locator("#orders-table tbody tr").count() == 2
+    assert page.locator("#fills-table tbody tr").count() == 1
+    assert page.text_content("#trading-state") == "ACTIVE"
+    page.evaluate("window.__sameDocument = 42")  # gone if the page reloads
+
+    # Replay the next hour through the live path (store, then publish on the channel layer).
+    stats = {}
+
+    def run_replay():
+        try:
+            stats["result"] = replay_bars(replay, speed=600.0)  # 0.1 s per bar
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=run_replay, daemon=True)
+    worker.start()
+    page.wait_for_function(
+        f"Number(document.querySelector('#chart-SPY').dataset.bars) >= {HISTORY_BARS + 10}",
+        timeout=WAIT_MS,
+    )
+    assert page.evaluate("window.__sameDocument") == 42
+
+    # A new signal is journaled mid-replay: it shows up with its block reasons, no reload.
+    blocked = in_thread(
+        Signal.objects.create,
+        setup="ORB",
+        symbol="SPY",
+        execution_symbol="SPY",
+        bar_ts=replay[10].ts,
+        entry_price=Decimal(str(replay[10].close)),
+        outcome="risk_blocked",
+        reasons=["MAX_CONCURRENT"],
+        checks=[
+            {"stage": "risk", "code": "TRADING_WINDOW", "passed": True, "message": "inside"},
+            {
+                "stage": "risk",
+                "code": "MAX_CONCURRENT",
+                "passed": False,
+                "message": "1 open trade(s), limit 1",
+            },
+        ],
+    )
+    row = page.wait_for_selector(f"#signal-feed li[data-signal-id='{blocked.pk}']", timeout=WAIT_MS)
+    assert "MAX_CONCURRENT: 1 open trade(s), limit 1" in row.text_content()
+    assert row.get_attribute("data-outcome") == "risk_blocked"
+    assert page.evaluate("window.__sameDocument") == 42
+
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert stats["result"].published == REPLAY_BARS
+    page.wait_for_function(
+        f"document.querySelector('#chart-SPY').dataset.bars === '{HISTORY_BARS + REPLAY_BARS}'",
+        timeout=WAIT_MS,
+    )
+    page.wait_for_timeout(500)  # let the chart paint before the picture (not an assertion)
+    page.screenshot(path=str(screenshot_dir / "dashboard-replay.png"), full_page=True)
+    assert page.evaluate("window.__sameDocument") == 42
+
+    # Halt from the page; the API reports it.
+    page.fill("#state-reason", "browser test: halt")
+    page.click("#btn-halt")
+    page.wait_for_selector("#trading-state[data-state=HALTED]", timeout=WAIT_MS)
+    api = page.request.get(f"{asgi_server.url}/api/v1/trading/state")
+    assert api.status == 200
+    body = api.json()
+    assert body["state"] == "HALTED"
+    assert body["reason"] == "browser test: halt"
+    assert body["changed_by"] == "trader"
+    page.screenshot(path=str(screenshot_dir / "dashboard-halted.png"), full_page=False)
+
+    # Resume asks for confirmation first.
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("#btn-resume")
+    page.wait_for_selector("#trading-state[data-state=ACTIVE]", timeout=WAIT_MS)
+    assert page.request.get(f"{asgi_server.url}/api/v1/trading/state").json()["state"] == "ACTIVE"
+    assert errors == []
+
+
+def test_dashboard_without_trading_permission_is_read_only(asgi_server, browser):
+    in_thread(bars_upsert, bars=_bars()[:120])
+    in_thread(_trader, can_trade=False)
+    page = browser.new_page()
+    _login(page, asgi_server.url)
+    page.wait_for_selector("#conn-status[data-state=live]", timeout=WAIT_MS)
+    assert page.locator("#btn-halt").count() == 0
+    assert "read-only" in page.text_content(".state-card")
+    # The write itself is refused too, not only hidden.
+    token = page.evaluate(
+        "document.cookie.split('; ').find(c => c.startsWith('csrftoken=')).split('=')[1]"
+    )
+    response = page.request.post(
+        f"{asgi_server.url}/dashboard/trading-state",
+        form={"state": "HALTED"},
+        headers={"X-CSRFToken": token, "Referer": f"{asgi_server.url}/"},
+    )
+    assert response.status == 403
