@@ -1,0 +1,84 @@
+"""Backtest the live strategy, risk and execution rules over stored or CSV bars."""
+
+import json
+from datetime import date
+
+from django.core.management.base import BaseCommand, CommandError
+
+from analytics.backtest.config import BacktestConfig
+from analytics.backtest.runner import MODES, DataSpec, backtest_persist, backtest_run
+
+
+class Command(BaseCommand):
+    help = (
+        "Backtest: decisions at each bar's close, market fills at the next bar's open ± "
+        "slippage, stops/limits against the bar's high/low (stops first). See docs/backtesting.md."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--data", default="db", help="db (stored bars) or a CSV file")
+        parser.add_argument("--symbol", default="SPY", help="signal symbol(s), comma-separated")
+        parser.add_argument("--start", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
+        parser.add_argument("--end", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
+        parser.add_argument("--setups", default="", help="e.g. EMA_CROSS,ORB (default: enabled)")
+        parser.add_argument("--mode", choices=MODES, default="fast")
+        parser.add_argument("--json", dest="json_out", default="", help="write trades+stats")
+        parser.add_argument("--report", default="", help="directory for the HTML report")
+        parser.add_argument("--persist", action="store_true", help="store as a BacktestRun")
+        parser.add_argument("--name", default="", help="name of the stored run")
+        parser.add_argument(
+            "--worst-case",
+            action="store_true",
+            help="limits must trade through; triggered stops fill at the bar's extreme",
+        )
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, *args, **o):
+        symbols = tuple(s.strip().upper() for s in o["symbol"].split(",") if s.strip())
+        setups = [s.strip().upper() for s in o["setups"].split(",") if s.strip()] or None
+        if not symbols:
+            raise CommandError("--symbol is required")
+        if o["start"] and o["end"] and o["start"] > o["end"]:
+            raise CommandError("--start is after --end")
+        try:
+            config = BacktestConfig.from_settings(setups=setups, worst_case=o["worst_case"])
+            spec = DataSpec(o["data"], symbols, o["start"], o["end"])
+            result = backtest_run(
+                spec=spec, config=config, mode=o["mode"], progress=not o["no_progress"]
+            )
+        except (OSError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        self._print(result)
+        if o["json_out"]:
+            with open(o["json_out"], "w") as handle:
+                json.dump(result.as_dict(), handle, indent=2, default=str)
+            self.stdout.write(f"wrote {o['json_out']}")
+        if o["report"]:
+            from analytics.reports import report_write
+
+            index = report_write(result, o["report"], starting_cash=float(config.starting_cash))
+            self.stdout.write(f"report: {index}")
+        if o["persist"]:
+            run = backtest_persist(result, name=o["name"] or f"{','.join(symbols)} {o['mode']}")
+            self.stdout.write(f"stored BacktestRun #{run.pk}")
+
+    def _print(self, result):
+        out = self.stdout
+        out.write(
+            f"{result.mode}: {result.bars:,} bars, {len(result.sessions)} sessions, "
+            f"{len(result.signals)} signals, {len(result.closed_trades())} trades in "
+            f"{result.elapsed_sec:.2f}s ({result.bars / max(result.elapsed_sec, 1e-9):,.0f} bars/s)"
+        )
+        out.write(
+            f"{'setup':<16}{'trades':>7}{'win%':>7}{'expect $':>10}{'PF':>7}{'P&L $':>11}"
+            f"{'maxDD $':>10}{'Sharpe':>8}"
+        )
+        for setup, s in result.stats().items():
+            pf = "-" if s["profit_factor"] is None else f"{s['profit_factor']:.2f}"
+            sharpe = "-" if s["sharpe_daily"] is None else f"{s['sharpe_daily']:.2f}"
+            win = "-" if s["win_rate"] is None else f"{s['win_rate'] * 100:.1f}"
+            exp = "-" if s["expectancy"] is None else f"{s['expectancy']:.2f}"
+            out.write(
+                f"{setup:<16}{s['trades']:>7}{win:>7}{exp:>10}{pf:>7}{s['total_pnl']:>11.2f}"
+                f"{s['max_drawdown']:>10.2f}{sharpe:>8}"
+            )
