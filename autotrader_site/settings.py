@@ -466,6 +466,7 @@ TRAIL_ACT_PCT = env_float("TRAIL_ACT_PCT", None, minimum=0.0)
 STALE_ORDER_MINUTES = env_int("STALE_ORDER_MINUTES", 60, minimum=1)
 RECONCILE_INTERVAL_SEC = env_int("RECONCILE_INTERVAL_SEC", 60, minimum=1)
 EXIT_MANAGER_INTERVAL_SEC = env_int("EXIT_MANAGER_INTERVAL_SEC", 15, minimum=1)
+FLATTEN_BEFORE_CLOSE_MIN = env_int("FLATTEN_BEFORE_CLOSE_MIN", 5, minimum=0)
 ACCOUNT_SNAPSHOT_INTERVAL_SEC = env_int("ACCOUNT_SNAPSHOT_INTERVAL_SEC", 300, minimum=1)
 # Per-symbol env overrides (QTY_<SYM>, STOP_<SYM>, TP_<SYM>, TRAIL_<SYM>, TRAIL_ACT_<SYM>) are
 # read by risk.config from the environment; validated there at start-up.

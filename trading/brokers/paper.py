@@ -1,0 +1,187 @@
+"""The paper broker (DRY_RUN=1): accepts orders after Tradier's own validation and keeps its
+book in the ledger itself, so the same order state machine, fills and reconciliation apply.
+
+Fills happen only when a bar arrives (`bar_fills`), with the pure rules of
+`trading.fill_model`: an order placed at a bar's close fills on a later bar.
+"""
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+
+from trading.brokers.base import (
+    Balances,
+    BrokerOrder,
+    BrokerPosition,
+    OrderNotFound,
+    OrderRequest,
+    Quote,
+    validate_request,
+)
+from trading.fill_model import ORDER_PRIORITY, BarPrices, FillCosts, fill_price
+
+BAR = timedelta(minutes=1)
+
+
+@dataclass(frozen=True)
+class PaperFill:
+    order_id: int
+    qty: int
+    price: Decimal
+    ts: datetime
+
+
+class PaperBroker:
+    name = "paper"
+
+    def __init__(self, costs: FillCosts | None = None) -> None:
+        self.costs = costs or FillCosts(
+            slippage_bps=Decimal(str(settings.PAPER_SLIPPAGE_BPS)),
+            spread_bps=Decimal(str(settings.PAPER_SPREAD_BPS)),
+        )
+        self._seq = itertools.count(1)
+        self._session = uuid.uuid4().hex[:8]
+
+    def _new_id(self) -> str:
+        return f"P{self._session}-{next(self._seq)}"
+
+    # --- the broker interface ------------------------------------------------------------
+    def submit(self, request: OrderRequest) -> BrokerOrder:
+        validate_request(request)
+        legs = [
+            BrokerOrder(id=self._new_id(), status="open", symbol=leg.symbol, side=leg.side)
+            for leg in request.legs
+        ]
+        return BrokerOrder(
+            id=self._new_id(),
+            status="open",
+            symbol=request.symbol,
+            side=request.side,
+            qty=request.qty,
+            order_type=request.order_type,
+            tag=request.tag,
+            price=request.price,
+            stop=request.stop,
+            order_class=request.order_class,
+            legs=legs,
+            raw={"paper": True, "tag": request.tag},
+        )
+
+    def cancel(self, broker_order_id: str) -> BrokerOrder:
+        order = self._row(broker_order_id)
+        return BrokerOrder(id=broker_order_id, status="canceled", tag=order.tag)
+
+    def modify(self, broker_order_id, *, price=None, stop=None, order_type=None) -> BrokerOrder:
+        order = self._row(broker_order_id)
+        return BrokerOrder(
+            id=broker_order_id,
+            status="open",
+            tag=order.tag,
+            price=price if price is not None else order.price,
+            stop=stop if stop is not None else order.stop_price,
+            order_type=order_type or order.order_type,
+        )
+
+    def order(self, broker_order_id: str) -> BrokerOrder:
+        return self._as_broker_order(self._row(broker_order_id))
+
+    def orders(self) -> list[BrokerOrder]:
+        from trading.models import Order
+
+        rows = Order.objects.filter(broker=self.name).exclude(broker_order_id="")
+        return [self._as_broker_order(o) for o in rows]
+
+    def positions(self) -> list[BrokerPosition]:
+        from trading.models import Position
+
+        return [
+            BrokerPosition(p.symbol, p.qty, p.avg_price * p.qty)
+            for p in Position.objects.exclude(qty=0)
+        ]
+
+    def balances(self) -> Balances:
+        from trading.models import Position
+        from trading.selectors import paper_cash
+
+        cash = paper_cash()
+        market_value = Decimal("0")
+        open_pnl = Decimal("0")
+        for p in Position.objects.exclude(qty=0):
+            price = p.last_price if p.last_price is not None else p.avg_price
+            market_value += price * p.qty
+            open_pnl += (price - p.avg_price) * p.qty
+        return Balances(
+            cash=cash,
+            equity=cash + market_value,
+            buying_power=cash,
+            open_pnl=open_pnl,
+            raw={"paper": True},
+        )
+
+    def quote(self, symbol: str) -> Quote | None:
+        """A synthetic quote around the last stored price with PAPER_SPREAD_BPS."""
+        from marketdata.selectors import bars_as_data
+
+        last = bars_as_data(symbol=symbol, limit=1)
+        if not last:
+            return None
+        return self.quote_around(symbol, Decimal(str(last[-1].close)))
+
+    def quote_around(self, symbol: str, mid: Decimal) -> Quote:
+        half = mid * self.costs.spread_bps / Decimal(20000)
+        return Quote(symbol, bid=mid - half, ask=mid + half, last=mid)
+
+    # --- fills ---------------------------------------------------------------------------
+    def bar_fills(self, orders, bar) -> list[PaperFill]:
+        """Fills of `orders` (working Order rows of the bar's symbol, already eligible: placed
+        before the bar started) on `bar`, in the conservative intrabar order."""
+        prices = BarPrices.of(bar)
+        fills = []
+        ranked = sorted(orders, key=lambda o: (ORDER_PRIORITY.get(o.order_type, 9), o.pk))
+        for order in ranked:
+            open_qty = order.qty - order.filled_qty
+            if open_qty <= 0:
+                continue
+            price = fill_price(
+                side=order.side,
+                order_type=order.order_type,
+                bar=prices,
+                costs=self.costs,
+                price=order.price,
+                stop=order.stop_price,
+            )
+            if price is not None:
+                fills.append(PaperFill(order.pk, open_qty, price, bar.ts))
+        return fills
+
+    # --- helpers -------------------------------------------------------------------------
+    def _row(self, broker_order_id: str):
+        from trading.models import Order
+
+        order = Order.objects.filter(broker=self.name, broker_order_id=broker_order_id).first()
+        if order is None:
+            raise OrderNotFound(broker_order_id)
+        return order
+
+    @staticmethod
+    def _as_broker_order(order) -> BrokerOrder:
+        return BrokerOrder(
+            id=order.broker_order_id,
+            status=order.status,
+            symbol=order.symbol,
+            side=order.side,
+            qty=order.qty,
+            order_type=order.order_type,
+            tag=order.tag,
+            filled_qty=order.filled_qty,
+            avg_fill_price=order.avg_fill_price,
+            price=order.price,
+            stop=order.stop_price,
+            order_class=order.order_class,
+        )

@@ -1,0 +1,197 @@
+"""Reconciliation: the broker is the truth for what exists; the ledger is brought in line.
+
+- a broker order we know (by broker id, or by tag after a crash between the broker's answer
+  and our commit) → its status and fills are applied through the state machine;
+- a broker order we do not know → adopted as role `external` (never re-sent);
+- a working ledger order the broker no longer has → closed (expired), and a `new` order that
+  never reached the broker → a protective stop is re-sent, anything else cancelled;
+- positions: the ledger's net quantity is corrected to the broker's.
+At worker start trading is HALTED until the start-up reconciliation succeeds (fail closed).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from django.core.cache import cache
+from django.db import transaction
+
+from autotrader_site.clock import clock
+from autotrader_site.metrics import RECONCILE_LAST_SUCCESS, RECONCILE_TOTAL
+from trading import services
+from trading.brokers import broker_get
+from trading.brokers.base import BrokerError, OrderNotFound
+from trading.models import WORKING_STATUSES, Order, OrderRole, OrderStatus, Position
+from trading.selectors import RECONCILE_CACHE_KEY
+from trading.state_machine import BROKER_STATUS, order_advance
+
+log = logging.getLogger(__name__)
+STARTUP_REASON = "startup: awaiting reconciliation"
+# A `new` order younger than this may be in flight in another worker: leave it alone.
+NEW_ORDER_GRACE = timedelta(seconds=30)
+
+
+def _adopt(remote, now: datetime, broker_name: str) -> Order:
+    tag = remote.tag if remote.tag and not Order.objects.filter(tag=remote.tag).exists() else ""
+    order = Order.objects.create(
+        tag=tag or f"ext-{broker_name}-{remote.id}",
+        broker=broker_name,
+        broker_order_id=remote.id,
+        role=OrderRole.EXTERNAL,
+        symbol=remote.symbol or "?",
+        side=remote.side or "buy",
+        qty=max(int(remote.qty or 0), 1),
+        order_type=remote.order_type
+        if remote.order_type in ("market", "limit", "stop", "stop_limit")
+        else "market",
+        order_class=remote.order_class
+        if remote.order_class in ("equity", "oco", "oto", "otoco")
+        else "equity",
+        price=remote.price,
+        stop_price=remote.stop,
+        response_payload=remote.raw or {},
+        created_at=now,
+    )
+    from trading.models import OrderEvent
+
+    OrderEvent.objects.create(
+        order=order, from_status="", to_status="new", cause="adopted from broker", at=now
+    )
+    order_advance(order, OrderStatus.SUBMITTED, cause="adopted from broker", at=now)
+    return order
+
+
+def _match(remote, broker_name: str) -> Order | None:
+    order = Order.objects.filter(broker=broker_name, broker_order_id=remote.id).first()
+    if order is None and remote.tag:
+        order = Order.objects.filter(tag=remote.tag).first()
+        if order is not None and not order.broker_order_id:
+            order.broker_order_id = remote.id
+            order.response_payload = remote.raw or {}
+            order.save(update_fields=["broker_order_id", "response_payload", "updated_at"])
+    return order
+
+
+def _orders_reconcile(broker, now: datetime, summary: dict) -> None:
+    remote_orders = broker.orders()
+    seen_ids = set()
+    for remote in remote_orders:
+        for item in [remote, *remote.legs]:
+            if not item.id:
+                continue
+            seen_ids.add(item.id)
+            order = _match(item, broker.name)
+            if order is None:
+                if item is not remote:
+                    continue  # a leg of an order we adopt as a whole
+                if BROKER_STATUS.get(str(item.status).lower()) in WORKING_STATUSES or (
+                    item.filled_qty
+                ):
+                    order = _adopt(item, now, broker.name)
+                    summary["adopted"].append(order.tag)
+                else:
+                    continue
+            before = (order.status, order.filled_qty)
+            if order.status == OrderStatus.NEW and item.status:
+                order_advance(order, OrderStatus.SUBMITTED, cause="found at broker by tag", at=now)
+            services.order_apply_remote(order=order, remote=item, now=now)
+            order.refresh_from_db()
+            if (order.status, order.filled_qty) != before:
+                summary["updated"].append(order.tag)
+    for order in Order.objects.filter(broker=broker.name, status__in=WORKING_STATUSES):
+        if order.broker_order_id and order.broker_order_id in seen_ids:
+            continue
+        if order.broker_order_id:
+            try:
+                remote = broker.order(order.broker_order_id)
+            except OrderNotFound:
+                order_advance(order, OrderStatus.EXPIRED, cause="vanished at broker", at=now)
+                summary["closed"].append(order.tag)
+                continue
+            services.order_apply_remote(order=order, remote=remote, now=now)
+            continue
+        if order.status == OrderStatus.NEW and now - order.created_at < NEW_ORDER_GRACE:
+            continue
+        if order.status == OrderStatus.NEW and order.parent_id:
+            continue  # a bracket leg waits for its parent
+        # Never reached the broker (its tag is unknown there).
+        if order.role == OrderRole.STOP and order.trade_id:
+            order_advance(order, OrderStatus.CANCELLED, cause="never reached broker", at=now)
+            services.trade_protect(trade=order.trade, now=now, broker=broker)
+            summary["resent"].append(order.tag)
+        else:
+            order_advance(order, OrderStatus.CANCELLED, cause="never reached broker", at=now)
+            services._after_dead_order(order, now)
+            summary["closed"].append(order.tag)
+
+
+def _positions_reconcile(broker, summary: dict) -> None:
+    remote = {p.symbol: p for p in broker.positions()}
+    local = {p.symbol: p for p in Position.objects.all()}
+    for symbol in set(remote) | set(local):
+        want = remote[symbol].qty if symbol in remote else 0
+        have = local[symbol].qty if symbol in local else 0
+        if want == have:
+            continue
+        position = local.get(symbol) or Position(symbol=symbol)
+        position.qty = want
+        if symbol in remote and want:
+            position.avg_price = (Decimal(remote[symbol].cost_basis) / want).quantize(
+                Decimal("0.0001")
+            )
+        position.save()
+        summary["positions"].append(f"{symbol}: {have} -> {want}")
+        log.warning("reconciliation: position %s corrected %s -> %s", symbol, have, want)
+
+
+def reconcile_run(*, now: datetime | None = None, startup: bool = False, broker=None) -> dict:
+    """Compare broker orders, fills and positions with the ledger and correct the ledger.
+    Records the result for the health endpoint. Never raises: a failure is the result."""
+    now = now or clock.now()
+    broker = broker or broker_get()
+    summary = {"adopted": [], "updated": [], "closed": [], "resent": [], "positions": []}
+    ok, error = True, ""
+    try:
+        with transaction.atomic():
+            _orders_reconcile(broker, now, summary)
+            _positions_reconcile(broker, summary)
+    except (BrokerError, Exception) as exc:  # noqa: BLE001 - the result records it
+        ok, error = False, f"{type(exc).__name__}: {exc}"
+        log.exception("reconciliation failed")
+    result = {
+        "at": now.isoformat(),
+        "ok": ok,
+        "startup": startup,
+        "broker": broker.name,
+        "error": error,
+        "summary": {k: v for k, v in summary.items()},
+    }
+    cache.set(RECONCILE_CACHE_KEY, result, timeout=None)
+    RECONCILE_TOTAL.labels(result="ok" if ok else "error").inc()
+    if ok:
+        RECONCILE_LAST_SUCCESS.set(now.timestamp())
+    return result
+
+
+def startup_reconcile(*, broker=None) -> dict:
+    """Fail closed: HALT (remembering the state it replaces), reconcile, and only restore that
+    state when the reconciliation succeeded."""
+    from risk.selectors import trading_state_get
+    from risk.services import trading_state_set
+
+    state = trading_state_get()
+    previous = state.state
+    if previous != "HALTED":
+        trading_state_set(
+            state="HALTED", reason=f"{STARTUP_REASON} (was {previous})", actor="startup"
+        )
+    result = reconcile_run(startup=True, broker=broker)
+    current = trading_state_get()
+    if result["ok"] and current.reason.startswith(STARTUP_REASON):
+        restore = "ACTIVE"
+        if "(was " in current.reason:
+            restore = current.reason.rsplit("(was ", 1)[1].rstrip(")") or "ACTIVE"
+        trading_state_set(state=restore, reason="startup reconciliation succeeded", actor="startup")
+    return result

@@ -1,0 +1,53 @@
+"""Connections made at start-up: bar-close events → the pipeline task, the exposure provider
+for `risk`, beat schedules after migrate, and the worker start-up reconciliation."""
+
+from __future__ import annotations
+
+import logging
+
+log = logging.getLogger(__name__)
+
+
+def bar_closed_receiver(sender, bar, **kwargs) -> None:
+    from trading.tasks import on_bar_closed
+
+    on_bar_closed.delay(bar.as_event())
+
+
+def exposure_now():
+    from autotrader_site.clock import clock
+    from trading.brokers import broker_get
+    from trading.selectors import exposure_snapshot
+
+    try:
+        balances = broker_get().balances()
+    except Exception:
+        log.exception("balances unavailable for the exposure snapshot")
+        balances = None
+    return exposure_snapshot(
+        now=clock.now(),
+        cash=balances.cash if balances else None,
+        buying_power=balances.buying_power if balances else None,
+    )
+
+
+def schedules_after_migrate(sender, **kwargs) -> None:
+    from trading.schedules import schedules_default_ensure
+
+    try:
+        schedules_default_ensure()
+    except Exception:  # a missing beat table must never break migrate
+        log.exception("could not create the periodic task schedules")
+
+
+def celery_hooks_connect() -> None:
+    from celery.signals import worker_ready
+
+    worker_ready.connect(_on_worker_ready, dispatch_uid="trading.worker_ready", weak=False)
+
+
+def _on_worker_ready(sender=None, **kwargs) -> None:
+    """Fail closed: HALT until the start-up reconciliation succeeds."""
+    from trading.reconciliation import startup_reconcile
+
+    startup_reconcile()

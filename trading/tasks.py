@@ -1,0 +1,75 @@
+"""Celery tasks: thin shells around the pipeline and the services."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from celery import shared_task
+
+from autotrader_site.clock import clock
+
+log = logging.getLogger(__name__)
+
+
+@shared_task(name="trading.on_bar_closed", acks_late=True)
+def on_bar_closed(bar_event: dict) -> int:
+    """One closed bar through strategies → risk → broker. Returns the signals handled."""
+    from marketdata.types import BarData
+    from trading.pipeline import process_bar_close
+
+    return len(process_bar_close(bar=BarData.from_event(bar_event)))
+
+
+@shared_task(name="trading.scan")
+def scan() -> int:
+    """Safety net: evaluate the latest stored bar of every symbol (evaluate_bar is idempotent,
+    so a bar the stream already handled is not evaluated twice)."""
+    from trading.pipeline import scan_latest
+
+    return scan_latest(now=clock.now())
+
+
+@shared_task(name="trading.exits_tick")
+def exits_tick() -> int:
+    """Beat tick of the exit manager: broker sync of working orders, clock-based exits
+    (timeouts, session close), protection of every open trade, entry-limit escalation."""
+    from trading.pipeline import exits_tick_run
+
+    return exits_tick_run(now=clock.now())
+
+
+@shared_task(name="trading.cancel_stale")
+def cancel_stale(minutes: int | None = None) -> int:
+    from django.conf import settings
+
+    from trading.services import orders_cancel_stale
+
+    result = orders_cancel_stale(minutes=minutes or settings.STALE_ORDER_MINUTES)
+    return len(result["cancelled"])
+
+
+@shared_task(name="trading.account_snapshot")
+def account_snapshot() -> str:
+    from trading.services import account_snapshot_take
+
+    return str(account_snapshot_take().pk)
+
+
+@shared_task(name="trading.reconcile")
+def reconcile(startup: bool = False) -> dict:
+    from trading.reconciliation import reconcile_run
+
+    return reconcile_run(now=clock.now(), startup=startup)
+
+
+@shared_task(name="trading.heartbeat")
+def heartbeat() -> str:
+    from trading.services import heartbeat_record
+
+    return heartbeat_record(name=worker_name(), now=clock.now()).name
+
+
+def worker_name() -> str:
+    return f"worker@{socket.gethostname()}:{os.getpid()}"
