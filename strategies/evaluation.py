@@ -25,20 +25,31 @@ def setups_decide(
     `last_fired` maps setup -> bar start of its latest stored signal for this symbol; a setup that
     would fire within VWAP_COOLDOWN_SEC of it is reported as not fired (cooldown).
     """
-    bar_ts: datetime = row["ts"]
-    ctx = SetupContext(symbol=symbol, close_et=bar_close_et(bar_ts))
+    ctx = SetupContext(symbol=symbol, close_et=bar_close_et(row["ts"]))
+    decisions = [SETUPS[name](row, ctx, cfg) for name in cfg.enabled_setups]
+    if last_fired:
+        decisions = cooldown_apply(decisions, bar_ts=row["ts"], last_fired=last_fired, cfg=cfg)
+    return decisions
+
+
+def cooldown_apply(
+    decisions: list[Decision],
+    *,
+    bar_ts: datetime,
+    last_fired: dict[str, datetime],
+    cfg: StrategyConfig,
+) -> list[Decision]:
+    """Turn a fire within VWAP_COOLDOWN_SEC of the setup's previous signal into not fired."""
     cooldown = timedelta(seconds=cfg.cooldown_sec)
     out = []
-    for name in cfg.enabled_setups:
-        decision = SETUPS[name](row, ctx, cfg)
-        if decision.fired and last_fired:
-            last = last_fired.get(name)
-            if last is not None and bar_ts - last < cooldown:
-                left = int((last + cooldown - bar_ts).total_seconds())
-                decision = Decision(
-                    name,
-                    NOT_FIRED,
-                    [f"cooldown: fired on the bar of {last:%Y-%m-%d %H:%M}Z, {left}s left"],
-                )
+    for decision in decisions:
+        last = last_fired.get(decision.setup) if decision.fired else None
+        if last is not None and bar_ts - last < cooldown:
+            left = int((last + cooldown - bar_ts).total_seconds())
+            decision = Decision(
+                decision.setup,
+                NOT_FIRED,
+                [f"cooldown: fired on the bar of {last:%Y-%m-%d %H:%M}Z, {left}s left"],
+            )
         out.append(decision)
     return out

@@ -13,7 +13,7 @@ from autotrader_site.metrics import SIGNAL_TOTAL
 from marketdata.selectors import bars_as_data
 from strategies import policies
 from strategies.config import StrategyConfig
-from strategies.evaluation import setups_decide
+from strategies.evaluation import cooldown_apply, setups_decide
 from strategies.execution_map import execution_levels
 from strategies.feature_store import features_at, features_latest
 from strategies.features.sessions import bar_close_et
@@ -176,8 +176,10 @@ def evaluate_bar(
         snapshot = {"in_session": False}
         decisions: list[Decision] = []
     else:
-        last = signal_last_fired(symbol=symbol, before=bar_ts, window_sec=cfg.cooldown_sec)
-        decisions = setups_decide(row, symbol=symbol, cfg=cfg, last_fired=last)
+        decisions = setups_decide(row, symbol=symbol, cfg=cfg)
+        if any(d.fired for d in decisions):  # the cooldown needs the journal only then
+            last = signal_last_fired(symbol=symbol, before=bar_ts, window_sec=cfg.cooldown_sec)
+            decisions = cooldown_apply(decisions, bar_ts=bar_ts, last_fired=last, cfg=cfg)
         snapshot = {
             "in_session": True,
             **row,
