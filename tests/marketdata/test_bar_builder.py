@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from marketdata.bar_builder import MinuteBarBuilder, SecondAgg
+from marketdata.gaps import GapTracker, is_session_minute
+from marketdata.types import BarData
+
+START = int(datetime(2025, 9, 19, 13, 30, tzinfo=UTC).timestamp())
+
+
+def seconds(n: int, symbol: str = "SPY", seed: int = 0) -> list[SecondAgg]:
+    rng = random.Random(seed)
+    out, price = [], 100.0
+    for i in range(n):
+        c = round(price + rng.uniform(-0.3, 0.3), 2)
+        out.append(
+            SecondAgg(
+                symbol,
+                START + i,
+                price,
+                max(price, c) + 0.05,
+                min(price, c) - 0.05,
+                c,
+                float(rng.randint(0, 300)),
+                round((price + c) / 2, 3),
+                10.0,
+            )
+        )
+        price = c
+    return out
+
+
+def run(aggs: list[SecondAgg], grace: float = 2.0) -> dict:
+    builder = MinuteBarBuilder(grace_sec=grace)
+    final: dict = {}
+    for agg in aggs:
+        result = builder.add(agg)
+        for bar in result.closed + result.corrected:
+            final[(bar.symbol, bar.ts)] = bar
+    for bar in builder.close_all().closed:
+        final[(bar.symbol, bar.ts)] = bar
+    return final
+
+
+def test_minute_bar_values():
+    aggs = seconds(120)
+    bars = run(aggs)
+    first = bars[("SPY", datetime.fromtimestamp(START, tz=UTC))]
+    minute = aggs[:60]
+    assert first.open == minute[0].open and first.close == minute[-1].close
+    assert first.high == max(a.high for a in minute) and first.low == min(a.low for a in minute)
+    volume = sum(a.volume for a in minute)
+    assert first.volume == volume
+    assert abs(first.vwap - sum(a.vwap * a.volume for a in minute) / volume) < 1e-9
+    assert len(bars) == 2
+
+
+def test_minute_closes_after_grace_only():
+    builder = MinuteBarBuilder(grace_sec=2.0)
+    aggs = seconds(63)
+    closed = [b for a in aggs[:62] for b in builder.add(a).closed]
+    assert closed == []  # watermark 61 s < 60 s + 2 s grace
+    assert len(builder.add(aggs[62]).closed) == 1
+
+
+def test_index_seconds_without_volume_have_no_vwap():
+    agg = SecondAgg("SPX", START, 1.0, 2.0, 0.5, 1.5)
+    bar = run([agg])[("SPX", agg.ts)]
+    assert bar.volume == 0 and bar.vwap is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 10_000), dup=st.integers(0, 40), late=st.integers(0, 5))
+def test_any_arrival_order_gives_the_same_bars(seed, dup, late):
+    aggs = seconds(200, seed=1) + seconds(200, symbol="QQQ", seed=2)
+    aggs.sort(key=lambda a: a.start)
+    reference = run(aggs)
+    rng = random.Random(seed)
+    wire = list(aggs)
+    for i in range(0, len(wire) - 3, 3):
+        block = wire[i : i + 3]
+        rng.shuffle(block)
+        wire[i : i + 3] = block
+    for _ in range(dup):
+        wire.insert(rng.randrange(len(wire)), rng.choice(aggs))
+    for _ in range(late):  # arrives after its minute closed: a correction rebuilds it
+        position = rng.randrange(len(wire) // 2)
+        wire.insert(min(len(wire), position + 200), wire.pop(position))
+    assert run(wire) == reference
+
+
+def test_late_second_is_a_correction_not_a_second_close():
+    aggs = seconds(130)
+    held = aggs.pop(30)
+    builder = MinuteBarBuilder(grace_sec=2.0)
+    closed = [b for a in aggs for b in builder.add(a).closed]
+    result = builder.add(held)
+    assert result.closed == [] and len(result.corrected) == 1
+    assert result.corrected[0].ts == closed[0].ts and result.corrected[0] != closed[0]
+
+
+def test_gap_tracker_names_session_minutes_only():
+    tracker = GapTracker()
+    t = lambda m: datetime.fromtimestamp(START + 60 * m, tz=UTC)  # noqa: E731
+    assert tracker.on_bar(BarData("SPY", t(0), 1, 1, 1, 1)) == []
+    assert tracker.on_bar(BarData("SPY", t(3), 1, 1, 1, 1)) == [t(1), t(2)]
+    assert tracker.on_bar(BarData("SPY", t(2), 1, 1, 1, 1)) == []  # late, not a gap
+    assert is_session_minute(datetime(2025, 9, 19, 19, 59, tzinfo=UTC))
+    assert not is_session_minute(datetime(2025, 9, 19, 20, 0, tzinfo=UTC))  # 16:00 ET
+    assert not is_session_minute(datetime(2025, 12, 25, 15, 0, tzinfo=UTC))  # Christmas
+    assert not is_session_minute(datetime(2025, 11, 28, 18, 30, tzinfo=UTC))  # 13:30 early close
