@@ -5,7 +5,7 @@ from __future__ import annotations
 import django_filters
 from django.conf import settings
 
-from marketdata.filters import SymbolFilter
+from marketdata.filters import SymbolFilter, UtcDateTimeFilter
 from trading.models import Fill, Order, OrderRole, OrderStatus, Trade, TradeStatus
 
 SIDE_CHOICES = [
@@ -24,8 +24,8 @@ class OrderFilter(django_filters.FilterSet):
     tag = django_filters.CharFilter(field_name="tag")
     signal = django_filters.NumberFilter(field_name="signal_id")
     trade = django_filters.NumberFilter(field_name="trade_id")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+    since = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="created_at", lookup_expr="lte")
 
     class Meta:
         model = Order
@@ -36,8 +36,8 @@ class FillFilter(django_filters.FilterSet):
     symbol = SymbolFilter(field_name="symbol")
     order = django_filters.NumberFilter(field_name="order_id")
     side = django_filters.ChoiceFilter(choices=SIDE_CHOICES)
-    since = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="ts", lookup_expr="lte")
+    since = UtcDateTimeFilter(field_name="ts", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="ts", lookup_expr="lte")
 
     class Meta:
         model = Fill
@@ -50,8 +50,8 @@ class TradeFilter(django_filters.FilterSet):
     setup = django_filters.MultipleChoiceFilter(choices=[(s, s) for s in settings.ALL_SETUPS])
     status = django_filters.MultipleChoiceFilter(choices=TradeStatus.choices)
     exit_reason = django_filters.CharFilter(field_name="exit_reason")
-    since = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
-    until = django_filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lte")
+    since = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="created_at", lookup_expr="lte")
 
     class Meta:
         model = Trade
