@@ -327,24 +327,27 @@ class ChartSeries:
             symbol, lookback_days=settings.LOOKBACK_DAYS, lookback_min=settings.LOOKBACK_MIN
         )
         self.last_ts: datetime | None = None
-        self.last_line_time: int | None = None
+        self.has_lines = False
 
     def push(self, bar: BarData) -> dict | None:
-        """Feed one closed bar; returns {candle, lines, gap} or None for a bar already seen.
-        `gap` is a blank slot one minute after the previous session's last line point, sent
-        before a session's first bar so the session-anchored VWAP is drawn broken, not joined
-        across the night."""
+        """Feed one closed bar; returns {candle, lines, session_break} or None for a bar
+        already seen. `session_break` marks a session's first bar: the page hides the line
+        segments joining it to the previous session, so the session-anchored VWAP and its
+        bands restart instead of being drawn across the night."""
         if self.last_ts is not None and bar.ts <= self.last_ts:
             return None
         self.last_ts = bar.ts
         row = self.engine.update(bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
         candle = chart_candle(bar)
-        gap = None
+        session_break = False
         if row is not None:
-            if row["minute"] == 0 and self.last_line_time is not None:
-                gap = min(self.last_line_time + 60, candle["time"] - 1)
-            self.last_line_time = candle["time"]
-        return {"candle": candle, "lines": chart_points(candle["time"], row), "gap": gap}
+            session_break = row["minute"] == 0 and self.has_lines
+            self.has_lines = True
+        return {
+            "candle": candle,
+            "lines": chart_points(candle["time"], row),
+            "session_break": session_break,
+        }
 
     def load(self, *, limit: int = CHART_BARS) -> dict:
         """Seed from the stored bars; returns the full series for the first paint."""
@@ -355,9 +358,10 @@ class ChartSeries:
             if point is None:
                 continue
             candles.append(point["candle"])
-            if point["gap"] is not None:
+            if point["session_break"]:
                 for series in lines.values():
-                    series.append({"time": point["gap"]})
+                    if series:  # a point's colour paints the segment that follows it
+                        series[-1]["color"] = "transparent"
             for name, value in point["lines"].items():
                 lines[name].append({"time": point["candle"]["time"], "value": value})
         return {

@@ -177,7 +177,7 @@
       lines[name] = chart.addSeries(LWC.LineSeries, { ...style, priceLineVisible: false, lastValueVisible: name === "vwap", crosshairMarkerVisible: false });
     }
     const markers = LWC.createSeriesMarkers(candles, []);
-    charts[symbol] = { chart, candles, volume, lines, markers, lastTime: 0, count: 0, el: box, tab, lastClose: null };
+    charts[symbol] = { chart, candles, volume, lines, markers, lastTime: 0, count: 0, el: box, tab, lastClose: null, lastPoints: {} };
     if (!active) selectSymbol(symbol);
     else box.hidden = true;
     return charts[symbol];
@@ -189,7 +189,12 @@
     const c = ensureChart(msg.symbol);
     c.candles.setData(msg.candles);
     c.volume.setData(msg.candles.map(volBar));
-    for (const [name, series] of Object.entries(c.lines)) series.setData(msg.lines[name] || []);
+    c.lastPoints = {};
+    for (const [name, series] of Object.entries(c.lines)) {
+      const data = msg.lines[name] || [];
+      series.setData(data);
+      if (data.length) c.lastPoints[name] = { time: data[data.length - 1].time, value: data[data.length - 1].value };
+    }
     c.markers.setMarkers(msg.markers || []);
     c.count = msg.candles.length;
     c.lastTime = c.count ? msg.candles[c.count - 1].time : 0;
@@ -203,9 +208,16 @@
     if (!c || msg.candle.time <= c.lastTime) return;  // older or duplicate bar
     c.candles.update(msg.candle);
     c.volume.update(volBar(msg.candle));
-    if (msg.gap) for (const series of Object.values(c.lines)) series.update({ time: msg.gap });
+    if (msg.session_break) {
+      // A point's colour paints the segment after it: hide the overnight join.
+      for (const [name, last] of Object.entries(c.lastPoints)) {
+        c.lines[name].update({ ...last, color: "transparent" });
+      }
+    }
     for (const [name, value] of Object.entries(msg.lines || {})) {
-      if (c.lines[name]) c.lines[name].update({ time: msg.candle.time, value });
+      if (!c.lines[name]) continue;
+      c.lines[name].update({ time: msg.candle.time, value });
+      c.lastPoints[name] = { time: msg.candle.time, value };
     }
     c.lastTime = msg.candle.time;
     c.lastClose = msg.candle.close;

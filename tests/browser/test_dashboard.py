@@ -191,6 +191,7 @@ def test_dashboard_fills_live_during_a_replay_and_halts_trading(
     row = page.wait_for_selector(f"#signal-feed li[data-signal-id='{blocked.pk}']", timeout=WAIT_MS)
     assert "MAX_CONCURRENT: 1 open trade(s), limit 1" in row.text_content()
     assert row.get_attribute("data-outcome") == "risk_blocked"
+    page.screenshot(path=str(screenshot_dir / "dashboard-mid-replay.png"), full_page=True)
     assert page.evaluate("window.__sameDocument") == 42
 
     worker.join(timeout=60)

@@ -86,12 +86,11 @@ def test_chart_breaks_the_vwap_line_between_sessions():
     series = ChartSeries("SPY").load()
     assert len(series["candles"]) == len(bars)
     vwap = series["lines"]["vwap"]
-    blanks = [point for point in vwap if "value" not in point]
-    assert len(blanks) == 1  # one break, at the second session's open
-    second_open = chart_time(bars[390].ts)
-    index = vwap.index(blanks[0])
-    assert vwap[index + 1]["time"] == second_open
-    assert vwap[index - 1]["time"] < blanks[0]["time"] < second_open
+    hidden = [point for point in vwap if point.get("color") == "transparent"]
+    assert len(hidden) == 1  # one break: the segment from the first session's last point
+    index = vwap.index(hidden[0])
+    assert hidden[0]["time"] == chart_time(bars[389].ts)
+    assert vwap[index + 1]["time"] == chart_time(bars[390].ts)
 
 
 def test_account_from_the_paper_ledger_without_a_broker_snapshot(settings):
