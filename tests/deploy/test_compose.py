@@ -84,6 +84,18 @@ def test_variable_check_flags_an_unknown_variable():
     assert set(unknown_variables(text, settings_variables())) == {"TYPO_SETTING", "NOT_A_SETTING"}
 
 
+def test_container_paths_win_over_a_local_env_file(resolved):
+    """The app reads ../.env too; a path meant for a checkout (./state) must not reach the
+    containers, so the compose file pins every such variable."""
+    example = (ROOT / ".env.example").read_text() if (ROOT / ".env.example").is_file() else ""
+    local_paths = set(re.findall(r"^([A-Z][A-Z0-9_]*)=\./", example, re.MULTILINE))
+    local_paths |= {"STATE_DIR", "STATIC_ROOT", "EVENTS_JOURNAL"}
+    for name in APP_SERVICES:
+        environment = resolved["services"][name]["environment"]
+        for variable in sorted(local_paths):
+            assert environment.get(variable, "").startswith("/srv/"), (name, variable)
+
+
 def test_stack_has_every_service_with_restart_and_health(resolved):
     services = resolved["services"]
     assert set(STACK) <= set(services)
