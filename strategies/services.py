@@ -113,6 +113,7 @@ def _signal_plan(*, decision: Decision, row: dict, symbol: str, cfg: StrategyCon
                 etf_symbols=cfg.etf_symbols,
                 trades_in_window=signal_traded_count(start=start, end=end),
             )
+            features["policy_window"] = [policy.start.isoformat(), policy.end.isoformat()]
             if policy.time_stop_sec is not None:
                 features["time_stop_sec"] = policy.time_stop_sec
         checks += policy_checks

@@ -21,6 +21,7 @@ from strategies.features.sessions import (
 
 NAN = float("nan")
 TRAILING_MIN_BARS = 20  # bars of history the trailing rvol fallback needs
+_MINUTES = np.arange(FULL_SESSION_MINUTES)
 
 
 class _Ema:
@@ -131,15 +132,11 @@ class FeatureEngine:
         """Fold the finished session's cumulative-volume curve into the time-of-day profile."""
         if self._day is None:
             return
-        curve = np.empty(FULL_SESSION_MINUTES)
-        cum = 0.0
-        j = 0
-        minutes, cums = self._profile_minutes, self._profile_cum
-        for m in range(FULL_SESSION_MINUTES):
-            while j < len(minutes) and minutes[j] <= m:
-                cum = cums[j]
-                j += 1
-            curve[m] = cum
+        # cumulative volume at each minute of the day, carried forward over gaps and after an
+        # early close; 0 before the session's first bar
+        minutes = np.asarray(self._profile_minutes)
+        cums = np.concatenate(([0.0], np.asarray(self._profile_cum, dtype=float)))
+        curve = cums[np.searchsorted(minutes, _MINUTES, side="right")]
         self._profiles.append(curve)
         self._profile_sum += curve
         if len(self._profiles) > self.lookback_days:

@@ -198,6 +198,7 @@ def test_policy_allows_and_sets_time_stop(tmp_path, settings):
     s = _evaluate_cross(tmp_path, settings, "    allow_setups: [EMA_CROSS]\n    time_stop_sec: 90")
     assert s.outcome == "generated" and s.session_policy == "OPEN"
     assert s.features["time_stop_sec"] == 90
+    assert s.features["policy_window"] == ["09:30:00", "11:30:00"]
 
 
 @pytest.mark.django_db

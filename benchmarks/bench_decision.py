@@ -1,0 +1,230 @@
+#!/usr/bin/env python
+"""Decision latency of the live path: bar close -> order intent at the broker interface.
+
+Replays 1-minute sessions for 4 symbols interleaved minute by minute in one process, through the
+live code: FeatureEngine.update, the 7 setups with cooldown (strategies.evaluation), the session
+policy checks (when --policy is given), the execution-map translation, the risk decision
+(risk.rules.evaluate, the pure rule set the pipeline calls) and, when approved, an OrderRequest
+submitted to the broker interface (PaperBroker.submit).
+
+Measured: the in-memory core only. Database writes (FeatureSnapshot/Signal/Order rows), the
+options-gate cache lookup and the exposure snapshot query are NOT in the measured section; the
+exposure is a fixed in-memory snapshot. Only regular-session bars are timed (pre/post-market bars
+are ignored by the engine in ~1 us and would flatter the percentiles).
+
+Data: the shared SPY/ES files when present (SPY Jan 2011, SPY Mar 2011, ES Jan-Apr 2020 and SPY Jan
+2011 scaled as a fourth symbol), else synthetic random-walk sessions. Goal: p99 <= 1 ms.
+
+    .venv/bin/python benchmarks/bench_decision.py [--sessions N] [--policy FILE]
+
+Last line: {"name": "decision_latency", "bars": ..., "p50_ms": ..., "p99_ms": ...}
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotrader_site.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from marketdata.types import BarData  # noqa: E402
+from risk import rules  # noqa: E402
+from risk.config import RiskConfig  # noqa: E402
+from risk.types import Exposure, Intent  # noqa: E402
+from strategies.config import StrategyConfig  # noqa: E402
+from strategies.evaluation import setups_decide  # noqa: E402
+from strategies.execution_map import levels_translate  # noqa: E402
+from strategies.feature_store import new_engine  # noqa: E402
+from strategies.features.sessions import ET  # noqa: E402
+from strategies.policies import policies_load, policy_checks  # noqa: E402
+from strategies.tags import signal_tag  # noqa: E402
+from trading.brokers.base import OrderRequest  # noqa: E402
+from trading.brokers.paper import PaperBroker  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data"
+
+
+def _from_csv(path: Path, symbol: str, scale: float = 1.0) -> list[BarData]:
+    df = pd.read_csv(path)
+    ts = pd.to_datetime(df["ts"], utc=True)
+    return [
+        BarData(symbol, t.to_pydatetime(), o * scale, h * scale, lo * scale, c * scale, float(v))
+        for t, o, h, lo, c, v in zip(
+            ts, df["open"], df["high"], df["low"], df["close"], df["volume"], strict=True
+        )
+    ]
+
+
+def _synthetic(symbol: str, sessions: int, seed: int, price: float) -> list[BarData]:
+    rng = np.random.default_rng(seed)
+    out = []
+    day = datetime(2024, 1, 2).date()
+    done = 0
+    while done < sessions:
+        if day.weekday() < 5:
+            start = datetime.combine(day, datetime.min.time().replace(hour=9, minute=30), ET)
+            for i in range(390):
+                o = price
+                price = max(1.0, price * (1 + rng.normal(0, 0.0008)))
+                hi = max(o, price) * (1 + abs(rng.normal(0, 0.0003)))
+                lo = min(o, price) * (1 - abs(rng.normal(0, 0.0003)))
+                vol = float(rng.integers(1_000, 50_000))
+                ts = (start + timedelta(minutes=i)).astimezone(UTC)
+                out.append(BarData(symbol, ts, o, hi, lo, price, vol))
+            done += 1
+        day += timedelta(days=1)
+    return out
+
+
+def load(sessions: int | None) -> tuple[dict[str, list[BarData]], str]:
+    files = [
+        SHARED / n for n in ("SPY_1m_2011-01.csv", "SPY_1m_2011-03.csv", "ES_1m_2020-01_04.csv")
+    ]
+    if all(f.exists() for f in files):
+        data = {
+            "SPY": _from_csv(files[0], "SPY"),
+            "QQQ": _from_csv(files[1], "QQQ"),
+            "ES": _from_csv(files[2], "ES"),
+            "IWM": _from_csv(files[0], "IWM", scale=0.62),
+        }
+        source = "shared SPY/ES files"
+    else:
+        n = sessions or 20
+        data = {
+            s: _synthetic(s, n, seed, p)
+            for seed, (s, p) in enumerate(
+                {"SPY": 450.0, "QQQ": 380.0, "IWM": 200.0, "DIA": 350.0}.items()
+            )
+        }
+        source = f"synthetic {n} sessions"
+    if sessions:
+        for symbol, bars in data.items():
+            days = sorted({b.ts.astimezone(ET).date() for b in bars})[:sessions]
+            keep = set(days)
+            data[symbol] = [b for b in bars if b.ts.astimezone(ET).date() in keep]
+    return data, source
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=None, help="first N sessions per symbol")
+    parser.add_argument("--policy", default="", help="session policy YAML to enforce")
+    args = parser.parse_args()
+
+    data, source = load(args.sessions)
+    cfg = StrategyConfig.from_settings()
+    risk_cfg = RiskConfig.from_settings()
+    book = policies_load(args.policy) if args.policy else None
+    broker = PaperBroker()
+    exposure = Exposure(cash=Decimal("100000"), buying_power=Decimal("100000"))
+    engines = {s: new_engine(s, cfg) for s in data}
+    last_fired: dict[str, dict] = {s: {} for s in data}
+    streams = list(data.items())
+    longest = max(len(b) for b in data.values())
+
+    latencies: list[int] = []
+    signals = approved = orders = 0
+    perf = time.perf_counter_ns
+    for i in range(longest):
+        for symbol, bars in streams:
+            if i >= len(bars):
+                continue
+            bar = bars[i]
+            t0 = perf()
+            row = engines[symbol].update(bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
+            if row is None:
+                continue
+            for d in setups_decide(row, symbol=symbol, cfg=cfg, last_fired=last_fired[symbol]):
+                if not d.fired:
+                    continue
+                last_fired[symbol][d.setup] = bar.ts
+                signals += 1
+                close_at = bar.ts + timedelta(minutes=1)
+                window = None
+                if book is not None:
+                    policy = book.active(close_at)
+                    if policy is None:
+                        continue
+                    checks = policy_checks(
+                        policy,
+                        setup=d.setup,
+                        features=row,
+                        execution_symbol=cfg.execution_symbol(symbol),
+                        etf_symbols=cfg.etf_symbols,
+                        trades_in_window=0,
+                    )
+                    if any(not c["passed"] for c in checks):
+                        continue
+                    window = (policy.start, policy.end)
+                entry, stop, t1, t2, _ = levels_translate(
+                    ratio=1.0,
+                    entry=d.entry,
+                    stop=d.stop,
+                    target_one=d.target_one,
+                    target_two=d.target_two,
+                    atr=row["atr_14"],
+                )
+                exec_symbol = cfg.execution_symbol(symbol)
+                intent = Intent(
+                    symbol=exec_symbol,
+                    entry_price=entry,
+                    stop_price=stop,
+                    setup=d.setup,
+                    signal_symbol=symbol,
+                    policy_window=window,
+                )
+                decision = rules.evaluate(intent, exposure, risk_cfg, close_at)
+                if not decision.approved:
+                    continue
+                approved += 1
+                broker.submit(
+                    OrderRequest(
+                        symbol=exec_symbol,
+                        side="buy",
+                        qty=decision.qty,
+                        order_type="limit",
+                        price=entry,
+                        tag=signal_tag(symbol, d.setup, bar.ts),
+                    )
+                )
+                orders += 1
+            latencies.append(perf() - t0)
+
+    arr = np.array(latencies, dtype=float) / 1e6
+    result = {
+        "name": "decision_latency",
+        "bars": int(arr.size),
+        "symbols": len(data),
+        "setups": len(cfg.enabled_setups),
+        "signals": signals,
+        "approved": approved,
+        "orders": orders,
+        "p50_ms": round(float(np.percentile(arr, 50)), 4),
+        "p99_ms": round(float(np.percentile(arr, 99)), 4),
+        "max_ms": round(float(arr.max()), 4),
+        "mean_ms": round(float(arr.mean()), 4),
+        "goal_p99_ms": 1.0,
+        "data": source,
+        "scope": "in-memory core: features, setups, policy, execution map, risk rules, "
+        "PaperBroker.submit; no DB writes, fixed exposure, options cache excluded",
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
