@@ -45,7 +45,7 @@ BARS = TableSpec(
     columns=("symbol", "ts", "open", "high", "low", "close", "volume", "vwap", "trades", "source"),
     key=("symbol", "ts", "source"),
     stage_types=(
-        "varchar(16)",
+        "varchar(32)",
         "timestamptz",
         "float8",
         "float8",
@@ -74,7 +74,7 @@ TICKS = TableSpec(
     ),
     key=("symbol", "ts", "source"),
     stage_types=(
-        "varchar(16)",
+        "varchar(32)",
         "timestamptz",
         "float8",
         "float8",

@@ -20,7 +20,7 @@ class BarSource(models.TextChoices):
 class Tick(models.Model):
     """A per-second aggregate (Polygon `A` event) or trade-level print."""
 
-    symbol = models.CharField(max_length=16)
+    symbol = models.CharField(max_length=32, help_text="ours (SPX, not I:SPX); options O: dropped")
     ts = models.DateTimeField(help_text="start of the aggregate window (UTC)")
     open = models.FloatField()
     high = models.FloatField()
@@ -48,7 +48,7 @@ class Tick(models.Model):
 class Bar(models.Model):
     """A 1-minute bar; `ts` is the bar's start (UTC)."""
 
-    symbol = models.CharField(max_length=16)
+    symbol = models.CharField(max_length=32, help_text="ours (SPX, not I:SPX); options O: dropped")
     ts = models.DateTimeField()
     open = models.FloatField()
     high = models.FloatField()

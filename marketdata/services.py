@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import date
 
 from django.db import transaction
 
@@ -101,3 +102,37 @@ def _ticks_upsert_orm(rows: list[tuple]) -> int:
         batch_size=2000,
     )
     return len(objs)
+
+
+def flatfiles_backfill(
+    *,
+    start: date,
+    end: date,
+    symbols: list[str],
+    datasets: list[str] | None = None,
+    client=None,
+    progress: bool = False,
+) -> list:
+    """Load Polygon flat files for [start, end] into bars_1m (one transaction per file);
+    returns one IngestResult per dataset-day. Re-running writes nothing new."""
+    from marketdata.flatfiles import backfill_day, datasets_for, days_between, s3_client
+
+    datasets = datasets or datasets_for(symbols)
+    client = client or s3_client()
+    days = list(days_between(start, end))
+    results = []
+    bar = _progress_bar(total=len(days) * len(datasets), enabled=progress)
+    for day in days:
+        for dataset in datasets:
+            bar.set_description(f"{dataset} {day}")
+            results.append(backfill_day(day=day, dataset=dataset, symbols=symbols, client=client))
+            bar.set_postfix(rows=sum(r.written for r in results))
+            bar.update(1)
+    bar.close()
+    return results
+
+
+def _progress_bar(*, total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="file", disable=not enabled, leave=False)

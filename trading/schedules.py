@@ -79,4 +79,11 @@ def schedules_default_ensure() -> list[str]:
         kwargs={"minutes": settings.STALE_ORDER_MINUTES},
     )
     names.append("autotrader: cancel stale orders")
+    # 09:00 UTC Tue-Sat: the previous session's bars (flat files, else REST) — marketdata.tasks
+    schedule_ensure(
+        "autotrader: nightly backfill",
+        "marketdata.backfill_previous_session",
+        crontab="0 9 * * 2-6",
+    )
+    names.append("autotrader: nightly backfill")
     return names
