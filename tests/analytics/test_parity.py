@@ -1,0 +1,88 @@
+"""Parity: a paper session recorded through the live pipeline (replay feed → stored bar →
+bar-close event → strategies → risk → paper broker → exit manager), backtested from its stored
+bars, gives the same signals and the same trades."""
+
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from analytics.backtest.config import BacktestConfig
+from analytics.backtest.runner import DataSpec, backtest_run
+from marketdata.replay import replay_bars, synthetic_sessions
+from strategies.models import Signal
+from trading.models import Fill, Trade
+
+
+@pytest.fixture(params=[3, 1], ids=["max3", "max1"])
+def recorded_session(request, db, settings, tmp_path):
+    settings.EVENTS_JOURNAL = tmp_path / "events.jsonl"
+    settings.RISK_MAX_CONCURRENT = request.param  # 1: many signals are risk-blocked
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    from strategies.feature_store import engines_reset
+
+    engines_reset()
+    bars = synthetic_sessions(symbol="SPY", sessions=2, seed=21, end=date(2024, 5, 10))
+    stats = replay_bars(bars, speed=0)
+    assert stats.published == len(bars) and stats.skipped == 0
+    return bars
+
+
+def _recorded_trades():
+    out = []
+    for trade in Trade.objects.filter(status="closed").order_by("created_at", "id"):
+        fills = Fill.objects.filter(order__trade=trade).order_by("ts", "id")
+        exits = [(f.ts, f.qty, Decimal(f.price)) for f in fills if f.side == "sell"]
+        out.append(
+            (
+                trade.setup,
+                trade.signal.bar_ts,
+                trade.opened_at,
+                trade.entry_price.quantize(Decimal("0.0001")),
+                trade.qty,
+                exits,
+                trade.exit_reason,
+                trade.realized_pnl.quantize(Decimal("0.01")),
+            )
+        )
+    return out
+
+
+def _backtest_trades(result):
+    out = []
+    for t in sorted(result.closed_trades(), key=lambda t: (t.signal_ts, t.setup)):
+        out.append(
+            (
+                t.setup,
+                t.signal_ts,
+                t.entry_ts,
+                Decimal(str(t.entry_price)).quantize(Decimal("0.0001")),
+                t.qty,
+                [
+                    (leg.ts, leg.qty, Decimal(str(leg.price)).quantize(Decimal("0.01")))
+                    for leg in t.legs
+                ],  # fmt: skip
+                t.exit_reason,
+                Decimal(str(round(t.pnl, 2))),
+            )
+        )
+    return out
+
+
+@pytest.mark.slow
+def test_backtest_of_a_recorded_paper_session_matches_it(recorded_session):
+    recorded_signals = sorted(
+        (s.setup, s.bar_ts, s.outcome) for s in Signal.objects.filter(symbol="SPY")
+    )
+    assert len(recorded_signals) > 5
+    recorded = sorted(_recorded_trades(), key=lambda r: (r[1], r[0]))
+    assert len(recorded) > 3
+    for mode in ("event", "fast"):
+        result = backtest_run(
+            spec=DataSpec("db", ("SPY",)), config=BacktestConfig.from_settings(), mode=mode
+        )
+        backtested_signals = sorted((s.setup, s.bar_ts, s.outcome) for s in result.signals)
+        assert backtested_signals == recorded_signals, mode
+        assert _backtest_trades(result) == recorded, mode
+    if BacktestConfig.from_settings().risk.max_concurrent == 1:
+        assert any(outcome == "risk_blocked" for _, _, outcome in recorded_signals)
