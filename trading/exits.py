@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from decimal import ROUND_FLOOR, Decimal
+from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
 from trading.fill_model import CENT, BarPrices
 
@@ -108,7 +108,7 @@ def exit_decide(
         )
         action = replace(action, trail_active=active)
         if active:
-            level = (high_water * (1 - state.trail_pct)).quantize(CENT)
+            level = (high_water * (1 - state.trail_pct)).quantize(CENT, rounding=ROUND_HALF_UP)
             if bar.close <= level:
                 return replace(action, kind="full", qty=state.remaining_qty, reason="trailing")
             if level > state.stop_price:

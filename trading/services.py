@@ -12,7 +12,6 @@ Safety rules every function here keeps:
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -189,11 +188,10 @@ def order_submit(
 
 
 def _payload_of(request: OrderRequest, broker: Broker) -> dict:
-    form = getattr(broker, "form_of", None)
-    if callable(form):
-        return form(request)
-    data = asdict(request)
-    return {k: (str(v) if isinstance(v, Decimal) else v) for k, v in data.items()}
+    """The form as Tradier would receive it (recorded for the paper broker too)."""
+    from trading.brokers.tradier import order_form
+
+    return order_form(request)
 
 
 def _children_close(order: Order, status: str, now: datetime, cause: str) -> None:
@@ -570,6 +568,10 @@ def trade_open(
         created_at=now,
     )
     order_type, limit, why = entry_plan(side="buy", ref_price=entry_ref, quote=quote, config=config)
+    if use_otoco:
+        # A bracket's entry leg is a market order: the legs are priced from the entry, and a
+        # pegged leg 0 cannot be turned into a market order without re-sending the bracket.
+        order_type, limit, why = OrderType.MARKET, None, f"bracket entry at market ({why})"
     legs = []
     order_class = OrderClass.EQUITY
     if use_otoco:

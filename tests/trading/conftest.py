@@ -1,0 +1,55 @@
+"""Fixtures for the trading tests: a fresh paper broker, a fake Tradier, a risk config."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from risk.config import RiskConfig
+from trading.brokers import broker_override
+from trading.brokers.paper import PaperBroker
+from trading.fill_model import FillCosts
+
+
+@pytest.fixture
+def paper():
+    broker = PaperBroker(costs=FillCosts(slippage_bps=Decimal("1"), spread_bps=Decimal("2")))
+    broker_override(broker)
+    yield broker
+    broker_override(None)
+
+
+@pytest.fixture
+def fake_tradier():
+    from marketdata.clients.tradier_http import TradierHTTP
+    from tests.trading.fake_tradier import FakeTradier
+    from trading.brokers.tradier import TradierBroker
+
+    fake = FakeTradier()
+    http = TradierHTTP(
+        base_url="http://127.0.0.1:9/v1/",
+        token="test-token",
+        timeout=1.0,
+        max_retries=3,
+        transport=fake.transport(),
+        sleep=lambda s: None,
+    )
+    broker = TradierBroker(
+        http=http, account_id=fake.account, submit_attempts=4, sleep=lambda s: None
+    )
+    fake.broker = broker
+    broker_override(broker)
+    yield fake
+    broker_override(None)
+
+
+@pytest.fixture
+def config():
+    return RiskConfig(risk_per_trade_usd=Decimal("100"), max_concurrent=3, max_open_orders=5)
+
+
+# A regular session day (Wednesday 2025-09-17) and times in UTC (EDT = UTC-4).
+def at(hh: int, mm: int, day: int = 17, month: int = 9, year: int = 2025) -> datetime:
+    return datetime(year, month, day, hh, mm, tzinfo=UTC)
