@@ -93,3 +93,78 @@ def summary_rank(rows: list[dict], *, key: str = "total_pnl") -> list[dict]:
         return (value is None, -(value or 0.0))
 
     return sorted(rows, key=score)
+
+
+def _spec_and_config(overrides: dict, base: dict):
+    from datetime import date
+
+    from analytics.backtest.config import BacktestConfig
+    from analytics.backtest.runner import DataSpec
+
+    spec = DataSpec(
+        base.get("data", "db"),
+        tuple(base.get("symbols") or ("SPY",)),
+        date.fromisoformat(base["start"]) if base.get("start") else None,
+        date.fromisoformat(base["end"]) if base.get("end") else None,
+    )
+    config = BacktestConfig.from_settings(
+        overrides=overrides, setups=base.get("setups"), worst_case=bool(base.get("worst_case"))
+    )
+    return spec, config
+
+
+def sweep_backtest_one(*, sweep_id: int, overrides: dict, base: dict) -> dict:
+    """Run and store one combination; a failing combination is reported, not fatal."""
+    from analytics.backtest.runner import backtest_persist, backtest_run
+    from analytics.models import SweepRun
+
+    name = ", ".join(f"{k}={v}" for k, v in overrides.items()) or "base"
+    try:
+        spec, config = _spec_and_config(overrides, base)
+        result = backtest_run(spec=spec, config=config, mode=base.get("mode", "fast"))
+    except (OSError, ValueError) as exc:
+        return {"overrides": overrides, "error": str(exc), "stats": None, "run_id": None}
+    result.params = {**result.params, "overrides": overrides}
+    run = backtest_persist(result, name=f"sweep {sweep_id}: {name}"[:128],
+                           sweep=SweepRun.objects.get(pk=sweep_id))  # fmt: skip
+    stats = result.stats()
+    return {
+        "overrides": overrides,
+        "run_id": run.pk,
+        "stats": stats["ALL"],
+        "per_setup": {k: v for k, v in stats.items() if k != "ALL"},
+    }
+
+
+def sweep_summary_store(*, sweep_id: int, rows: list[dict]) -> dict:
+    from analytics.services import sweep_run_finish
+    from autotrader_site.clock import clock
+
+    ranked = summary_rank(rows)
+    failed = [r for r in rows if r.get("error")]
+    summary = {"combinations": len(rows), "failed": len(failed), "ranked_by": "total_pnl",
+               "rows": ranked}  # fmt: skip
+    sweep_run_finish(
+        sweep_id=sweep_id,
+        summary=summary,
+        status="failed" if failed and len(failed) == len(rows) else "done",
+        finished_at=clock.now(),
+    )
+    return summary
+
+
+def sweep_start(*, grid: dict[str, list], base: dict):
+    """Create the SweepRun and fan out: a Celery group of backtests with a chord to the
+    summary. With CELERY_TASK_ALWAYS_EAGER (the embedded default) it all runs in-process and
+    the sweep is finished when this returns."""
+    from celery import chord
+
+    from analytics.services import sweep_run_create
+    from analytics.tasks import sweep_backtest, sweep_summarize
+
+    sweep = sweep_run_create(grid=grid, base=base)
+    combos = grid_combinations(grid)
+    header = [sweep_backtest.s(sweep.pk, combo, base) for combo in combos]
+    chord(header)(sweep_summarize.s(sweep.pk))
+    sweep.refresh_from_db()
+    return sweep

@@ -19,3 +19,19 @@ def session_labels_daily(days: int = 3) -> dict:
     return {
         symbol: {str(d): v["label"] for d, v in labels.items()} for symbol, labels in result.items()
     }
+
+
+@shared_task(name="analytics.sweep_backtest")
+def sweep_backtest(sweep_id: int, overrides: dict, base: dict) -> dict:
+    """One combination of a sweep: backtest with the overrides, store it, return its row."""
+    from analytics.sweeps import sweep_backtest_one
+
+    return sweep_backtest_one(sweep_id=sweep_id, overrides=overrides, base=base)
+
+
+@shared_task(name="analytics.sweep_summarize")
+def sweep_summarize(rows: list[dict], sweep_id: int) -> dict:
+    """The chord's body: rank the combinations and close the sweep."""
+    from analytics.sweeps import sweep_summary_store
+
+    return sweep_summary_store(sweep_id=sweep_id, rows=rows)
