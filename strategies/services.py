@@ -128,11 +128,12 @@ def _signal_plan(*, decision: Decision, row: dict, symbol: str, cfg: StrategyCon
     return plan
 
 
-def _announce(signal: Signal, event: str) -> None:
+def _announce(signal: Signal, event: str, decided_at: datetime | None = None) -> None:
     SIGNAL_TOTAL.labels(setup=signal.setup, outcome=signal.outcome).inc()
     journal_append(
         {
             "event": event,
+            "decided_at": decided_at or clock.now(),
             "signal_id": signal.pk,
             "setup": signal.setup,
             "symbol": signal.symbol,
@@ -164,6 +165,8 @@ def evaluate_bar(
     options_blocked, or failed when the execution price is unknown). A bar already evaluated
     (FeatureSnapshot exists, also when another worker wins the race), not stored, or outside the
     regular session returns [].
+    Decisions use the bar's close time (so replay and live agree); `now` is the decision time
+    recorded in the events journal (default: the market clock).
     """
     cfg = cfg or StrategyConfig.from_settings()
     symbol = symbol.upper()
@@ -218,8 +221,9 @@ def evaluate_bar(
     except IntegrityError:
         log.info("evaluate_bar: %s %s already evaluated by another worker", symbol, bar_ts)
         return []
+    decided_at = (now or clock.now()) if signals else None
     for signal in signals:
-        _announce(signal, "signal")
+        _announce(signal, "signal", decided_at)
     return signals
 
 

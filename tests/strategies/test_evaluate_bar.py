@@ -137,3 +137,29 @@ def test_preview_of_a_firing_setup_lists_its_checks_and_writes_nothing(settings)
 def test_preview_without_data_says_so():
     rows = signals_preview(symbols=["QQQ"], now=et(DAY, "10:00"))
     assert {r["status"] for r in rows} == {"no_data"}
+
+
+def test_losing_the_race_to_another_worker_returns_nothing(settings, monkeypatch):
+    """Both workers passed the 'already evaluated?' check; the second insert loses cleanly."""
+    import strategies.services as services_module
+
+    settings.ENABLED_SETUPS = ["EMA_CROSS"]
+    seq = sequences.ema_cross()
+    bars_upsert(bars=seq.bars)
+    for b in seq.bars:
+        if b.ts == seq.expected:
+            break
+        evaluate_bar(symbol="SPY", bar_ts=b.ts)
+    real = services_module.features_at
+
+    def other_worker_wins(symbol, bar_ts, cfg):
+        row = real(symbol, bar_ts, cfg)
+        FeatureSnapshot.objects.create(symbol=symbol, bar_ts=bar_ts, features={"by": "other"})
+        return row
+
+    monkeypatch.setattr(services_module, "features_at", other_worker_wins)
+    assert evaluate_bar(symbol="SPY", bar_ts=seq.expected) == []
+    assert not Signal.objects.exists()
+    assert FeatureSnapshot.objects.get(symbol="SPY", bar_ts=seq.expected).features == {
+        "by": "other"
+    }
