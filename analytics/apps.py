@@ -1,6 +1,32 @@
+import logging
+
 from django.apps import AppConfig
+
+log = logging.getLogger(__name__)
+
+# After the New York close in both EST (21:00 UTC) and EDT (20:00 UTC), Monday to Friday.
+SESSION_LABELS_CRONTAB = "30 21 * * 1-5"
+
+
+def _schedules_ensure(sender, **kwargs) -> None:
+    """The daily session-labelling job in beat's database (idempotent, after migrate)."""
+    try:
+        from trading.schedules import schedule_ensure
+
+        schedule_ensure(
+            "autotrader: session labels",
+            "analytics.session_labels_daily",
+            crontab=SESSION_LABELS_CRONTAB,
+        )
+    except Exception:  # a missing beat table must never break migrate
+        log.exception("could not create the session-labels schedule")
 
 
 class AnalyticsConfig(AppConfig):
     name = "analytics"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from django.db.models.signals import post_migrate
+
+        post_migrate.connect(_schedules_ensure, sender=self, dispatch_uid="analytics.schedules")

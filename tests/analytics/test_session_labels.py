@@ -67,3 +67,23 @@ def test_shared_spy_sessions_labels_are_pinned():
     trend = sorted(str(d) for d, v in labels.items() if v["label"] == TREND)
     assert len(labels) == 20
     assert trend == ["2011-01-05", "2011-01-14", "2011-01-19", "2011-01-24", "2011-01-28"]
+
+
+@pytest.mark.django_db
+def test_daily_labelling_job_is_scheduled_and_runs_as_a_task(settings):
+    from django_celery_beat.models import PeriodicTask
+
+    from analytics.apps import _schedules_ensure
+    from analytics.tasks import session_labels_daily
+    from autotrader_site.clock import MarketClock
+
+    _schedules_ensure(sender=None)
+    task = PeriodicTask.objects.get(name="autotrader: session labels")
+    assert task.task == "analytics.session_labels_daily"
+    settings.SYMBOLS = ["SPY"]
+    bars_upsert(bars=_trend_day(date(2024, 1, 8)))
+    MarketClock.set_replay_time(datetime(2024, 1, 8, 22, 0, tzinfo=UTC))
+    try:
+        assert session_labels_daily.delay().get() == {"SPY": {"2024-01-08": TREND}}
+    finally:
+        MarketClock.set_replay_time(None)
