@@ -8,6 +8,8 @@
   const ET = "America/New_York";
   const timeFmt = new Intl.DateTimeFormat("en-US", { timeZone: ET, hour: "2-digit", minute: "2-digit", hour12: false });
   const dateTimeFmt = new Intl.DateTimeFormat("en-US", { timeZone: ET, month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
+  // Chart times are New York wall time encoded as UTC seconds: format them in UTC.
+  const chartClockFmt = new Intl.DateTimeFormat("en-US", { timeZone: "UTC", month: "short", day: "2-digit", hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
   const money = new Intl.NumberFormat("en-US", { style: "currency", currency: "USD" });
 
   const LINE_STYLE = {
@@ -223,6 +225,8 @@
     c.lastClose = msg.candle.close;
     c.count += 1;
     afterBar(msg.symbol, c);
+    // The market clock moves with every closed bar (its close), not only with panel changes.
+    $("market-clock").textContent = chartClockFmt.format(new Date((msg.candle.time + 60) * 1000));
   }
 
   function afterBar(symbol, c) {

@@ -201,6 +201,11 @@ def test_dashboard_fills_live_during_a_replay_and_halts_trading(
         f"document.querySelector('#chart-SPY').dataset.bars === '{HISTORY_BARS + REPLAY_BARS}'",
         timeout=WAIT_MS,
     )
+    # The market clock follows the replayed bars: the last one closes at 11:30 ET.
+    page.wait_for_function(
+        "document.querySelector('#market-clock').textContent.endsWith('11:30:00')",
+        timeout=WAIT_MS,
+    )
     page.wait_for_timeout(500)  # let the chart paint before the picture (not an assertion)
     page.screenshot(path=str(screenshot_dir / "dashboard-replay.png"), full_page=True)
     assert page.evaluate("window.__sameDocument") == 42
