@@ -1,0 +1,147 @@
+"""Reconciliation against the (fake) broker: crash recovery by tag, adoption, vanished
+orders, position correction, and the fail-closed start-up."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+
+from risk.selectors import trading_state_get
+from risk.services import trading_state_set
+from tests.trading.helpers import make_signal, minutes
+from trading.models import Order, Position, Trade
+from trading.pipeline import exits_tick_run, signal_handle
+from trading.reconciliation import reconcile_run, startup_reconcile
+from trading.selectors import reconciliation_last
+
+pytestmark = pytest.mark.django_db(transaction=True)
+D = Decimal
+T = datetime(2025, 9, 17, 14, 0, tzinfo=UTC)
+
+
+class Crash(Exception):
+    """The process dies after the broker answered, before our database commit."""
+
+
+def test_live_entry_fill_is_synced_and_protected_at_the_broker(fake_tradier, config):
+    signal = make_signal(bar_ts=T, entry="186.08", stop="185.08", t1=None, t2=None)
+    assert signal_handle(signal=signal, now=minutes(T, 1), config=config) == "submitted"
+    entry = Order.objects.get(signal=signal, role="entry")
+    assert entry.broker == "tradier" and entry.status == "submitted" and entry.broker_order_id
+    assert fake_tradier.submissions[entry.tag] == 1
+    fake_tradier.fill(int(entry.broker_order_id), price="186.10")
+    exits_tick_run(now=minutes(T, 2), config=config)
+    entry.refresh_from_db()
+    trade = Trade.objects.get(signal=signal)
+    assert entry.status == "filled" and trade.status == "open"
+    stop = Order.objects.get(trade=trade, role="stop")
+    placed = fake_tradier.orders[int(stop.broker_order_id)]
+    assert placed["type"] == "stop" and placed["stop_price"] == 185.08
+    assert placed["quantity"] == trade.remaining_qty
+
+
+def test_crash_between_broker_answer_and_commit_is_adopted_without_a_second_order(
+    fake_tradier, config, monkeypatch
+):
+    broker = fake_tradier.broker
+    real_submit = broker.submit
+
+    def submit_then_crash(request):
+        real_submit(request)
+        raise Crash()
+
+    monkeypatch.setattr(broker, "submit", submit_then_crash)
+    signal = make_signal(bar_ts=T, entry="186.08", stop="185.08")
+    with pytest.raises(Crash):
+        signal_handle(signal=signal, now=minutes(T, 1), config=config)
+    entry = Order.objects.get(signal=signal, role="entry")
+    assert entry.status == "new" and entry.broker_order_id == ""
+    monkeypatch.setattr(broker, "submit", real_submit)
+
+    # restart: reconciliation finds the order by its tag
+    result = reconcile_run(now=minutes(T, 2))
+    entry.refresh_from_db()
+    assert result["ok"] and entry.broker_order_id and entry.status == "open"
+    assert fake_tradier.submissions[entry.tag] == 1
+    # the same signal again (a retried task) sends nothing new
+    signal.refresh_from_db()
+    signal_handle(signal=signal, now=minutes(T, 2), config=config)
+    assert fake_tradier.submissions[entry.tag] == 1
+    assert Order.objects.filter(signal=signal, role="entry").count() == 1
+
+
+def test_unknown_broker_orders_are_adopted_and_vanished_ones_closed(fake_tradier, config):
+    from trading.brokers.base import OrderRequest
+
+    fake_tradier.broker.submit(
+        OrderRequest(
+            symbol="AAPL", side="buy", qty=3, order_type="limit", price=D("180"), tag="manual-1"
+        )
+    )
+    ghost = Order.objects.create(
+        tag="ghost-1",
+        broker="tradier",
+        broker_order_id="999",
+        symbol="SPY",
+        side="buy",
+        qty=1,
+        order_type="market",
+        status="open",
+        created_at=T,
+    )
+    result = reconcile_run(now=minutes(T, 1))
+    adopted = Order.objects.get(tag="manual-1")
+    assert adopted.role == "external" and adopted.status == "open" and adopted.qty == 3
+    ghost.refresh_from_db()
+    assert ghost.status == "expired"
+    assert result["summary"]["adopted"] == ["manual-1"]
+    # idempotent: a second run adopts nothing new
+    reconcile_run(now=minutes(T, 2))
+    assert Order.objects.filter(tag__startswith="manual-1").count() == 1
+
+
+def test_positions_are_corrected_to_the_broker(fake_tradier):
+    Position.objects.create(symbol="SPY", qty=5, avg_price=D("450"))
+    fake_tradier.positions["QQQ"] = {"symbol": "QQQ", "quantity": 2.0, "cost_basis": 760.0}
+    result = reconcile_run(now=T)
+    assert Position.objects.get(symbol="SPY").qty == 0
+    qqq = Position.objects.get(symbol="QQQ")
+    assert qqq.qty == 2 and qqq.avg_price == D("380")
+    assert sorted(result["summary"]["positions"]) == ["QQQ: 0 -> 2", "SPY: 5 -> 0"]
+    assert reconciliation_last()["ok"] is True
+
+
+def test_startup_stays_halted_until_reconciliation_succeeds(fake_tradier):
+    fake_tradier.faults = []
+    real_handle = fake_tradier.handle
+
+    def down(request):
+        import httpx
+
+        raise httpx.ConnectError("connection refused", request=request)
+
+    fake_tradier.handle = down
+    fake_tradier.broker.http.client._transport = __import__("httpx").MockTransport(down)
+    result = startup_reconcile()
+    assert result["ok"] is False
+    assert trading_state_get().state == "HALTED"
+    assert reconciliation_last()["ok"] is False
+    fake_tradier.broker.http.client._transport = __import__("httpx").MockTransport(real_handle)
+    result = startup_reconcile()
+    assert result["ok"] is True
+    assert trading_state_get().state == "ACTIVE"
+
+
+def test_startup_does_not_lift_a_halt_it_did_not_set(paper):
+    trading_state_set(state="HALTED", reason="daily loss limit")
+    assert startup_reconcile()["ok"] is True
+    assert trading_state_get().state == "HALTED"
+
+
+def test_paper_broker_reconciles_trivially(paper, config):
+    signal = make_signal(bar_ts=T)
+    signal_handle(signal=signal, now=minutes(T, 1), config=config)
+    result = reconcile_run(now=minutes(T, 1) + timedelta(seconds=5))
+    assert result["ok"] and not any(result["summary"].values())
