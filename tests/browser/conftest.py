@@ -164,7 +164,11 @@ def in_thread(fn, *args, **kwargs):
 def browser():
     """Headless Debian Chromium, launched with the flags this closed network needs."""
     if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} is missing: run tests/browser/ensure_chromium.sh")
+        # `make test` runs the script first; this covers a bare `pytest` on a new machine.
+        script = Path(__file__).with_name("ensure_chromium.sh")
+        result = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=900)
+        if result.returncode != 0 or not os.path.exists(CHROMIUM):
+            pytest.fail(f"{CHROMIUM} is missing and could not be installed:\n{result.stderr}")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
