@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from datetime import UTC
 
+import orjson
+from django.db.models import TextField
+from django.db.models.functions import Cast
 from rest_framework import serializers
 
 from strategies.models import Signal
@@ -33,6 +36,7 @@ SIGNAL_FIELDS = [
 ]
 _DECIMALS = ("entry_price", "stop_price", "target_one", "target_two")
 _TIMES = ("bar_ts", "created_at")
+_RAW_JSON = ("reasons", "checks", "features")
 
 
 class SignalOutputSerializer(serializers.ModelSerializer):
@@ -61,3 +65,21 @@ def signal_rows(rows) -> list[dict]:
         row["score"] = float(row["score"])
         out.append(row)
     return out
+
+
+def signal_values_raw(queryset):
+    """The queryset as `.values()` with the JSON columns left as PostgreSQL's text, so the
+    page is never decoded into Python objects only to be encoded again."""
+    scalars = [f for f in SIGNAL_FIELDS if f not in _RAW_JSON]
+    raw = {f"{name}__raw": Cast(name, output_field=TextField()) for name in _RAW_JSON}
+    return queryset.values(*scalars, **raw)
+
+
+def signal_rows_raw(rows) -> list[dict]:
+    """`signal_values_raw` rows for orjson, JSON columns as pre-serialised fragments."""
+    out = []
+    for row in rows:
+        for name in _RAW_JSON:
+            row[name] = orjson.Fragment(row.pop(f"{name}__raw"))
+        out.append(row)
+    return signal_rows(out)

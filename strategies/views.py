@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import orjson
+from django.http import HttpResponse
 from rest_framework import generics
 
 from autotrader_site.pagination import EstimatedCountPagination
 from strategies.filters import SignalFilter
 from strategies.models import Signal
-from strategies.serializers import SIGNAL_FIELDS, SignalOutputSerializer, signal_rows
+from strategies.serializers import (
+    SIGNAL_FIELDS,
+    SignalOutputSerializer,
+    signal_rows,
+    signal_rows_raw,
+    signal_values_raw,
+)
 
 
 class SignalListApi(generics.ListAPIView):
@@ -21,10 +29,15 @@ class SignalListApi(generics.ListAPIView):
         return Signal.objects.order_by("-bar_ts", "-id")
 
     def list(self, request, *args, **kwargs):
-        # Lean path: rows straight from .values(), formatted like SignalOutputSerializer.
-        queryset = self.filter_queryset(self.get_queryset()).values(*SIGNAL_FIELDS)
-        page = self.paginate_queryset(queryset)
-        return self.get_paginated_response(signal_rows(page))
+        # Lean path (the API's hottest read): rows straight from .values(), formatted like
+        # SignalOutputSerializer; for JSON clients the JSON columns pass through as text.
+        queryset = self.filter_queryset(self.get_queryset())
+        if request.accepted_renderer.format != "json":
+            page = self.paginate_queryset(queryset.values(*SIGNAL_FIELDS))
+            return self.get_paginated_response(signal_rows(page))
+        page = self.paginate_queryset(signal_values_raw(queryset))
+        payload = self.paginator.get_paginated_response(signal_rows_raw(page)).data
+        return HttpResponse(orjson.dumps(payload), content_type="application/json")
 
 
 class SignalDetailApi(generics.RetrieveAPIView):
