@@ -14,5 +14,8 @@ urlpatterns = [
     path("positions", views.PositionListApi.as_view(), name="position-list"),
     path("positions/flatten", views.PositionsFlattenApi.as_view(), name="positions-flatten"),
     path("account/balances", views.AccountBalancesApi.as_view(), name="account-balances"),
+    path("trade/dryrun", views.TradeDryRunApi.as_view(), name="trade-dryrun"),
+    path("bracket/preview", views.BracketPreviewApi.as_view(), name="bracket-preview"),
+    path("bracket/place", views.BracketPlaceApi.as_view(), name="bracket-place"),
     path("account/snapshots", views.AccountSnapshotListApi.as_view(), name="account-snapshots"),
 ]

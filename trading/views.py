@@ -4,17 +4,18 @@ and serialise; the rules live in trading.services / trading.selectors."""
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 
 from django.conf import settings
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import generics, serializers
-from rest_framework.exceptions import APIException, NotFound
+from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from autotrader_site.pagination import EstimatedCountPagination
-from autotrader_site.permissions import CanTrade, WriteThrottle
-from marketdata.serializers import SymbolField
+from autotrader_site.permissions import CanTrade, WriteThrottle, is_superuser
+from marketdata.serializers import PositivePriceField, SymbolField
 from trading import services
 from trading.filters import FillFilter, OrderFilter, TradeFilter
 from trading.models import AccountSnapshot, AuditEvent, Fill, Order, Trade
@@ -263,3 +264,182 @@ class AccountSnapshotListApi(generics.ListAPIView):
 
     def get_queryset(self):
         return AccountSnapshot.objects.order_by("-ts")
+
+
+# --- dry run and brackets -------------------------------------------------------------------
+ORDER_SIDES = ("buy", "sell", "sell_short", "buy_to_cover")
+ORDER_TYPES = ("market", "limit", "stop", "stop_limit")
+
+
+class PercentField(serializers.DecimalField):
+    """A fraction strictly between 0 and `upper` (0.01 = 1%)."""
+
+    def __init__(self, *, upper: str, **kwargs):
+        self.upper = Decimal(upper)
+        kwargs.setdefault("max_digits", 8)
+        kwargs.setdefault("decimal_places", 6)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if not (0 < value < self.upper):
+            raise serializers.ValidationError(
+                f"must be a fraction between 0 and {self.upper} (0.01 = 1%)"
+            )
+        return value
+
+
+def _order_prices_validate(attrs: dict) -> dict:
+    order_type = attrs.get("type", "market")
+    errors = {}
+    if order_type in ("limit", "stop_limit") and attrs.get("price") is None:
+        errors["price"] = [f"required for a {order_type} order"]
+    if order_type in ("stop", "stop_limit") and attrs.get("stop") is None:
+        errors["stop"] = [f"required for a {order_type} order"]
+    if errors:
+        raise serializers.ValidationError(errors)
+    return attrs
+
+
+class TradeDryRunApi(APIView):
+    """What would be sent to Tradier for this order, validated like Tradier, and what the risk
+    rules say for a buy. Nothing is sent or stored (any logged-in user)."""
+
+    throttle_classes = [WriteThrottle]
+
+    class DryRunInputSerializer(serializers.Serializer):
+        symbol = SymbolField()
+        side = serializers.ChoiceField(choices=ORDER_SIDES)
+        qty = serializers.IntegerField(min_value=1, max_value=1_000_000)
+        type = serializers.ChoiceField(choices=ORDER_TYPES, default="market")
+        price = PositivePriceField(required=False)
+        stop = PositivePriceField(required=False)
+
+        def validate(self, attrs):
+            return _order_prices_validate(attrs)
+
+    @extend_schema(
+        request=DryRunInputSerializer,
+        responses=inline_serializer(
+            "DryRun",
+            {
+                "valid": serializers.BooleanField(),
+                "error": serializers.CharField(),
+                "request": serializers.DictField(),
+                "dry_run": serializers.BooleanField(),
+                "risk": serializers.DictField(required=False),
+            },
+        ),
+    )
+    def post(self, request):
+        data = self.DryRunInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        result = services.order_dryrun(
+            symbol=v["symbol"],
+            side=v["side"],
+            qty=v["qty"],
+            order_type=v["type"],
+            price=v.get("price"),
+            stop=v.get("stop"),
+        )
+        return Response(result)
+
+
+def _bracket_errors(result: dict) -> None:
+    """The service's input problems (no price, no percentages) as 400 field errors."""
+    error = result.get("error")
+    if not error:
+        return
+    if "price" in error and "pct" not in error:
+        raise serializers.ValidationError({"price": [error]})
+    if "pct" in error:
+        raise serializers.ValidationError({"stop_pct": [error], "tp_pct": [error]})
+    raise serializers.ValidationError({"non_field_errors": [error]})
+
+
+class BracketPreviewApi(APIView):
+    """Stop, target, notional, risk/reward of a bracket and the risk checks it would meet.
+    Percentages default to the symbol's effective STOP/TP values; `price` overrides the last
+    stored price (useful when data providers are limited)."""
+
+    class BracketPreviewFilterSerializer(serializers.Serializer):
+        symbol = SymbolField()
+        qty = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+        stop_pct = PercentField(upper="1", required=False)
+        tp_pct = PercentField(upper="10", required=False)
+        price = PositivePriceField(required=False)
+
+    @extend_schema(
+        parameters=[BracketPreviewFilterSerializer],
+        responses=inline_serializer(
+            "BracketPreview",
+            {
+                "symbol": serializers.CharField(),
+                "price": serializers.CharField(),
+                "qty": serializers.IntegerField(),
+                "stop": serializers.CharField(),
+                "target": serializers.CharField(),
+                "notional": serializers.CharField(),
+                "risk_usd": serializers.CharField(),
+                "reward_usd": serializers.CharField(),
+                "reward_risk": serializers.CharField(),
+                "approved": serializers.BooleanField(),
+                "checks": serializers.ListField(child=serializers.DictField()),
+                "reasons": serializers.ListField(child=serializers.CharField()),
+            },
+        ),
+    )
+    def get(self, request):
+        params = self.BracketPreviewFilterSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        result = services.bracket_preview(**params.validated_data)
+        _bracket_errors(result)
+        return Response(result)
+
+
+class BracketPlaceApi(_WriteApi):
+    """Place an OTOCO bracket (entry, take-profit limit, protective stop). Risk rules apply;
+    `force: true` bypasses them, needs a superuser and is audited. Respects DRY_RUN.
+    A bracket the risk rules refuse answers 200 with `placed: false` and the reasons."""
+
+    class BracketPlaceInputSerializer(serializers.Serializer):
+        symbol = SymbolField()
+        qty = serializers.IntegerField(min_value=1, max_value=1_000_000, required=False)
+        type = serializers.ChoiceField(choices=("market", "limit"), default="market")
+        price = PositivePriceField(required=False)
+        stop_pct = PercentField(upper="1", required=False)
+        tp_pct = PercentField(upper="10", required=False)
+        force = serializers.BooleanField(default=False)
+
+        def validate(self, attrs):
+            return _order_prices_validate(attrs)
+
+    @extend_schema(
+        request=BracketPlaceInputSerializer,
+        responses={200: inline_serializer("BracketPlaced", {"placed": serializers.BooleanField()})},
+    )
+    def post(self, request):
+        data = self.BracketPlaceInputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        v = data.validated_data
+        if v["force"] and not is_superuser(request.user):
+            raise PermissionDenied("force=true (skipping the risk rules) needs a superuser")
+        if v["force"]:
+            logger.warning("bracket/place with force by %s: %s", request.user, v["symbol"])
+        try:
+            result = _broker_call(
+                services.bracket_place,
+                symbol=v["symbol"],
+                qty=v.get("qty"),
+                stop_pct=v.get("stop_pct"),
+                tp_pct=v.get("tp_pct"),
+                price=v.get("price"),
+                order_type=v["type"],
+                force=v["force"],
+                user=request.user,
+            )
+        except services.ForceNotAllowed as exc:
+            raise PermissionDenied(str(exc)) from exc
+        _bracket_errors(result)
+        return Response(result)
