@@ -35,6 +35,7 @@ services:
 
 ## make test: ruff, then pytest on real PostgreSQL and Redis
 test: $(VENV)/.dev-installed services
+	bash tests/browser/ensure_chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
