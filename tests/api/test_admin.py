@@ -98,3 +98,29 @@ def test_position_shows_unrealised_pnl(staff):
     )
     html = staff.get(reverse("admin:trading_position_changelist")).content.decode()
     assert "15.0" in html
+
+
+def test_order_cancel_action_calls_the_service(staff):
+    working = make_order(status="open")
+    done = make_order(status="filled")
+    url = reverse("admin:trading_order_changelist")
+    resp = staff.post(url, {"action": "cancel_orders", "_selected_action": [working.pk, done.pk]})
+    assert resp.status_code == 302
+    working.refresh_from_db()
+    done.refresh_from_db()
+    assert working.status == "cancelled" and done.status == "filled"
+    assert working.events.filter(to_status="cancelled").exists()
+
+
+def test_order_cancel_action_needs_can_trade(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("clerk", password="clerk-pass-1", is_staff=True)
+    user.user_permissions.add(Permission.objects.get(codename="view_order"))
+    user.user_permissions.add(Permission.objects.get(codename="change_order"))
+    client.force_login(user)
+    order = make_order(status="open")
+    url = reverse("admin:trading_order_changelist")
+    client.post(url, {"action": "cancel_orders", "_selected_action": [order.pk]})
+    order.refresh_from_db()
+    assert order.status == "open"
