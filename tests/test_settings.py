@@ -77,3 +77,9 @@ def test_live_orders_need_credentials():
 def test_spec_style_database_url_is_accepted():
     result = _start({"DATABASE_URL": "postgresql+psycopg2://u:p@db:5432/autotrader"})
     assert result.returncode == 0, result.stderr
+
+
+def test_readme_configuration_table_lists_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z_0-9]+)` \|", readme, flags=re.M))
+    assert sorted(EXAMPLE_NAMES - documented) == []
