@@ -15,6 +15,7 @@ import threading
 from datetime import datetime, timedelta
 
 from marketdata.selectors import bars_as_data
+from marketdata.types import BarData
 from strategies.config import StrategyConfig
 from strategies.features import FeatureEngine
 
@@ -36,20 +37,33 @@ def new_engine(symbol: str, cfg: StrategyConfig) -> FeatureEngine:
     )
 
 
-def _feed(engine: FeatureEngine, cfg: StrategyConfig, start: datetime, end: datetime) -> None:
-    symbol = engine.symbol
-    bars = bars_as_data(symbol=symbol, start=start, end=end)
+def _proxy_volumes(symbol: str, cfg: StrategyConfig, bars: list[BarData], end: datetime):
     proxy = cfg.execution_map.get(symbol)
-    proxy_volume: dict[datetime, float] | None = None
-    if proxy and bars:
-        proxy_volume = {
-            b.ts: b.volume for b in bars_as_data(symbol=proxy, start=bars[0].ts, end=end)
-        }
+    if not proxy or not bars:
+        return None
+    return {b.ts: b.volume for b in bars_as_data(symbol=proxy, start=bars[0].ts, end=end)}
+
+
+def _feed(engine: FeatureEngine, cfg: StrategyConfig, start: datetime, end: datetime) -> None:
+    bars = bars_as_data(symbol=engine.symbol, start=start, end=end)
+    proxy_volume = _proxy_volumes(engine.symbol, cfg, bars, end)
     for b in bars:
-        if engine.last_ts is not None and b.ts <= engine.last_ts:
-            continue
         volume = proxy_volume.get(b.ts, 0.0) if proxy_volume is not None else b.volume
         engine.update(b.ts, b.open, b.high, b.low, b.close, volume)
+
+
+def _catch_up(engine: FeatureEngine, cfg: StrategyConfig, end: datetime) -> bool:
+    """Feed the stored bars after the engine's last bar up to `end`. The read starts AT the last
+    bar fed, to check it is still stored unchanged (same query, no extra round trip); returns
+    False when it is not (storage was rewritten): the caller rebuilds."""
+    bars = bars_as_data(symbol=engine.symbol, start=engine.last_ts, end=end)
+    if not bars or bars[0].ts != engine.last_ts or bars[0].close != engine.last_close:
+        return False
+    proxy_volume = _proxy_volumes(engine.symbol, cfg, bars, end)
+    for b in bars[1:]:
+        volume = proxy_volume.get(b.ts, 0.0) if proxy_volume is not None else b.volume
+        engine.update(b.ts, b.open, b.high, b.low, b.close, volume)
+    return True
 
 
 def engine_build(symbol: str, cfg: StrategyConfig, until: datetime) -> FeatureEngine:
@@ -64,16 +78,16 @@ def features_at(symbol: str, bar_ts: datetime, cfg: StrategyConfig) -> dict | No
     session or not stored."""
     with _lock:
         engine = _engines.get(symbol)
-        if engine is not None and engine.last_ts is not None and engine.last_ts <= bar_ts:
-            if bar_ts - engine.last_ts > timedelta(days=warmup_days(cfg)):
-                engine = None
-            elif engine.last_ts < bar_ts:
-                _feed(engine, cfg, engine.last_ts + timedelta(microseconds=1), bar_ts)
-        elif engine is not None:
+        if engine is not None and engine.last_ts is not None and engine.last_ts > bar_ts:
             # an older bar (late re-evaluation): answer from a temporary engine
-            old = engine_build(symbol, cfg, bar_ts)
-            return _row_if_at(old, bar_ts)
-        if engine is None:
+            return _row_if_at(engine_build(symbol, cfg, bar_ts), bar_ts)
+        usable = (
+            engine is not None
+            and engine.last_ts is not None
+            and bar_ts - engine.last_ts <= timedelta(days=warmup_days(cfg))
+            and _catch_up(engine, cfg, bar_ts)
+        )
+        if not usable:
             engine = engine_build(symbol, cfg, bar_ts)
             _engines[symbol] = engine
         return _row_if_at(engine, bar_ts)
@@ -96,10 +110,13 @@ def features_latest(symbol: str, until: datetime, cfg: StrategyConfig) -> dict |
     """Feature row of the latest stored regular-session bar at or before `until`."""
     with _lock:
         engine = _engines.get(symbol)
-        if engine is None or engine.last_ts is None or engine.last_ts > until:
+        if (
+            engine is None
+            or engine.last_ts is None
+            or engine.last_ts > until
+            or not _catch_up(engine, cfg, until)
+        ):
             engine = engine_build(symbol, cfg, until)
             if engine.last_ts is not None:
                 _engines[symbol] = engine
-        elif engine.last_ts < until:
-            _feed(engine, cfg, engine.last_ts + timedelta(microseconds=1), until)
         return engine.last_row

@@ -97,6 +97,7 @@ class FeatureEngine:
         self.lookback_min = lookback_min
         self.rvol_profile_min_sessions = rvol_profile_min_sessions
         self.last_ts: datetime | None = None  # last bar fed (any session)
+        self.last_close = NAN
         self.last_row: dict | None = None  # features of the last regular-session bar
         self.bars = 0
         self._ema20 = _Ema(20)
@@ -166,6 +167,7 @@ class FeatureEngine:
         """Advance by one bar (its START `ts`, tz-aware); returns the feature row, or None when
         the bar is outside the regular session (ignored)."""
         self.last_ts = ts
+        self.last_close = close
         where = session_minute(ts)
         if where is None:
             return None

@@ -70,3 +70,18 @@ def test_skipped_bars_are_read_back_from_storage(settings):
     old = bars[1200]
     evaluate_bar(symbol="SPY", bar_ts=old.ts)
     assert_snapshot_matches(vec, old.ts)
+
+
+def test_rewritten_storage_is_noticed_and_the_engine_rebuilt(settings):
+    """A cached engine whose last bar is no longer stored as it saw it is not trusted."""
+    from marketdata.models import Bar
+
+    settings.ENABLED_SETUPS = []
+    df, bars = stored_synthetic()
+    for b in bars[:900]:
+        evaluate_bar(symbol="SPY", bar_ts=b.ts)
+    Bar.objects.filter(symbol="SPY", ts=bars[899].ts).update(close=bars[899].close + 1.0)
+    evaluate_bar(symbol="SPY", bar_ts=bars[950].ts)
+    changed = df.copy()
+    changed.loc[changed.index[899], "close"] += 1.0
+    assert_snapshot_matches(compute_features(changed.iloc[:951]), bars[950].ts)
