@@ -209,7 +209,7 @@ class FakeTradierState:
                             duration=form.get("duration", "day"),
                             price=form.get(f"price[{i}]"),
                             stop=form.get(f"stop[{i}]"),
-                            tag=tag,
+                            tag="",  # Tradier reports the tag on the order, not its legs
                         )
                     )
                 self.next_id += len(legs)
@@ -278,6 +278,8 @@ class FakeTradierState:
                 record["stop_price"] = float(form["stop"])
             if "type" in form:
                 record["type"] = form["type"]
+            if record["status"] in ("open", "partially_filled"):
+                self._maybe_fill(record)  # a limit turned market (or repriced) may trade now
             answer = copy.deepcopy(_fixture("modify_order.json"))
             answer["order"]["id"] = oid
             return 200, answer
@@ -501,7 +503,18 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _endpoint(path: str) -> str:
-    return re.sub(r"\d+", "{id}", path.split("/v1/", 1)[-1])
+    return re.sub(r"/\d+(?=/|$)", "/{id}", path.split("/v1/", 1)[-1])
+
+
+class _QuietServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        """A client that gave up (timeout) closes its socket: expected here, not an error."""
+        import sys
+
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class FakeTradier:
@@ -510,8 +523,7 @@ class FakeTradier:
     def __init__(self, **state_kwargs) -> None:
         self.state = FakeTradierState(**state_kwargs)
         handler = type("Handler", (_Handler,), {"state": self.state})
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.server.daemon_threads = True
+        self.server = _QuietServer(("127.0.0.1", 0), handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
