@@ -14,7 +14,7 @@ The trade list equals the event-driven mode's (tests pin it on synthetic and rea
 from __future__ import annotations
 
 import time as wall
-from datetime import timedelta
+from datetime import date, timedelta
 
 import numpy as np
 import pandas as pd
@@ -98,7 +98,7 @@ def _row(feats: pd.DataFrame, arrays: dict, i: int, close: float, ts) -> dict:
     return row
 
 
-def run_fast(
+def _run_fast_ledger(
     frames: dict[str, pd.DataFrame],
     config: BacktestConfig,
     *,
@@ -255,3 +255,334 @@ def _cross_at(arrays, sym_rank: int, ts_ns: int, bar_rank: int) -> bool:
     side = "right" if sym_rank <= bar_rank else "left"
     j = int(np.searchsorted(times, ts_ns, side=side)) - 1
     return bool(cross[j]) if j >= 0 else False
+
+
+# --- the kernel path -------------------------------------------------------------------------
+def kernel_unsupported(frames, config: BacktestConfig, symbols, params: dict) -> str:
+    """Why the integer kernel cannot run this configuration ('' when it can)."""
+    cfg, risk, costs = config.strategy, config.risk, config.costs
+    if any(cfg.execution_symbol(s) != s for s in symbols):
+        return "a symbol executes in another (index -> ETF)"
+    if risk.trail_pct or risk.stop_pct or risk.tp_pct:
+        return "trailing stops or percent brackets"
+    for symbol, p in params.items():
+        if any(v is not None for v in (p.qty, p.stop_pct, p.tp_pct, p.trail_pct, p.trail_act_pct,
+                                        p.window_start, p.max_notional_usd)):  # fmt: skip
+            return f"per-symbol overrides for {symbol}"
+    for name, value in (
+        ("RISK_PER_TRADE_USD", risk.risk_per_trade_usd * 100),
+        ("RISK_MAX_ORDER_NOTIONAL_USD", risk.max_order_notional_usd * 100),
+        ("MIN_CASH_USD", risk.min_cash_usd * 100),
+        ("PAPER_STARTING_CASH_USD", config.starting_cash * 100),
+        ("2 x (spread/2 + slippage) bps", costs.adverse_bps * 2),
+        ("2 x ENTRY_LIMIT_OFFSET_BPS", risk.entry_limit_offset_bps * 2),
+    ):
+        if value != value.to_integral_value():
+            return f"{name} is not a whole number of cents/half bps"
+    for symbol, frame in frames.items():
+        prices = frame[["open", "high", "low", "close"]].to_numpy(dtype=float) * 100
+        if not np.allclose(prices, np.rint(prices), rtol=0, atol=1e-6):
+            return f"{symbol} has sub-cent prices"
+    return ""
+
+
+def _ny_day_numbers(ns: np.ndarray) -> np.ndarray:
+    """New York calendar date of each UTC instant, as days since 1970-01-01 (vectorised)."""
+    wall = pd.DatetimeIndex(ns, tz="UTC").tz_convert("America/New_York").tz_localize(None)
+    return wall.as_unit("ns").asi8 // 86_400_000_000_000
+
+
+def _day_groups(ns: np.ndarray) -> tuple[list[date], np.ndarray]:
+    """(distinct New York dates, index of each instant's date in that list)."""
+    unique, inverse = np.unique(_ny_day_numbers(ns), return_inverse=True)
+    epoch = date(1970, 1, 1)
+    return [epoch + timedelta(days=int(d)) for d in unique], inverse
+
+
+def engine_session_mask(index: pd.DatetimeIndex) -> np.ndarray:
+    """The bars the feature engine uses (strategies.features.sessions): 09:30 New York up to
+    the close (early closes from the calendar; every other day, holidays and weekends included,
+    gets the regular geometry)."""
+    from strategies.features.sessions import session_day
+
+    ns = index.as_unit("ns").asi8
+    days, idx = _day_groups(ns)
+    geometry = [session_day(d) for d in days]
+    opens = np.array([pd.Timestamp(g.open_utc).value for g in geometry], dtype=np.int64)
+    lengths = np.array([g.minutes for g in geometry], dtype=np.int64)
+    minute = (ns - opens[idx]) // 60_000_000_000
+    return (minute >= 0) & (minute < lengths[idx])
+
+
+def _cents(values: np.ndarray) -> np.ndarray:
+    """What `Decimal(repr(v)).quantize(Decimal('0.01'), ROUND_HALF_UP)` gives, in cents;
+    near-ties go through Decimal itself."""
+    from decimal import ROUND_HALF_UP, Decimal
+
+    scaled = values * 100.0
+    low = np.floor(scaled)
+    frac = scaled - low
+    out = (low + (frac > 0.5)).astype(np.int64)
+    for j in np.flatnonzero(np.abs(frac - 0.5) < 1e-6):
+        exact = Decimal(repr(float(values[j]))).quantize(Decimal("0.01"), rounding=ROUND_HALF_UP)
+        out[j] = int(exact * 100)
+    return out
+
+
+def _session_tables(day_keys, config: BacktestConfig):
+    """Per New York date: (open, close, window start, window end, flat time) in ns; -1 when
+    the date has no session."""
+    from risk.calendar import session_for, trading_window
+
+    risk = config.risk
+    flat_margin = timedelta(minutes=config.flatten_before_close_min)
+    table = {}
+    for day in day_keys:
+        session = session_for(day)
+        if session is None:
+            table[day] = (-1, -1, -1, -1, -1)
+            continue
+        w_start, w_end = trading_window(session, risk.window_start, risk.window_end)
+        table[day] = tuple(
+            pd.Timestamp(t).value
+            for t in (session.open, session.close, w_start, w_end, session.close - flat_margin)
+        )
+    return table
+
+
+def _levels(name: str, cfg, close, atr, or_high, vwap):
+    if name == "ORB":
+        stop = or_high - cfg.orb_stop_atr * atr
+    else:
+        stop = close - cfg.stop_atr * atr
+    if name == "VWAP_MEAN":
+        t1 = vwap
+        t2 = vwap + cfg.vwap_mean_t2_atr * atr
+    else:
+        t1 = close + cfg.target_one_atr * atr
+        t2 = close + cfg.target_two_atr * atr
+    return close, stop, t1, t2
+
+
+def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started, progress):
+    from analytics.backtest.kernel import BIT_CODES, REASONS, lifecycle_kernel
+    from analytics.backtest.result import ExitLeg, SignalRecord, TradeRecord
+
+    cfg, risk = config.strategy, config.risk
+    rank = {s: r for r, s in enumerate(frames)}
+    setup_order = {name: k for k, name in enumerate(cfg.enabled_setups)}
+
+    # merged bars in the live processing order, with the per-bar facts the rules read
+    parts = []
+    sig_parts = []
+    for symbol, frame in frames.items():
+        regular = engine_session_mask(frame.index)
+        reg_idx = np.flatnonzero(regular)
+        cross = np.zeros(len(frame), dtype=bool)
+        part = pd.DataFrame(
+            {
+                "ts": frame.index.as_unit("ns").asi8,
+                "rank": rank[symbol],
+                "o": np.rint(frame["open"].to_numpy() * 100).astype(np.int64),
+                "h": np.rint(frame["high"].to_numpy() * 100).astype(np.int64),
+                "l": np.rint(frame["low"].to_numpy() * 100).astype(np.int64),
+            }
+        )
+        if symbol in symbols and reg_idx.size:
+            feats = features_for(symbol, {symbol: frame.iloc[reg_idx]}, config)
+            close = frame["close"].to_numpy(dtype=float)[reg_idx]
+            e20 = feats["ema_20"].to_numpy(dtype=float)
+            e50 = feats["ema_50"].to_numpy(dtype=float)
+            prev_regular = np.r_[False, regular[:-1]][reg_idx]
+            with np.errstate(invalid="ignore"):
+                cross[reg_idx] = (
+                    prev_regular
+                    & (np.r_[np.nan, e20[:-1]] >= np.r_[np.nan, e50[:-1]])
+                    & (e20 < e50)
+                )
+            masks = setup_masks(feats.assign(close=close), symbol=symbol, cfg=cfg)
+            ts_reg = part["ts"].to_numpy()[reg_idx]
+            atr = feats["atr_14"].to_numpy(dtype=float)
+            orh = feats["or_high"].to_numpy(dtype=float)
+            vwap = feats["vwap"].to_numpy(dtype=float)
+            for name, mask in masks.items():
+                fired = np.flatnonzero(mask)
+                kept = fired[cooldown_keep(ts_reg[fired], cfg.cooldown_sec)]
+                if not kept.size:
+                    continue
+                levels = _levels(name, cfg, close[kept], atr[kept], orh[kept], vwap[kept])
+                sig_parts.append(
+                    pd.DataFrame(
+                        {
+                            "ts": ts_reg[kept],
+                            "rank": rank[symbol],
+                            "setup": setup_order[name],
+                            "entry": _cents(levels[0]),
+                            "stop": _cents(levels[1]),
+                            "t1": _cents(levels[2]),
+                            "t2": _cents(levels[3]),
+                        }
+                    )
+                )
+        part["cross"] = cross
+        parts.append(part)
+    bars = pd.concat(parts, ignore_index=True).sort_values(["ts", "rank"], kind="stable")
+    g_ts = bars["ts"].to_numpy(np.int64)
+    g_rank = bars["rank"].to_numpy(np.int64)
+    unique_days, day_idx = _day_groups(g_ts + 60_000_000_000)
+    table = _session_tables(unique_days, config)
+    day_arr = np.array([table[d] for d in unique_days], dtype=np.int64).reshape(-1, 5)
+    g_flat = day_arr[day_idx, 4]
+
+    sigs = (
+        pd.concat(sig_parts, ignore_index=True).sort_values(["ts", "rank", "setup"], kind="stable")
+        if sig_parts
+        else pd.DataFrame(columns=["ts", "rank", "setup", "entry", "stop", "t1", "t2"])
+    )
+    s_ts = sigs["ts"].to_numpy(np.int64)
+    s_rank = sigs["rank"].to_numpy(np.int64)
+    key = (g_ts // 1_000_000_000) * 64 + g_rank
+    s_g = np.searchsorted(key, (s_ts // 1_000_000_000) * 64 + s_rank).astype(np.int64)
+    # window and symbol rules (the same calendar functions the risk rules use)
+    s_now = s_ts + 60_000_000_000
+    s_day = day_arr[day_idx[s_g]] if len(s_g) else np.zeros((0, 5), np.int64)
+    holiday = s_day[:, 0] < 0
+    closed = ~holiday & ~((s_day[:, 0] <= s_now) & (s_now < s_day[:, 1]))
+    window = ~holiday & ~((s_day[:, 2] <= s_now) & (s_now <= s_day[:, 3]))
+    names = list(frames)
+    symbol_codes = {}
+    for symbol in symbols:
+        codes = []
+        if risk.whitelist and symbol not in risk.whitelist:
+            codes.append("SYMBOL_NOT_WHITELISTED")
+        if symbol in risk.blacklist:
+            codes.append("SYMBOL_BLACKLISTED")
+        if not params[symbol].enabled:
+            codes.append("SYMBOL_DISABLED")
+        symbol_codes[rank[symbol]] = codes
+    s_pre_ok = ~(holiday | closed | window) & np.array(
+        [not symbol_codes[r] for r in s_rank], dtype=bool
+    )
+    pct = risk.partial_exit_pct.as_integer_ratio()
+    use_limit = str(_entry_type(config)) == "limit"
+    out = lifecycle_kernel(
+        g_rank.copy(), g_ts, bars["o"].to_numpy(np.int64), bars["h"].to_numpy(np.int64),
+        bars["l"].to_numpy(np.int64), g_flat, bars["cross"].to_numpy(bool),
+        s_g, s_rank, sigs["entry"].to_numpy(np.int64), sigs["stop"].to_numpy(np.int64),
+        sigs["t1"].to_numpy(np.int64), sigs["t2"].to_numpy(np.int64), s_pre_ok,
+        len(names), risk.max_concurrent, risk.max_open_orders, risk.max_positions_per_symbol,
+        int(risk.risk_per_trade_usd * 100), int(risk.max_order_notional_usd * 100),
+        int(risk.min_cash_usd * 100), int(config.starting_cash * 100), use_limit,
+        int(risk.entry_limit_offset_bps * 2), int(config.costs.adverse_bps * 2),
+        int(risk.entry_limit_timeout_sec * 1e9), risk.trade_timeout_min * 60_000_000_000,
+        pct[0], pct[1], bool(config.worst_case),
+    )  # fmt: skip
+    s_ok, s_qty, s_bits, st, qty, entry_px, entry_g, legs, leg_g, leg_qty, leg_px, leg_reason = out
+    signals, trades = [], []
+    setups = list(cfg.enabled_setups)
+    s_setup = sigs["setup"].to_numpy(np.int64)
+    s_levels = sigs[["stop", "t1", "t2"]].to_numpy(np.int64) / 100.0
+    s_times = pd.DatetimeIndex(s_ts, tz="UTC").to_pydatetime()
+    closed_legs = leg_g[st == 3]
+    used = np.unique(np.concatenate([entry_g[st == 3], closed_legs[closed_legs >= 0]]))
+    time_of = dict(zip(used.tolist(), pd.DatetimeIndex(g_ts[used], tz="UTC").to_pydatetime(),
+                       strict=True))  # fmt: skip
+    for k in range(len(sigs)):
+        symbol = names[s_rank[k]]
+        setup = setups[s_setup[k]]
+        bar_ts = s_times[k]
+        if s_ok[k]:
+            signals.append(SignalRecord(symbol, setup, bar_ts, "dry_run", [], int(s_qty[k])))
+        else:
+            codes = []
+            if holiday[k]:
+                codes.append("MARKET_HOLIDAY")
+            if closed[k]:
+                codes.append("MARKET_CLOSED")
+            if window[k]:
+                codes.append("WINDOW_CLOSED")
+            codes += symbol_codes[s_rank[k]]
+            codes += [c for b, c in enumerate(BIT_CODES) if s_bits[k] >> b & 1]
+            signals.append(SignalRecord(symbol, setup, bar_ts, "risk_blocked", codes,
+                                        int(s_qty[k])))  # fmt: skip
+        if st[k] != 3:
+            continue
+        record = TradeRecord(
+            symbol=symbol,
+            execution_symbol=symbol,
+            setup=setup,
+            signal_ts=bar_ts,
+            entry_ts=time_of[int(entry_g[k])],
+            entry_price=float(entry_px[k]) / 100,
+            qty=int(qty[k]),
+            stop=float(s_levels[k, 0]),
+            target_one=float(s_levels[k, 1]),
+            target_two=float(s_levels[k, 2]),
+        )
+        for n_leg in range(int(legs[k])):
+            record.legs.append(
+                ExitLeg(
+                    ts=time_of[int(leg_g[k, n_leg])],
+                    qty=int(leg_qty[k, n_leg]),
+                    price=float(leg_px[k, n_leg]) / 100,
+                    reason=REASONS[leg_reason[k, n_leg]],
+                )
+            )
+        trades.append(record)
+    sessions = sorted({d for s in symbols for d in frames[s].loc[frames[s]["regular"], "session"]})
+    result = BacktestResult(
+        mode="fast",
+        symbols=list(symbols),
+        sessions=sessions,
+        bars=int(len(bars)),
+        trades=trades,
+        signals=signals,
+        params={**config.describe(), "engine": "kernel"},
+        elapsed_sec=wall.perf_counter() - started,
+    )
+    return result
+
+
+def _entry_type(config: BacktestConfig):
+    """The entry order type the live path plans for paper quotes (pegged limit vs market)."""
+    from decimal import Decimal
+
+    from trading.brokers.paper import PaperBroker
+    from trading.services import entry_plan
+
+    reference = Decimal("100.00")
+    quote = PaperBroker(costs=config.costs).quote_around("X", reference)
+    order_type, _, _ = entry_plan(side="buy", ref_price=reference, quote=quote, config=config.risk)
+    return order_type
+
+
+def run_fast(
+    frames: dict[str, pd.DataFrame],
+    config: BacktestConfig,
+    *,
+    symbols: list[str],
+    use_db_params: bool = False,
+    progress: bool = False,
+    engine: str = "auto",
+) -> BacktestResult:
+    """Fast mode. `engine`: "kernel" (integer lifecycle kernel), "ledger" (the in-memory paper
+    ledger over lifecycle bars), or "auto" (the kernel when the configuration allows)."""
+    started = wall.perf_counter()
+    cfg = config.strategy
+    exec_symbols = sorted({cfg.execution_symbol(s) for s in symbols})
+    missing = [s for s in exec_symbols if s not in frames]
+    if missing:
+        raise ValueError(f"no bars for execution symbol(s) {', '.join(missing)}")
+    params = symbol_params_for(exec_symbols, config, use_db=use_db_params)
+    why = kernel_unsupported(frames, config, symbols, params) if engine != "ledger" else "asked"
+    if engine == "kernel" and why:
+        raise ValueError(f"the fast kernel cannot run this configuration: {why}")
+    if not why:
+        return _run_fast_kernel(
+            frames, config, symbols=symbols, params=params, started=started, progress=progress
+        )
+    result = _run_fast_ledger(
+        frames, config, symbols=symbols, use_db_params=use_db_params, progress=progress
+    )
+    result.params = {**result.params, "engine": "ledger", "engine_reason": why}
+    return result

@@ -41,6 +41,26 @@ def test_fast_mode_equals_event_mode_on_synthetic_sessions():
     _assert_same(event, fast)
 
 
+def test_fast_kernel_and_ledger_engines_agree_and_report_which_ran():
+    frames = {"SPY": _synthetic(seed=13)}
+    config = BacktestConfig.from_settings()
+    kernel = run_fast(frames, config, symbols=["SPY"], engine="kernel")
+    ledger = run_fast(frames, config, symbols=["SPY"], engine="ledger")
+    assert kernel.params["engine"] == "kernel" and ledger.params["engine"] == "ledger"
+    _assert_same(ledger, kernel)
+    assert [s.reasons for s in kernel.signals] == [s.reasons for s in ledger.signals]
+
+
+def test_unsupported_configurations_fall_back_to_the_ledger_pass():
+    frames = {"SPY": _synthetic(seed=14)}
+    config = BacktestConfig.from_settings(overrides={"TRAIL_PCT": 0.002})
+    event, fast = _both(frames, config, ["SPY"])
+    assert fast.params["engine"] == "ledger" and "trailing" in fast.params["engine_reason"]
+    _assert_same(event, fast)
+    with pytest.raises(ValueError, match="cannot run"):
+        run_fast(frames, config, symbols=["SPY"], engine="kernel")
+
+
 def test_fast_equals_event_with_several_symbols_and_shared_limits():
     frames = {"SPY": _synthetic("SPY", seed=3), "QQQ": _synthetic("QQQ", seed=4)}
     config = BacktestConfig.from_settings(overrides={"RISK_MAX_CONCURRENT": 1})
