@@ -156,7 +156,8 @@ def exits_manage(
     broker=None,
 ) -> list[tuple[int, str]]:
     """Apply the exit rules to every open trade (of `symbol`'s execution symbol) and make
-    sure each keeps its protective stop. Returns [(trade id, action)] for what was done."""
+    sure each keeps its protective stop. Returns [(trade id, action)] for every open trade
+    looked at ("checked") and each action taken."""
     from django.conf import settings
 
     from risk.config import RiskConfig
@@ -168,7 +169,8 @@ def exits_manage(
     prices = BarPrices.of(bar) if bar is not None else None
     flat_at = flat_time(now, settings.FLATTEN_BEFORE_CLOSE_MIN)
     done: list[tuple[int, str]] = []
-    for trade in open_trades(symbol=symbol).filter(status=TradeStatus.OPEN):
+    for trade in list(open_trades(symbol=symbol).filter(status=TradeStatus.OPEN)):
+        done.append((trade.pk, "checked"))
         legs = list(trade_orders(trade, roles=PROTECTIVE_ROLES))
         bracket = any(o.parent_id for o in legs)
         state = ExitState(

@@ -29,7 +29,7 @@ from trading import services
 from trading.brokers import broker_get
 from trading.exits import exits_manage
 from trading.models import OrderClass, OrderRole, OrderStatus, OrderType
-from trading.selectors import exposure_snapshot, working_orders
+from trading.selectors import exposure_snapshot, open_trades, working_orders
 
 log = logging.getLogger(__name__)
 BAR = timedelta(minutes=1)
@@ -260,11 +260,13 @@ def process_bar_close(*, bar: BarData, config: RiskConfig | None = None) -> list
     config = config or RiskConfig.from_settings()
     now = bar.ts + BAR
     broker = broker_get()
-    paper_bar_process(bar=bar, config=config, broker=broker)
-    services.bar_mark(symbol=bar.symbol, price=Decimal(str(bar.close)))
+    fills = paper_bar_process(bar=bar, config=config, broker=broker)
     signals = _strategies().evaluate_bar(symbol=bar.symbol, bar_ts=bar.ts, now=now) or []
-    exits_manage(now=now, symbol=bar.symbol, bar=bar, config=config, broker=broker)
-    kill_switch_check(now=now, config=config)
+    managed = exits_manage(now=now, symbol=bar.symbol, bar=bar, config=config, broker=broker)
+    if fills or managed or open_trades(symbol=bar.symbol).exists():
+        # mark to market only where something is held (one query less per idle bar)
+        services.bar_mark(symbol=bar.symbol, price=Decimal(str(bar.close)))
+        kill_switch_check(now=now, config=config)
     if broker.name != "paper":
         services.entries_escalate(now=now, config=config, broker=broker)
     handled = []

@@ -250,6 +250,8 @@ def order_sync(*, order: Order, now: datetime, broker: Broker | None = None) -> 
 
 def order_apply_remote(*, order: Order, remote, now: datetime) -> Order:
     """Apply a broker report: new fills first (through the ledger), then the status."""
+    if order.order_class == OrderClass.OTOCO and order.parent_id is None and len(remote.legs) == 3:
+        return _bracket_apply_remote(order=order, remote=remote, now=now)
     status = BROKER_STATUS.get(str(remote.status).lower(), None)
     if remote.filled_qty and remote.filled_qty > order.filled_qty:
         price = remote.avg_fill_price or remote.last_fill_price or order.price or Decimal("0")
@@ -267,6 +269,22 @@ def order_apply_remote(*, order: Order, remote, now: datetime) -> Order:
         order_advance(order, status, cause=f"broker reports {remote.status}", at=now)
         if status in (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED):
             _after_dead_order(order, now)
+    return order
+
+
+def _bracket_apply_remote(*, order: Order, remote, now: datetime) -> Order:
+    """A Tradier OTOCO reports its legs: leg 0 is our entry row, legs 1-2 our children (in
+    creation order). Link the legs' broker ids, then apply each leg (entry first)."""
+    children = list(order.children.order_by("id"))
+    for child, leg in zip(children, remote.legs[1:], strict=False):
+        if leg.id and not child.broker_order_id:
+            child.broker_order_id = leg.id
+            child.save(update_fields=["broker_order_id", "updated_at"])
+    order_apply_remote(order=order, remote=remote.legs[0], now=now)
+    for child, leg in zip(children, remote.legs[1:], strict=False):
+        child.refresh_from_db()
+        order_apply_remote(order=child, remote=leg, now=now)
+    order.refresh_from_db()
     return order
 
 
@@ -353,8 +371,21 @@ def _position_apply(symbol: str, side: str, qty: int, price: Decimal, fee: Decim
     position.realized_pnl -= fee
     position.qty = new_qty
     position.avg_price = Decimal(position.avg_price).quantize(Decimal("0.0001"))
+    if new_qty == 0:
+        # Flat: the realized P&L is exactly the cash flows of every fill (no rounding of the
+        # average price carried over).
+        position.realized_pnl = _symbol_cash_flows(symbol)
     position.last_price = price
     position.save()
+
+
+def _symbol_cash_flows(symbol: str) -> Decimal:
+    total = Decimal("0")
+    for side, qty, price, fee in Fill.objects.filter(symbol=symbol).values_list(
+        "side", "qty", "price", "fee"
+    ):
+        total += (price * qty if side.startswith("sell") else -price * qty) - fee
+    return total
 
 
 def _trade_entry_filled(trade: Trade, order: Order, qty: int, price: Decimal, ts: datetime):

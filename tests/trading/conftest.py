@@ -53,3 +53,13 @@ def config():
 # A regular session day (Wednesday 2025-09-17) and times in UTC (EDT = UTC-4).
 def at(hh: int, mm: int, day: int = 17, month: int = 9, year: int = 2025) -> datetime:
     return datetime(year, month, day, hh, mm, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_feature_engines():
+    """The strategy engine caches one feature engine per symbol per process: start clean."""
+    from strategies.feature_store import engines_reset
+
+    engines_reset()
+    yield
+    engines_reset()

@@ -176,15 +176,15 @@ def test_schedules_are_created_idempotently():
 
 
 def test_bar_closed_event_runs_the_pipeline(paper):
-    """bar_closed → Celery task (eager in tests) → process_bar_close marks the position."""
+    """bar_closed → Celery task (eager in tests) → process_bar_close → the strategy engine."""
     from marketdata.events import publish_bar_closed
-    from trading.models import Position
+    from strategies.models import FeatureSnapshot
 
-    Position.objects.create(symbol="SPY", qty=0, avg_price=0)
     b = bar(T, "100", "101", "99", "100.5")
     bars_upsert(bars=[b])
+    assert not FeatureSnapshot.objects.exists()
     publish_bar_closed(b)
-    assert Position.objects.get(symbol="SPY").last_price == D("100.50")
+    assert FeatureSnapshot.objects.filter(symbol="SPY", bar_ts=T).count() == 1
 
 
 def test_scan_safety_net_is_idempotent(paper):

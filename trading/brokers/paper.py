@@ -7,7 +7,6 @@ Fills happen only when a bar arrives (`bar_fills`), with the pure rules of
 
 from __future__ import annotations
 
-import itertools
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -45,11 +44,11 @@ class PaperBroker:
             slippage_bps=Decimal(str(settings.PAPER_SLIPPAGE_BPS)),
             spread_bps=Decimal(str(settings.PAPER_SPREAD_BPS)),
         )
-        self._seq = itertools.count(1)
-        self._session = uuid.uuid4().hex[:8]
 
-    def _new_id(self) -> str:
-        return f"P{self._session}-{next(self._seq)}"
+    @staticmethod
+    def _new_id() -> str:
+        # Random, not a counter: worker processes forked from one parent must never collide.
+        return f"P{uuid.uuid4().hex[:16]}"
 
     # --- the broker interface ------------------------------------------------------------
     def submit(self, request: OrderRequest) -> BrokerOrder:
