@@ -153,6 +153,7 @@ def book_compare(fake: FakeTradier) -> dict:
         "lost_orders": len(lost),
         "lost_examples": lost[:3],
         "unsettled_orders": len(unknown),
+        "unsettled_examples": unknown[:3],
         "doubled_orders": doubled,
         "state_mismatches": len(mismatched),
         "mismatch_examples": mismatched[:3],

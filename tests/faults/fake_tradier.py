@@ -67,6 +67,7 @@ class FakeTradierState:
     fault_kinds: tuple[str, ...] = ALL_FAULTS
     fault_on: frozenset[str] = frozenset({"GET", "POST", "PUT", "DELETE"})
     delay_sec: float = 0.5  # how long a "timeout" sleeps (set above the client's timeout)
+    answer_delay_sec: float = 0.0  # an order POST is booked, then answered this much later
     seed: int = 7
     prices: dict[str, Decimal] = field(default_factory=dict)
     fill_market: bool = True
@@ -409,6 +410,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         status, body = self._route(method, path, query, form)
+        if method == "POST" and state.answer_delay_sec:
+            time.sleep(state.answer_delay_sec)  # widens "placed but not yet recorded"
         if status == 200 and fault and method in ("POST", "PUT", "DELETE"):
             with state.lock:  # the broker acted; the client will not learn it
                 if method == "POST" and state.submissions:

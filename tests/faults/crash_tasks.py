@@ -1,0 +1,21 @@
+"""Loaded into the Celery worker under test (`celery -A autotrader_site worker -I
+tests.faults.crash_tasks`): one signal through the real decision and order path. The market
+time is passed in, so the risk window is that of the recorded session, not of the wall clock."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from celery import shared_task
+
+
+@shared_task(name="faults.signal_handle", acks_late=True)
+def signal_handle_task(signal_id: int, now_iso: str, bracket: bool) -> str:
+    from strategies.models import Signal
+    from tests.faults.broker_faults import loose_config
+    from trading.pipeline import signal_handle
+
+    signal = Signal.objects.get(pk=signal_id)
+    return signal_handle(
+        signal=signal, now=datetime.fromisoformat(now_iso), config=loose_config(bracket=bracket)
+    )

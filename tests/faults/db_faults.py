@@ -1,0 +1,250 @@
+"""Scenario: a Celery worker takes a steady stream of signal → order flows (fake Tradier) while
+its PostgreSQL connections are killed (`pg_terminate_backend`) every few seconds and, with
+`restart=True` (full mode only, and only when FAULTS_PG_RESTART=1: it restarts the shared
+server), PostgreSQL itself is restarted once. Figures: how long until the next flow completes
+after each kill (goal ≤ 30 s), flows lost, fills lost (broker fills the ledger does not hold
+after reconciliation), position mismatches.
+
+Run as its own process like the crash scenario (`python -m tests.faults.db_faults`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+from tests.faults.crash_faults import ROOT, TABLES_MODELS, database_ensure, faults_urls
+
+
+def _terminate_backends(dbname: str) -> int:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE datname = %s AND pid <> pg_backend_pid()",
+            [dbname],
+        )
+        return int(cursor.fetchone()[0])
+
+
+def _pg_restart() -> bool:
+    result = subprocess.run(
+        ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return result.returncode == 0
+
+
+def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
+    import django
+
+    django.setup()
+    from django.apps import apps
+    from django.core.management import call_command
+    from django.db import connection, connections
+    from django.db.models import Count, Sum
+
+    call_command("migrate", verbosity=0, interactive=False)
+    with connection.cursor() as cursor:
+        tables = ", ".join(apps.get_model(m)._meta.db_table for m in TABLES_MODELS)
+        cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    dbname = connection.settings_dict["NAME"]
+
+    import redis
+    from celery import Celery
+
+    from strategies.models import Signal
+    from tests.faults.broker_faults import NOW, book_compare, signal_make, tradier_settings
+    from tests.faults.fake_tradier import FakeTradier
+
+    redis_url = os.environ["REDIS_URL"]
+    redis.Redis.from_url(redis_url).flushdb()
+    rng = random.Random(seed)
+    started = time.monotonic()
+    with FakeTradier() as fake, tradier_settings(fake.base_url):
+        producer = Celery("faults-producer", broker=redis_url)
+        env = {
+            **os.environ,
+            "DRY_RUN": "0",
+            "CELERY_TASK_ALWAYS_EAGER": "0",
+            "CELERY_BROKER_URL": redis_url,
+            "CELERY_RESULT_BACKEND": redis_url,
+            "CELERY_VISIBILITY_TIMEOUT_SEC": "5",
+            "TRADIER_BASE_URL": fake.base_url,
+            "TRADIER_ACCESS_TOKEN": "fake-token",
+            "TRADIER_ACCOUNT_ID": "VA00000000",
+            "TRADIER_TIMEOUT_SEC": "2",
+            "PYTHONPATH": str(ROOT),
+        }
+        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        worker = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "-A",
+                "autotrader_site",
+                "worker",
+                "-I",
+                "tests.faults.crash_tasks",
+                "-c",
+                "2",
+                "-n",
+                "faultsdb@%h",
+                "--without-gossip",
+                "--without-mingle",
+                "-l",
+                "ERROR",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        signals = [signal_make(n, rng) for n in range(flows)]
+        kill_at = sorted(
+            rng.sample(range(flows // 5, flows), k=min(kills, max(1, flows - flows // 5)))
+        )
+        restart_at = flows // 2 if restart else None
+        events: list[tuple[str, float]] = []
+        try:
+            # wait for the worker: the first flow completes
+            for n, sig in enumerate(signals):
+                now = NOW + timedelta(seconds=5 * n)
+                producer.send_task("faults.signal_handle", args=[sig.pk, now.isoformat(), False])
+                if n == 0:
+                    deadline = time.monotonic() + 90
+                    while (
+                        not Signal.objects.exclude(outcome="generated").exists()
+                        and time.monotonic() < deadline
+                    ):
+                        time.sleep(0.1)
+                if n in kill_at:
+                    killed = _terminate_backends(dbname)
+                    events.append((f"terminate:{killed}", time.time()))
+                if restart_at is not None and n == restart_at:
+                    connections.close_all()
+                    ok = _pg_restart()
+                    events.append((f"pg_restart:{ok}", time.time()))
+                    connections.close_all()
+                time.sleep(0.15)
+            deadline = time.monotonic() + 60 + flows
+            while time.monotonic() < deadline:
+                connections.close_all()
+                if not Signal.objects.filter(outcome="generated").exists():
+                    break
+                time.sleep(0.5)
+            time.sleep(6)  # redelivered tasks (visibility timeout 5 s)
+        finally:
+            os.killpg(worker.pid, signal.SIGTERM)
+            try:
+                worker.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(worker.pid, signal.SIGKILL)
+                worker.wait()
+        connections.close_all()
+        recoveries = []
+        for _, at in events:
+            from datetime import UTC, datetime
+
+            after = (
+                Signal.objects.exclude(outcome="generated")
+                .filter(updated_at__gt=datetime.fromtimestamp(at, tz=UTC))
+                .order_by("updated_at")
+                .values_list("updated_at", flat=True)
+                .first()
+            )
+            recoveries.append(None if after is None else round(after.timestamp() - at, 2))
+
+        from trading.brokers import broker_override
+        from trading.brokers.tradier import TradierBroker
+        from trading.models import Fill, OrderRole
+        from trading.reconciliation import reconcile_run
+
+        broker = TradierBroker.from_settings()
+        broker_override(broker)
+        try:
+            reconciled = reconcile_run(now=NOW + timedelta(seconds=5 * flows + 120), broker=broker)
+        finally:
+            broker_override(None)
+        figures = book_compare(fake)
+        broker_filled = sum(
+            int(leg.get("exec_quantity") or 0)
+            for order in fake.state.orders.values()
+            for leg in (order.get("leg") or [order])
+        )
+        ledger_filled = (
+            Fill.objects.exclude(order__role=OrderRole.EXTERNAL).aggregate(q=Sum("qty"))["q"] or 0
+        )
+        outcomes = dict(Signal.objects.values_list("outcome").annotate(n=Count("id")))
+    known = [r for r in recoveries if r is not None]
+    return {
+        "flows": flows,
+        "connection_kills": sum(1 for e, _ in events if e.startswith("terminate")),
+        "backends_terminated": sum(
+            int(e.split(":")[1]) for e, _ in events if e.startswith("terminate")
+        ),
+        "pg_restarts": [e for e, _ in events if e.startswith("pg_restart")],
+        "recovery_seconds_max": max(known) if known else None,
+        "not_recovered": sum(1 for r in recoveries if r is None),
+        "outcomes": outcomes,
+        "lost_flows": outcomes.get("generated", 0),
+        "stuck_approved": outcomes.get("approved", 0),
+        "fills_lost_qty": max(0, broker_filled - ledger_filled),
+        "broker_filled_qty": broker_filled,
+        "ledger_filled_qty": ledger_filled,
+        "orphan_orders": figures["lost_orders"] + figures["unsettled_orders"],
+        "duplicate_orders": figures["doubled_orders"],
+        "position_mismatches": figures["position_mismatches"],
+        "reconcile_ok": reconciled["ok"],
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def run_db_faults(*, flows: int, kills: int, restart: bool = False, timeout: float = 1800) -> dict:
+    restart = restart and os.environ.get("FAULTS_PG_RESTART") == "1"
+    db_url, redis_url = faults_urls()
+    database_ensure(db_url)
+    env = {
+        **os.environ,
+        "DATABASE_URL": db_url,
+        "REDIS_URL": redis_url,
+        "DJANGO_SETTINGS_MODULE": "autotrader_site.settings",
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("TEST_DB_NAME", None)
+    cmd = [sys.executable, "-m", "tests.faults.db_faults", "--flows", str(flows)]
+    cmd += ["--kills", str(kills)] + (["--restart"] if restart else [])
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"db driver failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--flows", type=int, default=30)
+    parser.add_argument("--kills", type=int, default=2)
+    parser.add_argument("--restart", action="store_true")
+    args = parser.parse_args()
+    print(
+        json.dumps(
+            run_driver(flows=args.flows, kills=args.kills, restart=args.restart), default=str
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,123 @@
+"""`make faults`: every fault scenario at the issue's full sizes (FAULTS_FULL=1), on a database
+of its own (FAULTS_DB_NAME, default autotrader_faults, created and migrated here) and Redis db
+FAULTS_REDIS_DB (default 7). Progress goes to stderr; the LAST line of stdout is one JSON
+object of figures. `--only stream,broker` runs a subset.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+
+os.environ.setdefault("FAULTS_FULL", "1")
+
+
+def _setup() -> None:
+    from tests.faults.crash_faults import database_ensure, faults_urls
+
+    db_url, redis_url = faults_urls()
+    database_ensure(db_url)
+    os.environ["DATABASE_URL"] = db_url
+    os.environ["REDIS_URL"] = redis_url
+    os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotrader_site.settings")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0, interactive=False)
+
+
+def _clean() -> None:
+    from django.apps import apps
+    from django.db import connection
+
+    from tests.faults.crash_faults import TABLES_MODELS
+
+    models = (*TABLES_MODELS, "marketdata.Bar", "marketdata.Tick")
+    tables = []
+    for label in models:
+        try:
+            tables.append(apps.get_model(label)._meta.db_table)
+        except LookupError:
+            continue
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
+def _stream() -> dict:
+    from tests.faults.sizes import size
+    from tests.faults.stream_faults import run_stream_faults
+
+    return run_stream_faults(
+        minutes=size(20, 240), malformed=size(300, 10_000), drop_every=size(30, 60)
+    )
+
+
+def _concurrency() -> dict:
+    from tests.faults.concurrency_faults import run_concurrency
+    from tests.faults.sizes import size
+
+    return run_concurrency(bursts=size(12, 625))
+
+
+def _broker() -> dict:
+    from tests.faults.broker_faults import run_broker_faults
+    from tests.faults.sizes import size
+
+    return run_broker_faults(flows=size(12, 300), fault_rate=0.3)
+
+
+def _crash() -> dict:
+    from tests.faults.crash_faults import run_crash_faults
+    from tests.faults.sizes import size
+
+    return run_crash_faults(flows=size(16, 1000), kills=size(2, 40))
+
+
+def _database() -> dict:
+    from tests.faults.db_faults import run_db_faults
+    from tests.faults.sizes import FULL, size
+
+    return run_db_faults(flows=size(30, 150), kills=size(2, 6), restart=FULL)
+
+
+SCENARIOS = {
+    "broker": _broker,
+    "concurrency": _concurrency,
+    "stream": _stream,
+    "crash": _crash,
+    "database": _database,
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--only", default=",".join(SCENARIOS))
+    args = parser.parse_args()
+    _setup()
+    figures: dict = {"name": "faults", "full": os.environ.get("FAULTS_FULL") == "1"}
+    for name in [n.strip() for n in args.only.split(",") if n.strip()]:
+        started = time.monotonic()
+        print(f"faults: {name} ...", file=sys.stderr, flush=True)
+        try:
+            _clean()
+            figures[name] = SCENARIOS[name]()
+        except Exception as exc:  # a scenario that cannot run is a figure too
+            traceback.print_exc()
+            figures[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
+        print(
+            f"faults: {name} done in {time.monotonic() - started:.0f}s: {figures[name]}",
+            file=sys.stderr,
+            flush=True,
+        )
+    print(json.dumps(figures, default=str))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,19 @@
+"""Celery workers SIGKILLed mid-flow: no duplicate, no orphan, positions agree after restart."""
+
+import pytest
+
+from tests.faults.crash_faults import run_crash_faults
+from tests.faults.sizes import size
+
+
+@pytest.mark.slow
+def test_sigkilled_workers_leave_no_duplicates_orphans_or_mismatches():
+    figures = run_crash_faults(flows=size(16, 1000), kills=size(2, 40))
+    print(figures)
+    assert figures["kills"] == size(2, 40)
+    assert figures["reconcile_ok"]
+    assert figures["unfinished_flows"] == 0
+    assert figures["duplicate_orders"] == 0
+    assert figures["orphan_orders"] == 0, figures["orphan_examples"]
+    assert figures["position_mismatches"] == 0
+    assert figures["state_mismatches"] == 0, figures["mismatch_examples"]
