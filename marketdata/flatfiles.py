@@ -21,11 +21,11 @@ import logging
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import IO
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from psycopg import errors as pg_errors
 
 from marketdata.clients.symbols import polygon_ticker
@@ -177,7 +177,7 @@ def _merge(cursor, *, source: str) -> int:
                     {"source": source},
                 )
                 return cursor.rowcount
-        except pg_errors.UniqueViolation:
+        except (pg_errors.UniqueViolation, IntegrityError):  # Django wraps it, or not
             log.info("flat file holds a minute twice (or a concurrent load); upserting")
     updates = ("open", "high", "low", "close", "volume", "vwap", "trades")
     sets = ", ".join(f"{c} = EXCLUDED.{c}" for c in updates)
@@ -192,6 +192,46 @@ def _merge(cursor, *, source: str) -> int:
     return cursor.rowcount
 
 
+def _lines(raw: IO[bytes], gzipped: bool) -> IO[bytes]:
+    if gzipped:
+        return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=1 << 20)
+    return raw
+
+
+def _pump(
+    reader: IO[bytes],
+    filt: LineFilter,
+    result: IngestResult,
+    write: Callable[[bytes], None],
+) -> None:
+    """Filter wanted, well-formed lines into `write` in ~1 MiB chunks."""
+    wanted, well_formed = filt.wanted, filt.well_formed
+    chunk: list[bytes] = []
+    size = 0
+    line_no = 1
+    for line in reader:
+        line_no += 1
+        if not wanted(line):
+            continue
+        if not well_formed(line):
+            result.bad += 1
+            if result.bad <= BAD_LOG_LIMIT:
+                result.bad_lines.append(line_no)
+                log.warning("%s line %d skipped: malformed %r", result.key, line_no, line[:120])
+            continue
+        row = line if line.endswith(b"\n") else line + b"\n"
+        chunk.append(row)
+        size += len(row)
+        if size >= COPY_CHUNK:
+            write(b"".join(chunk))
+            result.matched += len(chunk)
+            chunk, size = [], 0
+    if chunk:
+        write(b"".join(chunk))
+        result.matched += len(chunk)
+    result.lines = line_no - 1
+
+
 def ingest_stream(
     raw: IO[bytes],
     *,
@@ -200,53 +240,23 @@ def ingest_stream(
     dataset: str,
     source: str = BarSource.FLATFILE,
     gzipped: bool = True,
-    on_bytes: Callable[[int], None] | None = None,
 ) -> IngestResult:
     """Stream one flat file (a binary file object) into bars_1m in one transaction."""
+    symbols = [s.upper() for s in symbols]
     result = IngestResult(key=key)
-    stream = gzip.GzipFile(fileobj=raw, mode="rb") if gzipped else raw
-    reader = io.BufferedReader(stream, buffer_size=1 << 20) if gzipped else stream
+    reader = _lines(raw, gzipped)
     header = reader.readline()
     if not header:
         log.warning("%s is empty", key)
         return result
     filt = LineFilter(header, symbols=symbols, dataset=dataset)
-    wanted, well_formed = filt.wanted, filt.well_formed
     with transaction.atomic(), connection.cursor() as cursor:
         _ensure_stage(cursor)
         cursor.execute(f"TRUNCATE {STAGE}")
         with cursor.copy(
             f"COPY {STAGE} ({', '.join(filt.columns)}) FROM STDIN WITH (FORMAT csv)"
         ) as copy:
-            chunk: list[bytes] = []
-            size = 0
-            line_no = 1
-            for line in reader:
-                line_no += 1
-                if not wanted(line):
-                    continue
-                if not well_formed(line):
-                    result.bad += 1
-                    if result.bad <= BAD_LOG_LIMIT:
-                        result.bad_lines.append(line_no)
-                        log.warning("%s line %d skipped: malformed %r", key, line_no, line[:120])
-                    continue
-                chunk.append(line if line.endswith(b"\n") else line + b"\n")
-                size += len(line)
-                if size >= COPY_CHUNK:
-                    copy.write(b"".join(chunk))
-                    result.matched += len(chunk)
-                    if on_bytes is not None:
-                        on_bytes(size)
-                    chunk, size = [], 0
-            if chunk:
-                copy.write(b"".join(chunk))
-                result.matched += len(chunk)
-                if on_bytes is not None:
-                    on_bytes(size)
-            result.lines = line_no - 1
-        cursor.execute(f"SELECT count(*) FROM {STAGE}")
-        staged = cursor.fetchone()[0]
+            _pump(reader, filt, result, copy.write)
         written = _merge(cursor, source=source)
         cursor.execute(
             f"SELECT count(*) FROM {STAGE} WHERE NOT (high >= low AND low > 0"
@@ -259,7 +269,6 @@ def ingest_stream(
             result.matched -= inconsistent
         result.written = written
         cursor.execute(f"TRUNCATE {STAGE}")
-        log.debug("%s: staged %d rows", key, staged)
     return result
 
 
@@ -302,15 +311,35 @@ def backfill_day(
         raise
     body = obj["Body"]
     try:
-        return ingest_stream(body, key=key, symbols=symbols, dataset=dataset, on_bytes=progress)
+        return ingest_stream(
+            _Counting(body, progress) if progress else body,
+            key=key,
+            symbols=symbols,
+            dataset=dataset,
+        )
     finally:
         body.close()
 
 
+class _Counting(io.RawIOBase):
+    """Reports compressed bytes read (the progress bar) while passing reads through."""
+
+    def __init__(self, inner, report: Callable[[int], None]) -> None:
+        self.inner = inner
+        self.report = report
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self.inner.read(len(buffer))
+        buffer[: len(data)] = data
+        self.report(len(data))
+        return len(data)
+
+
 def days_between(start: date, end: date) -> Iterator[date]:
     """Weekdays in [start, end] (holidays come back as missing files)."""
-    from datetime import timedelta
-
     day = start
     while day <= end:
         if day.weekday() < 5:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from psycopg import errors as pg_errors
 
 log = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ def copy_upsert(spec: TableSpec, rows: Sequence[Sequence]) -> int:
             try:
                 with transaction.atomic():  # savepoint
                     return _copy_rows(cursor, spec.table, spec.columns, rows)
-            except pg_errors.UniqueViolation:
+            except (pg_errors.UniqueViolation, IntegrityError):  # Django wraps it, or not
                 log.info("%s: direct COPY hit a duplicate; using the staging merge", spec.table)
         _ensure_stage(cursor, spec)
         _copy_rows(cursor, spec.stage, spec.columns, rows)

@@ -18,7 +18,10 @@ class BarSource(models.TextChoices):
 
 
 class Tick(models.Model):
-    """A per-second aggregate (Polygon `A` event) or trade-level print."""
+    """A per-second aggregate (Polygon `A` event) or trade-level print.
+
+    The unique (symbol, ts, source) btree also serves "latest N of a symbol" (scanned
+    backwards); a second (symbol, -ts) index only slowed every write."""
 
     symbol = models.CharField(max_length=32, help_text="ours (SPX, not I:SPX); options O: dropped")
     ts = models.DateTimeField(help_text="start of the aggregate window (UTC)")
@@ -39,7 +42,6 @@ class Tick(models.Model):
                 fields=["symbol", "ts", "source"], name="ticks_symbol_ts_source"
             )
         ]
-        indexes = [models.Index(fields=["symbol", "-ts"], name="ticks_symbol_ts_desc")]
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.ts:%Y-%m-%d %H:%M:%S} {self.close}"
@@ -64,7 +66,6 @@ class Bar(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["symbol", "ts", "source"], name="bars_symbol_ts_source")
         ]
-        indexes = [models.Index(fields=["symbol", "-ts"], name="bars_symbol_ts_desc")]
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.ts:%Y-%m-%d %H:%M} c={self.close}"

@@ -302,3 +302,15 @@ def test_nightly_task_falls_back_to_tradier_timesales(settings):
     assert result == {"day": "2019-05-09", "via": "rest", "rows": 3}
     assert route.calls.last.request.url.params["start"] == "2019-05-09 09:30"
     assert Bar.objects.filter(symbol="AAPL", source="rest_backfill").count() == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_file_holding_a_minute_twice_falls_back_to_the_upsert(bucket, capsys):
+    rows = stock_rows(["SPY"], 50, seed=7)
+    twice = [*rows, rows[10]]  # the direct COPY meets a unique violation on this one
+    bucket.put_object(
+        Bucket="flatfiles", Key=DATASETS["stocks"].key(DAY), Body=gz_csv(STOCK_HEADER, twice)
+    )
+    call_command("backfill_flatfiles", "--date", "2025-09-19", "--symbols", "SPY", "--no-progress")
+    assert "51 wanted, 0 bad, 50 rows inserted/changed" in capsys.readouterr().out
+    assert stored("SPY") == expected(rows, "SPY")
