@@ -2,8 +2,9 @@
 
 `count` is exact up to EXACT_COUNT_CAP rows; beyond that it is PostgreSQL's estimate (table
 statistics when unfiltered, the planner's row estimate when filtered) and `count_exact` is
-false. Counting 100k+ journal rows on every page would cost more than the page itself. `next`
-is always right: it is derived from whether one more row exists, not from the count.
+false. When the estimate is far above the cap, nothing is counted at all: counting 100k+
+journal rows on every page would cost more than the page itself. `next` is always right: it
+is derived from whether one more row exists, not from the count.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from django.db import connections
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
-EXACT_COUNT_CAP = 10_000
+EXACT_COUNT_CAP = 1_000
 
 
 def _table_estimate(queryset) -> int | None:
@@ -51,15 +52,13 @@ class EstimatedCountPagination(LimitOffsetPagination):
         if not hasattr(queryset, "query"):
             return len(queryset)
         unfiltered = not queryset.query.where
-        if unfiltered:
-            estimate = _table_estimate(queryset)
-            if estimate is not None and estimate > EXACT_COUNT_CAP * 2:
-                self.count_exact = False
-                return estimate
+        estimate = _table_estimate(queryset) if unfiltered else _planner_estimate(queryset)
+        if estimate is not None and estimate > EXACT_COUNT_CAP * 10:
+            self.count_exact = False  # clearly large: counting would cost more than the page
+            return estimate
         capped = queryset.order_by()[: EXACT_COUNT_CAP + 1].count()
         if capped <= EXACT_COUNT_CAP:
             return capped
-        estimate = _table_estimate(queryset) if unfiltered else _planner_estimate(queryset)
         self.count_exact = False
         return max(estimate or 0, capped)
 

@@ -12,8 +12,10 @@ from strategies.models import Side, Signal, SignalOutcome
 class SignalFilter(django_filters.FilterSet):
     symbol = SymbolFilter(field_name="symbol")
     execution_symbol = SymbolFilter(field_name="execution_symbol")
-    setup = django_filters.MultipleChoiceFilter(choices=[(s, s) for s in settings.ALL_SETUPS])
-    outcome = django_filters.MultipleChoiceFilter(choices=SignalOutcome.choices)
+    setup = django_filters.MultipleChoiceFilter(
+        choices=[(s, s) for s in settings.ALL_SETUPS], distinct=False
+    )
+    outcome = django_filters.MultipleChoiceFilter(choices=SignalOutcome.choices, distinct=False)
     side = django_filters.ChoiceFilter(choices=Side.choices)
     since = UtcDateTimeFilter(field_name="bar_ts", lookup_expr="gte")
     until = UtcDateTimeFilter(field_name="bar_ts", lookup_expr="lte")

@@ -18,8 +18,8 @@ SIDE_CHOICES = [
 
 class OrderFilter(django_filters.FilterSet):
     symbol = SymbolFilter(field_name="symbol")
-    status = django_filters.MultipleChoiceFilter(choices=OrderStatus.choices)
-    role = django_filters.MultipleChoiceFilter(choices=OrderRole.choices)
+    status = django_filters.MultipleChoiceFilter(choices=OrderStatus.choices, distinct=False)
+    role = django_filters.MultipleChoiceFilter(choices=OrderRole.choices, distinct=False)
     side = django_filters.ChoiceFilter(choices=SIDE_CHOICES)
     tag = django_filters.CharFilter(field_name="tag")
     signal = django_filters.NumberFilter(field_name="signal_id")
@@ -47,8 +47,10 @@ class FillFilter(django_filters.FilterSet):
 class TradeFilter(django_filters.FilterSet):
     symbol = SymbolFilter(field_name="symbol")
     execution_symbol = SymbolFilter(field_name="execution_symbol")
-    setup = django_filters.MultipleChoiceFilter(choices=[(s, s) for s in settings.ALL_SETUPS])
-    status = django_filters.MultipleChoiceFilter(choices=TradeStatus.choices)
+    setup = django_filters.MultipleChoiceFilter(
+        choices=[(s, s) for s in settings.ALL_SETUPS], distinct=False
+    )
+    status = django_filters.MultipleChoiceFilter(choices=TradeStatus.choices, distinct=False)
     exit_reason = django_filters.CharFilter(field_name="exit_reason")
     since = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = UtcDateTimeFilter(field_name="created_at", lookup_expr="lte")

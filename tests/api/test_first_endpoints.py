@@ -39,10 +39,17 @@ def test_health_answers_503_when_redis_is_unreachable(anon, settings):
     assert resp.json()["checks"]["redis"]["ok"] is False
 
 
+def _close_pool():
+    """With DB_POOL_MAX_SIZE the pool would keep serving its open connections."""
+    if getattr(connection, "pool", None) is not None:
+        connection.close_pool()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_health_answers_503_when_the_database_is_down(anon):
     saved = dict(connection.settings_dict)
     connection.close()
+    _close_pool()
     connection.settings_dict["PORT"] = "1"  # nothing listens there: a real connection failure
     connection.settings_dict["HOST"] = "127.0.0.1"
     try:
@@ -50,6 +57,7 @@ def test_health_answers_503_when_the_database_is_down(anon):
     finally:
         connection.close()
         connection.settings_dict.update(saved)
+        _close_pool()
     assert resp.status_code == 503
     body = resp.json()
     assert body["status"] == "down"
