@@ -74,15 +74,46 @@ def _match(remote, broker_name: str) -> Order | None:
     return order
 
 
+def _link_legs(parent: Order, remote) -> None:
+    """Tradier reports a bracket as one order with a `leg` list: leg 0 is the entry (our parent
+    row), the others are our child rows in creation order."""
+    children = list(parent.children.order_by("id"))
+    legs = remote.legs[1:] if len(remote.legs) == len(children) + 1 else remote.legs
+    for child, leg in zip(children, legs, strict=False):
+        if leg.id and not child.broker_order_id:
+            child.broker_order_id = leg.id
+            child.save(update_fields=["broker_order_id", "updated_at"])
+
+
+def _reportable(remote, local):
+    """(report, applies-to) pairs: a bracket's entry state is its leg 0, not the envelope."""
+    if local is not None and local.order_class == "otoco" and len(remote.legs) == 3:
+        entry = remote.legs[0]
+        entry.tag = entry.tag or remote.tag
+        entry.id = entry.id or remote.id
+        return [_Report(remote.legs[0], local), *[_Report(leg, None) for leg in remote.legs[1:]]]
+    return [_Report(remote, None), *[_Report(leg, None) for leg in remote.legs]]
+
+
+class _Report:
+    def __init__(self, item, order):
+        self.item, self.order = item, order
+
+
 def _orders_reconcile(broker, now: datetime, summary: dict) -> None:
     remote_orders = broker.orders()
     seen_ids = set()
     for remote in remote_orders:
-        for item in [remote, *remote.legs]:
+        local = _match(remote, broker.name)
+        if local is not None and local.order_class in ("otoco", "oco") and remote.legs:
+            _link_legs(local, remote)
+        seen_ids.add(remote.id)
+        for report in _reportable(remote, local):
+            item = report.item
             if not item.id:
                 continue
             seen_ids.add(item.id)
-            order = _match(item, broker.name)
+            order = report.order or _match(item, broker.name)
             if order is None:
                 if item is not remote:
                     continue  # a leg of an order we adopt as a whole

@@ -47,7 +47,15 @@ def celery_hooks_connect() -> None:
 
 
 def _on_worker_ready(sender=None, **kwargs) -> None:
-    """Fail closed: HALT until the start-up reconciliation succeeds."""
+    """Fail closed: HALT until the start-up reconciliation succeeds; then say we are alive."""
+    from autotrader_site.clock import clock
     from trading.reconciliation import startup_reconcile
+    from trading.services import heartbeat_record
+    from trading.tasks import worker_name
 
-    startup_reconcile()
+    result = startup_reconcile()
+    heartbeat_record(
+        name=worker_name(),
+        now=clock.now(),
+        info={"event": "worker_ready", "reconciled": result["ok"]},
+    )

@@ -59,6 +59,25 @@ class FakeTradier:
         pos["quantity"] += sign * qty
         pos["cost_basis"] += sign * qty * float(price)
 
+    def fill_leg(self, order_id: int, index: int, price: str) -> None:
+        """Fill one leg of a bracket; like Tradier, a filled exit leg cancels its sibling."""
+        order = self.orders[int(order_id)]
+        leg = order["leg"][index]
+        leg["exec_quantity"] = leg["quantity"]
+        leg["avg_fill_price"] = float(price)
+        leg["status"] = "filled"
+        sign = 1 if leg["side"].startswith("buy") else -1
+        pos = self.positions.setdefault(
+            leg["symbol"], {"symbol": leg["symbol"], "quantity": 0.0, "cost_basis": 0.0}
+        )
+        pos["quantity"] += sign * leg["quantity"]
+        pos["cost_basis"] += sign * leg["quantity"] * float(price)
+        if index in (1, 2):
+            other = order["leg"][3 - index]
+            if other["status"] == "open":
+                other["status"] = "canceled"
+            order["status"] = "filled"
+
     def by_tag(self, tag: str) -> list[dict]:
         return [o for o in self.orders.values() if o.get("tag") == tag]
 

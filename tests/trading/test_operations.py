@@ -196,3 +196,25 @@ def test_scan_safety_net_is_idempotent(paper):
     scan_latest(now=T + timedelta(minutes=5))
     scan_latest(now=T + timedelta(minutes=5))
     assert FeatureSnapshot.objects.filter(symbol="SPY", bar_ts=T).count() == 1
+
+
+def test_management_commands(paper, capsys):
+    from django.core.management import call_command
+    from django_celery_beat.models import PeriodicTask
+
+    call_command("setup_schedules")
+    assert PeriodicTask.objects.filter(name="autotrader: reconcile").exists()
+    call_command("trading_state", "REDUCING", "--reason", "late day")
+    assert trading_state_get().state == "REDUCING"
+    call_command("reconcile")
+    assert '"ok": true' in capsys.readouterr().out
+
+
+def test_worker_ready_reconciles_and_records_a_heartbeat(paper):
+    from trading.models import WorkerHeartbeat
+    from trading.signals_wiring import _on_worker_ready
+
+    _on_worker_ready()
+    beat = WorkerHeartbeat.objects.get()
+    assert beat.info == {"event": "worker_ready", "reconciled": True}
+    assert trading_state_get().state == "ACTIVE"

@@ -145,3 +145,35 @@ def test_paper_broker_reconciles_trivially(paper, config):
     signal_handle(signal=signal, now=minutes(T, 1), config=config)
     result = reconcile_run(now=minutes(T, 1) + timedelta(seconds=5))
     assert result["ok"] and not any(result["summary"].values())
+
+
+def test_live_otoco_bracket_legs_are_linked_and_settled_by_reconciliation(fake_tradier):
+    from trading.services import bracket_place
+
+    out = bracket_place(
+        symbol="AAPL", qty=10, stop_pct="0.01", tp_pct="0.02", price="186.08", now=minutes(T, 1)
+    )
+    assert out["placed"] and not out["dry_run"]
+    entry = Order.objects.get(pk=out["order_id"])
+    placed = fake_tradier.orders[int(entry.broker_order_id)]
+    assert placed["class"] == "otoco" and fake_tradier.submissions[entry.tag] == 1
+    reconcile_run(now=minutes(T, 2))
+    tp, stop = entry.children.order_by("id")
+    assert (tp.broker_order_id, stop.broker_order_id) == (
+        str(placed["leg"][1]["id"]),
+        str(placed["leg"][2]["id"]),
+    )
+    fake_tradier.fill_leg(int(entry.broker_order_id), 0, "186.10")
+    reconcile_run(now=minutes(T, 3))
+    trade = Trade.objects.get(pk=out["trade_id"])
+    entry.refresh_from_db()
+    stop.refresh_from_db()
+    assert entry.status == "filled" and trade.status == "open" and stop.status == "open"
+    fake_tradier.fill_leg(int(entry.broker_order_id), 1, "189.80")
+    reconcile_run(now=minutes(T, 4))
+    trade.refresh_from_db()
+    stop.refresh_from_db()
+    assert trade.status == "closed" and trade.exit_reason == "target_two"
+    assert stop.status == "cancelled"
+    assert trade.realized_pnl == (D("189.80") - D("186.10")) * 10
+    assert sum(fake_tradier.submissions.values()) == 1  # nothing was ever sent twice
