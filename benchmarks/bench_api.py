@@ -335,9 +335,15 @@ def main() -> int:
         url = base + PATH
         if tool == "wrk":
             run_wrk(url, token, connections=args.connections, duration=2, threads=2)  # warm-up
+            load_before = os.getloadavg()[0]
             result = run_wrk(
                 url, token, connections=args.connections, duration=args.duration, threads=2
             )
+            # Service time without queueing: one client, one request at a time.
+            single = run_wrk(url, token, connections=1, duration=5, threads=1)
+            result["single_client_p50_ms"] = single["p50_ms"]
+            result["single_client_rps"] = single["rps"]
+            result["loadavg_1m_before"] = round(load_before, 2)
         else:
             asyncio.run(_httpx_load(url, token, connections=args.connections, duration=2))
             result = asyncio.run(
