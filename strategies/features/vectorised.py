@@ -9,6 +9,8 @@ rvol_method, in_session, session_minute); rows outside the regular session (pre/
 
 from __future__ import annotations
 
+from datetime import date, timedelta
+
 import numpy as np
 import pandas as pd
 
@@ -96,11 +98,15 @@ def compute_features(
     out = pd.DataFrame(index=index)
     n_all = len(index)
     idx_utc = index.tz_convert("UTC").as_unit("ns")
-    et_dates = idx_utc.tz_convert("America/New_York").date
-    unique_days = pd.unique(et_dates)
-    day_info = {d: session_day(d) for d in unique_days}
-    open_ns = np.array([pd.Timestamp(day_info[d].open_utc).value for d in et_dates], dtype="int64")
-    length = np.array([day_info[d].minutes for d in et_dates], dtype="int64")
+    # New York dates as day numbers (per-row Python date objects cost ~2 µs a bar)
+    wall = idx_utc.tz_convert("America/New_York").tz_localize(None).as_unit("ns").asi8
+    day_num, day_of_row = np.unique(wall // 86_400_000_000_000, return_inverse=True)
+    day_info = [session_day(date(1970, 1, 1) + timedelta(days=int(d))) for d in day_num]
+    open_ns = np.array([pd.Timestamp(i.open_utc).value for i in day_info], dtype="int64")
+    open_ns = open_ns[day_of_row] if n_all else np.zeros(0, dtype="int64")
+    length = np.array([i.minutes for i in day_info], dtype="int64")
+    length = length[day_of_row] if n_all else np.zeros(0, dtype="int64")
+    et_ordinal = (day_num + date(1970, 1, 1).toordinal())[day_of_row]  # date.toordinal()
     minute_all = (idx_utc.asi8 - open_ns) // 60_000_000_000
     regular = (minute_all >= 0) & (minute_all < length)
 
@@ -112,8 +118,8 @@ def compute_features(
     v = bars["volume"].to_numpy(float)[r]
     v = np.where(np.isfinite(v) & (v > 0), v, 0.0)
     minute = minute_all[r]
-    days = et_dates[r]
-    _, sess = np.unique(np.array([d.toordinal() for d in days], dtype="int64"), return_inverse=True)
+    ordinals = et_ordinal[r].astype("int64")
+    _, sess = np.unique(ordinals, return_inverse=True)
     sess = sess.astype("int64")
     n = len(r)
 
@@ -194,7 +200,7 @@ def compute_features(
         method = np.where(use_profile, "profile", np.where(has_trail, "trailing", ""))
     cols["rvol"] = rvol
 
-    ordinal = np.array([d.toordinal() for d in days], dtype="int64") * 1000
+    ordinal = ordinals * 1000
     k5 = ordinal + minute // 5
     k15 = ordinal + minute // 15
     cols["ema5m_20"] = _higher_timeframe_ema(k5, c, 20)
