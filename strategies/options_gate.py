@@ -106,7 +106,8 @@ def options_checks(underlying: str, cfg: StrategyConfig) -> list[dict]:
             "OPTIONS_VOLUME",
             summary["volume"] >= cfg.options_min_volume,
             f"{underlying} options volume {summary['volume']:.0f}"
-            f" (min {cfg.options_min_volume}) over {summary['contracts']} contracts",
+            f" (min {cfg.options_min_volume}) over {summary['contracts']} contracts,"
+            f" open interest {summary['open_interest']:.0f}",
         )
     ]
     iv = summary["median_iv"]
