@@ -17,6 +17,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from autotrader_site.alerts import alerts_watch
 from autotrader_site.clock import clock
 from marketdata.serializers import SymbolField
 
@@ -123,6 +124,10 @@ def health_report() -> tuple[dict, bool]:
         checks["last_bar"] = _check_last_bar(now)
         checks["worker"] = _check_worker(now)
         checks["reconciliation"] = _check_reconciliation()
+        try:  # probes poll this endpoint: it is where stalls and failed reconciliations alert
+            alerts_watch(now=now)
+        except Exception:
+            logger.exception("health: alert watch failed")
     degraded = any(
         isinstance(c, dict) and (c.get("stale") or c.get("ok") is False) for c in checks.values()
     )

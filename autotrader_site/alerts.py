@@ -1,7 +1,9 @@
 """Operator alerts over a webhook (Discord- and Slack-compatible JSON).
 
-Other modules call `alert_send(kind, text, **fields)` on stream stalls, the kill switch,
-reconciliation failures and rejected orders. At most one alert per `kind` is sent every
+Sources: rejected orders and trading-state changes (the kill switch among them) through model
+signals (`alert_receivers_connect`), stream stalls and failed reconciliations through
+`alerts_watch`, which the health endpoint runs on every probe; any module may call
+`alert_send(kind, text, **fields)` directly. At most one alert per `kind` is sent every
 ALERT_MIN_INTERVAL_SEC (shared through the cache, so every process counts together). Sending
 never raises: an alert that cannot be delivered is logged and the trading path goes on.
 """
@@ -82,3 +84,75 @@ def alert_send_background(kind: str, text: str, **fields) -> threading.Thread:
     )
     thread.start()
     return thread
+
+
+# --- where alerts come from -----------------------------------------------------------------
+def _on_order_event(sender, instance, created, **kwargs) -> None:
+    if not created or instance.to_status != "rejected":
+        return
+    from django.db import transaction
+
+    order = instance.order
+    text = (
+        f"{order.side} {order.qty} {order.symbol} rejected: {order.reject_reason or instance.cause}"
+    )
+    transaction.on_commit(
+        lambda: alert_send_background(ORDER_REJECTED, text, order_id=order.pk, tag=order.tag)
+    )
+
+
+def _on_trading_state_change(sender, instance, created, **kwargs) -> None:
+    if not created:
+        return
+    from django.db import transaction
+
+    by_operator = instance.changed_by_id is not None
+    kind = KILL_SWITCH if instance.to_state == "HALTED" and not by_operator else TRADING_STATE
+    text = f"{instance.from_state} -> {instance.to_state} by {instance.actor or 'system'}"
+    transaction.on_commit(lambda: alert_send_background(kind, text, reason=instance.reason))
+
+
+def alert_receivers_connect() -> None:
+    """Alert on rejected orders and trading-state changes (the kill switch among them), in
+    every process that writes them. Called from an AppConfig.ready()."""
+    from django.db.models.signals import post_save
+
+    from risk.models import TradingStateChange
+    from trading.models import OrderEvent
+
+    post_save.connect(_on_order_event, sender=OrderEvent, dispatch_uid="alerts.order_rejected")
+    post_save.connect(
+        _on_trading_state_change, sender=TradingStateChange, dispatch_uid="alerts.trading_state"
+    )
+
+
+def alerts_watch(*, now) -> list[str]:
+    """Conditions seen from outside the stream and the worker: bars stalled during the regular
+    session, the last reconciliation failed. Called by the health endpoint, which probes poll;
+    the per-kind rate limit keeps a stalled hour to one alert per interval. Returns the kinds
+    that are alerting now."""
+    from marketdata.selectors import last_bar_time
+    from risk.calendar import session_at
+    from trading.selectors import reconciliation_last
+
+    firing = []
+    session = session_at(now)
+    if session is not None and session.open <= now < session.close:
+        last = last_bar_time()
+        age = None if last is None else (now - last).total_seconds()
+        grace = settings.STREAM_STALL_SEC
+        if (age is None and (now - session.open).total_seconds() > grace) or (
+            age is not None and age > grace
+        ):
+            firing.append(STREAM_STALL)
+            shown = "never" if age is None else f"{age:.0f} s ago"
+            alert_send_background(STREAM_STALL, f"no new bar during the session (last {shown})")
+    last_reconcile = reconciliation_last()
+    if isinstance(last_reconcile, dict) and last_reconcile.get("ok") is False:
+        firing.append(RECONCILE_FAILED)
+        alert_send_background(
+            RECONCILE_FAILED,
+            f"reconciliation failed at {last_reconcile.get('at')}",
+            error=str(last_reconcile.get("error", ""))[:300],
+        )
+    return firing

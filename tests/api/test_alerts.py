@@ -97,3 +97,79 @@ def test_no_webhook_configured_is_a_no_op(settings):
 def test_background_send_delivers(receiver):
     alert_send_background("trading_state", "HALTED by ops").join(timeout=10)
     assert receiver.bodies and "HALTED by ops" in receiver.bodies[0]["content"]
+
+
+def _wait_for(receiver, n: int) -> list[dict]:
+    import time
+
+    deadline = time.monotonic() + 10
+    while len(receiver.bodies) < n and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return receiver.bodies
+
+
+@pytest.mark.django_db
+def test_rejected_order_alerts(receiver, django_capture_on_commit_callbacks):
+    from tests.api.conftest import T0
+    from trading.models import Order, OrderEvent
+
+    order = Order.objects.create(
+        tag="at-rej-1",
+        symbol="SPY",
+        side="buy",
+        qty=5,
+        order_type="market",
+        created_at=T0,
+        status="rejected",
+        reject_reason="buying power",
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        OrderEvent.objects.create(order=order, from_status="submitted", to_status="rejected", at=T0)
+    (body,) = _wait_for(receiver, 1)
+    assert "order_rejected" in body["content"] and "buying power" in body["content"]
+
+
+@pytest.mark.django_db
+def test_kill_switch_halt_alerts(receiver, django_capture_on_commit_callbacks):
+    from risk.services import trading_state_set
+
+    with django_capture_on_commit_callbacks(execute=True):
+        trading_state_set(state="HALTED", reason="daily loss limit", actor="kill_switch")
+    (body,) = _wait_for(receiver, 1)
+    assert body["content"].startswith("[AutoTrader] kill_switch: ACTIVE -> HALTED")
+    assert "daily loss limit" in body["content"]
+
+
+@pytest.mark.django_db
+def test_watch_alerts_on_a_stalled_stream_during_the_session(receiver, settings):
+    from datetime import UTC, datetime, timedelta
+
+    from autotrader_site.alerts import alerts_watch
+    from marketdata.models import Bar
+
+    now = datetime(2025, 3, 3, 16, 0, tzinfo=UTC)  # Monday 11:00 New York
+    settings.STREAM_STALL_SEC = 120
+    Bar.objects.create(symbol="SPY", ts=now - timedelta(minutes=10), open=1, high=1, low=1, close=1)
+    assert alerts_watch(now=now) == ["stream_stall"]
+    (body,) = _wait_for(receiver, 1)
+    assert "no new bar during the session" in body["content"]
+    saturday = datetime(2025, 3, 8, 16, 0, tzinfo=UTC)
+    assert alerts_watch(now=saturday) == []
+    fresh = now - timedelta(minutes=10) + timedelta(seconds=60)
+    assert alerts_watch(now=fresh) == []
+
+
+@pytest.mark.django_db
+def test_watch_alerts_on_a_failed_reconciliation(receiver):
+    from datetime import UTC, datetime
+
+    from django.core.cache import cache
+
+    from autotrader_site.alerts import alerts_watch
+    from trading.selectors import RECONCILE_CACHE_KEY
+
+    saturday = datetime(2025, 3, 8, 16, 0, tzinfo=UTC)
+    cache.set(RECONCILE_CACHE_KEY, {"ok": False, "at": "x", "error": "BrokerUnavailable"})
+    assert alerts_watch(now=saturday) == ["reconcile_failed"]
+    (body,) = _wait_for(receiver, 1)
+    assert "BrokerUnavailable" in body["content"]
