@@ -505,7 +505,11 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # one line per task is noise at bar rate; failures still log at ERROR
+        "celery.app.trace": {"level": "WARNING"},
+    },
 }
 
 # Production hardening (DJANGO_SECURE=1 behind TLS).

@@ -104,9 +104,11 @@ def test_embedded_default_session_runs_on_sqlite(tmp_path):
     count = run(
         "shell",
         "-c",
-        "from trading.models import Order; from strategies.models import Signal;"
-        "print(Order.objects.count(), Signal.objects.filter(outcome='dry_run').count())",
+        "from trading.models import Order, WorkerHeartbeat; from strategies.models import Signal;"
+        "print(Order.objects.count(), Signal.objects.filter(outcome='dry_run').count(),"
+        " WorkerHeartbeat.objects.filter(name__startswith='embedded@').count())",
     )
-    orders, dry_run = (int(x) for x in count.stdout.strip().splitlines()[-1].split())
+    orders, dry_run, beats = (int(x) for x in count.stdout.strip().splitlines()[-1].split())
     assert orders >= 1 and dry_run >= 1
+    assert beats == 1  # the embedded process reports itself as the worker
     assert (tmp_path / "autotrader.sqlite3").exists()

@@ -17,7 +17,11 @@ from pathlib import Path
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from marketdata.replay import read_bars_csv, replay_bars, synthetic_sessions
+from autotrader_site.clock import MarketClock, clock
+from marketdata.replay import ReplayFeed, read_bars_csv, store_and_publish, synthetic_sessions
+from marketdata.types import BarData
+
+HEARTBEAT_EVERY_SEC = 10.0
 
 
 class Command(BaseCommand):
@@ -66,12 +70,14 @@ class Command(BaseCommand):
                 f"Paper session: replaying {len(bars)} bars of {opts['symbol']} at "
                 f"{opts['speed']:g}x (DRY_RUN={'1' if settings.DRY_RUN else '0'})"
             )
-            stats = replay_bars(
+            feed = ReplayFeed(
                 bars,
+                on_bar=self._on_bar,
+                set_clock=MarketClock.set_replay_time,
                 speed=opts["speed"],
                 warmup_bars=opts["warmup_bars"],
-                stop=lambda: stopping["flag"],
             )
+            stats = feed.run(stop=lambda: stopping["flag"])
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Replay finished: {stats.published} bars published, {stats.skipped} failed"
@@ -82,6 +88,7 @@ class Command(BaseCommand):
                     f"Serving on http://{settings.BIND_ADDRESS}:{settings.PORT}/ - Ctrl-C to stop"
                 )
                 while not stopping["flag"] and all(c.poll() is None for c in children):
+                    self._heartbeat()
                     time.sleep(0.5)
         finally:
             for child in children:
@@ -92,6 +99,24 @@ class Command(BaseCommand):
                     child.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     child.kill()
+
+    _last_beat = 0.0
+
+    def _heartbeat(self) -> None:
+        """In the embedded mode this process is the worker: tell the health endpoint so."""
+        if (
+            not settings.CELERY_TASK_ALWAYS_EAGER
+            or time.monotonic() - self._last_beat < HEARTBEAT_EVERY_SEC
+        ):
+            return
+        from trading.services import heartbeat_record
+
+        heartbeat_record(name=f"embedded@{os.uname().nodename}:{os.getpid()}", now=clock.now())
+        self._last_beat = time.monotonic()
+
+    def _on_bar(self, bar: BarData) -> None:
+        store_and_publish(bar)
+        self._heartbeat()
 
     def _bars(self, opts):
         symbol = opts["symbol"].upper()
