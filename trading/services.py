@@ -211,8 +211,12 @@ def order_cancel(
         return order
     broker = broker or broker_get()
     if order.broker_order_id and order.status != OrderStatus.NEW:
+        target = order.broker_order_id
+        if order.parent_id and order.order_class in (OrderClass.OTOCO, OrderClass.OCO):
+            # a bracket leg is cancelled through its bracket (the broker cancels open legs)
+            target = order.parent.broker_order_id or target
         try:
-            answer = broker.cancel(order.broker_order_id)
+            answer = broker.cancel(target)
         except BrokerError as exc:
             log.warning("cancel of %s failed: %s; syncing from broker", order.tag, exc)
             order_sync(order=order, now=now, broker=broker)
@@ -220,6 +224,8 @@ def order_cancel(
         status = BROKER_STATUS.get(answer.status, OrderStatus.CANCELLED)
         if status not in (OrderStatus.CANCELLED, OrderStatus.OPEN):
             order_sync(order=order, now=now, broker=broker)
+            return order
+        if broker.name != "paper" and not _cancel_confirmed(order, now, broker):
             return order
     order_advance(order, OrderStatus.CANCELLED, cause=cause, at=now)
     if order.parent_id is None:
@@ -233,6 +239,28 @@ def order_cancel(
         ):
             _trade_close(trade, now, TradeStatus.CANCELLED, reason="entry_cancelled")
     return order
+
+
+def _cancel_confirmed(order: Order, now: datetime, broker: Broker) -> bool:
+    """A live cancel is only a request: read the order back. Filled meanwhile → the fill is
+    applied and the cancel is not recorded; still working → left working (retried later)."""
+    from trading.brokers.base import OrderNotFound
+
+    try:
+        remote = broker.order(order.broker_order_id)
+    except OrderNotFound:
+        return True  # a bracket leg the broker only reports inside its bracket
+    except BrokerError as exc:
+        log.warning("cancel of %s not confirmed (%s): left working", order.tag, exc)
+        return False
+    status = BROKER_STATUS.get(str(remote.status).lower())
+    if (remote.filled_qty or 0) > order.filled_qty or status == OrderStatus.FILLED:
+        order_apply_remote(order=order, remote=remote, now=now)
+        return False
+    if status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
+        return True
+    log.warning("cancel of %s pending at the broker (%s)", order.tag, remote.status)
+    return False
 
 
 def order_sync(*, order: Order, now: datetime, broker: Broker | None = None) -> Order:
@@ -789,6 +817,9 @@ def trade_exit(
     trade.refresh_from_db()
     if trade.status != TradeStatus.OPEN or trade.remaining_qty <= 0:
         return None  # a leg filled while we cancelled: the trade is already out
+    if trade_orders(trade, roles=PROTECTIVE_ROLES).exists():
+        log.warning("trade %s: protective legs not cancelled yet; exit retried later", trade.pk)
+        return None  # selling now could sell twice
     qty = min(qty, trade.remaining_qty)
     if full:
         trade.exit_reason = reason

@@ -110,6 +110,9 @@ class FakeTradier:
                         400, json={"errors": {"error": f"Order is already {order['status']}"}}
                     )
                 order["status"] = "canceled"
+                for leg in order.get("leg", []):
+                    if leg["status"] == "open":
+                        leg["status"] = "canceled"
                 body = fixture("cancel_order.json")
                 body["order"]["id"] = order["id"]
                 return httpx.Response(200, json=body)

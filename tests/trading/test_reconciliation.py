@@ -177,3 +177,24 @@ def test_live_otoco_bracket_legs_are_linked_and_settled_by_reconciliation(fake_t
     assert stop.status == "cancelled"
     assert trade.realized_pnl == (D("189.80") - D("186.10")) * 10
     assert sum(fake_tradier.submissions.values()) == 1  # nothing was ever sent twice
+
+
+def test_live_exit_waits_when_the_stop_filled_before_the_cancel(fake_tradier, config):
+    """The stop fills at the broker while we decide to time out: the cancel is refused, the
+    read-back shows the fill, and no market exit is sent (never exited twice)."""
+    from trading.services import trade_exit
+
+    signal = make_signal(bar_ts=T, entry="186.08", stop="185.08", t1=None, t2=None)
+    signal_handle(signal=signal, now=minutes(T, 1), config=config)
+    entry = Order.objects.get(signal=signal, role="entry")
+    fake_tradier.fill(int(entry.broker_order_id), price="186.10")
+    exits_tick_run(now=minutes(T, 2), config=config)
+    trade = Trade.objects.get(signal=signal)
+    stop = Order.objects.get(trade=trade, role="stop")
+    fake_tradier.fill(int(stop.broker_order_id), price="185.00")
+    assert trade_exit(trade=trade, qty=None, reason="timeout", now=minutes(T, 3)) is None
+    trade.refresh_from_db()
+    assert trade.status == "closed" and trade.exit_reason == "stop"
+    assert not Order.objects.filter(trade=trade, role="exit").exists()
+    sells = [o for o in fake_tradier.orders.values() if o["side"] == "sell"]
+    assert len(sells) == 1
