@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.db import connection
@@ -117,12 +117,11 @@ def health_report() -> tuple[dict, bool]:
         healthy = healthy and checks["broker"]["ok"]
     now = clock.now() if checks["database"]["ok"] else None
     if now is None:
-        from datetime import UTC
-
         now = datetime.now(UTC)
     if checks["database"]["ok"]:
         checks["last_bar"] = _check_last_bar(now)
-        checks["worker"] = _check_worker(now)
+        # Liveness is a wall-clock fact (heartbeats are wall time), even during a replay.
+        checks["worker"] = _check_worker(datetime.now(UTC))
         checks["reconciliation"] = _check_reconciliation()
         try:  # probes poll this endpoint: it is where stalls and failed reconciliations alert
             alerts_watch(now=now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from datetime import UTC, datetime
 
 from celery import shared_task
 
@@ -68,7 +69,8 @@ def reconcile(startup: bool = False) -> dict:
 def heartbeat() -> str:
     from trading.services import heartbeat_record
 
-    return heartbeat_record(name=worker_name(), now=clock.now()).name
+    # Liveness is measured on the wall clock, not the (possibly replayed) market clock.
+    return heartbeat_record(name=worker_name(), now=datetime.now(UTC)).name
 
 
 def worker_name() -> str:

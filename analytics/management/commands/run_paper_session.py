@@ -12,12 +12,13 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from autotrader_site.clock import MarketClock, clock
+from autotrader_site.clock import MarketClock
 from marketdata.replay import ReplayFeed, read_bars_csv, store_and_publish, synthetic_sessions
 from marketdata.types import BarData
 
@@ -111,7 +112,9 @@ class Command(BaseCommand):
             return
         from trading.services import heartbeat_record
 
-        heartbeat_record(name=f"embedded@{os.uname().nodename}:{os.getpid()}", now=clock.now())
+        heartbeat_record(
+            name=f"embedded@{os.uname().nodename}:{os.getpid()}", now=datetime.now(UTC)
+        )
         self._last_beat = time.monotonic()
 
     def _on_bar(self, bar: BarData) -> None:
