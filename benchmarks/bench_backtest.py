@@ -7,7 +7,8 @@ shared files are absent. No database is used.
 
 Prints one JSON line for the event-driven mode (on the first `--event-symbols` symbols), then as
 its LAST line {"name": "backtest", "bars": ..., "bars_per_s": ..., "mode": "fast"} (whole set).
-Goal: >= 500,000 bars/s in fast mode.
+Goal: >= 500,000 bars/s in fast mode. Wall-clock rates on a shared machine vary with its load,
+so each line also gives `cpu_bars_per_s` (bars per second of this process's CPU time).
 
     .venv/bin/python benchmarks/bench_backtest.py [--event-symbols 1]
 """
@@ -116,9 +117,10 @@ def main() -> int:
 
     event_symbols = symbols[: max(1, args.event_symbols)]
     event_frames = {s: frames[s] for s in event_symbols}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     event = run_event(event_frames, config, symbols=event_symbols)
     event_sec = time.perf_counter() - started
+    event_cpu = time.process_time() - cpu
     event_bars = sum(len(f) for f in event_frames.values())
     print(
         json.dumps(
@@ -129,15 +131,19 @@ def main() -> int:
                 "symbols": len(event_symbols),
                 "seconds": round(event_sec, 3),
                 "bars_per_s": round(event_bars / event_sec),
+                "cpu_bars_per_s": round(event_bars / event_cpu),
                 "trades": len(event.closed_trades()),
             }
         ),
         flush=True,
     )
     run_fast(frames, config, symbols=symbols)  # warm-up (imports, JIT, calendar caches)
-    started = time.perf_counter()
-    fast = run_fast(frames, config, symbols=symbols)
-    fast_sec = time.perf_counter() - started
+    runs = []
+    for _ in range(3):  # best of three: the machine is shared
+        started, cpu = time.perf_counter(), time.process_time()
+        fast = run_fast(frames, config, symbols=symbols)
+        runs.append((time.perf_counter() - started, time.process_time() - cpu))
+    fast_sec, fast_cpu = min(runs)
     print(
         json.dumps(
             {
@@ -146,6 +152,8 @@ def main() -> int:
                 "bars_per_s": round(bars / fast_sec),
                 "mode": "fast",
                 "seconds": round(fast_sec, 3),
+                "cpu_bars_per_s": round(bars / fast_cpu),
+                "engine": fast.params.get("engine"),
                 "symbols": len(symbols),
                 "sessions": len(fast.sessions),
                 "trades": len(fast.closed_trades()),

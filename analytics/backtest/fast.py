@@ -480,56 +480,72 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
     s_ok, s_qty, s_bits, st, qty, entry_px, entry_g, legs, leg_g, leg_qty, leg_px, leg_reason = out
     signals, trades = [], []
     setups = list(cfg.enabled_setups)
-    s_setup = sigs["setup"].to_numpy(np.int64)
-    s_levels = sigs[["stop", "t1", "t2"]].to_numpy(np.int64) / 100.0
-    s_times = pd.DatetimeIndex(s_ts, tz="UTC").to_pydatetime()
+    s_times = pd.DatetimeIndex(s_ts, tz="UTC").to_pydatetime().tolist()
     closed_legs = leg_g[st == 3]
     used = np.unique(np.concatenate([entry_g[st == 3], closed_legs[closed_legs >= 0]]))
     time_of = dict(zip(used.tolist(), pd.DatetimeIndex(g_ts[used], tz="UTC").to_pydatetime(),
                        strict=True))  # fmt: skip
-    for k in range(len(sigs)):
-        symbol = names[s_rank[k]]
-        setup = setups[s_setup[k]]
+    # plain Python values: indexing numpy scalars one by one is the slow part of this loop
+    s_rank_l, s_setup_l = s_rank.tolist(), sigs["setup"].to_numpy(np.int64).tolist()
+    s_ok_l, s_qty_l, s_bits_l, st_l = s_ok.tolist(), s_qty.tolist(), s_bits.tolist(), st.tolist()
+    holiday_l, closed_l, window_l = holiday.tolist(), closed.tolist(), window.tolist()
+    levels_l = (sigs[["stop", "t1", "t2"]].to_numpy(np.int64) / 100.0).tolist()
+    entry_g_l, entry_px_l, qty_l, legs_l = (
+        entry_g.tolist(), entry_px.tolist(), qty.tolist(), legs.tolist(),
+    )  # fmt: skip
+    leg_g_l, leg_qty_l, leg_px_l = leg_g.tolist(), leg_qty.tolist(), leg_px.tolist()
+    leg_reason_l = leg_reason.tolist()
+    for k in range(len(s_ts)):
+        symbol = names[s_rank_l[k]]
+        setup = setups[s_setup_l[k]]
         bar_ts = s_times[k]
-        if s_ok[k]:
-            signals.append(SignalRecord(symbol, setup, bar_ts, "dry_run", [], int(s_qty[k])))
+        if s_ok_l[k]:
+            signals.append(SignalRecord(symbol, setup, bar_ts, "dry_run", [], s_qty_l[k]))
         else:
             codes = []
-            if holiday[k]:
+            if holiday_l[k]:
                 codes.append("MARKET_HOLIDAY")
-            if closed[k]:
+            if closed_l[k]:
                 codes.append("MARKET_CLOSED")
-            if window[k]:
+            if window_l[k]:
                 codes.append("WINDOW_CLOSED")
-            codes += symbol_codes[s_rank[k]]
-            codes += [c for b, c in enumerate(BIT_CODES) if s_bits[k] >> b & 1]
-            signals.append(SignalRecord(symbol, setup, bar_ts, "risk_blocked", codes,
-                                        int(s_qty[k])))  # fmt: skip
-        if st[k] != 3:
+            codes += symbol_codes[s_rank_l[k]]
+            bits = s_bits_l[k]
+            codes += [c for b, c in enumerate(BIT_CODES) if bits >> b & 1]
+            signals.append(SignalRecord(symbol, setup, bar_ts, "risk_blocked", codes, s_qty_l[k]))
+        if st_l[k] != 3:
             continue
+        stop, t1, t2 = levels_l[k]
         record = TradeRecord(
             symbol=symbol,
             execution_symbol=symbol,
             setup=setup,
             signal_ts=bar_ts,
-            entry_ts=time_of[int(entry_g[k])],
-            entry_price=float(entry_px[k]) / 100,
-            qty=int(qty[k]),
-            stop=float(s_levels[k, 0]),
-            target_one=float(s_levels[k, 1]),
-            target_two=float(s_levels[k, 2]),
+            entry_ts=time_of[entry_g_l[k]],
+            entry_price=entry_px_l[k] / 100,
+            qty=qty_l[k],
+            stop=stop,
+            target_one=t1,
+            target_two=t2,
         )
-        for n_leg in range(int(legs[k])):
+        for n_leg in range(legs_l[k]):
             record.legs.append(
                 ExitLeg(
-                    ts=time_of[int(leg_g[k, n_leg])],
-                    qty=int(leg_qty[k, n_leg]),
-                    price=float(leg_px[k, n_leg]) / 100,
-                    reason=REASONS[leg_reason[k, n_leg]],
+                    ts=time_of[leg_g_l[k][n_leg]],
+                    qty=leg_qty_l[k][n_leg],
+                    price=leg_px_l[k][n_leg] / 100,
+                    reason=REASONS[leg_reason_l[k][n_leg]],
                 )
             )
         trades.append(record)
-    sessions = sorted({d for s in symbols for d in frames[s].loc[frames[s]["regular"], "session"]})
+    sessions = sorted(
+        set().union(
+            *(
+                pd.unique(frames[s]["session"].to_numpy()[frames[s]["regular"].to_numpy()])
+                for s in symbols
+            )  # fmt: skip
+        )
+    )
     result = BacktestResult(
         mode="fast",
         symbols=list(symbols),
