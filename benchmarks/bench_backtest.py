@@ -1,14 +1,16 @@
 """Backtest benchmark: one year of 1-minute bars for 4 symbols, all setups, risk and exits.
 
 Data: the shared SPY sessions (../shared/data/SPY_1m_2011-*.csv, with their pre/post-market
-bars) tiled over the 252 sessions of 2023 (New York wall-clock times kept), each symbol starting
+bars) tiled over the 250 sessions of 2023 (New York wall-clock times kept), each symbol starting
 at a different session and scaled to its own price level; a seeded synthetic year when the
 shared files are absent. No database is used.
 
 Prints one JSON line for the event-driven mode (on the first `--event-symbols` symbols), then as
 its LAST line {"name": "backtest", "bars": ..., "bars_per_s": ..., "mode": "fast"} (whole set).
-Goal: >= 500,000 bars/s in fast mode. Wall-clock rates on a shared machine vary with its load,
-so each line also gives `cpu_bars_per_s` (bars per second of this process's CPU time).
+Goal: >= 500,000 bars/s in fast mode. When backtesting.py is installed (requirements/dev.txt),
+a line before the last compares it with our fast mode on an EMA cross over the same bars.
+Wall-clock rates on a shared machine vary with its load, so the lines also give
+`cpu_bars_per_s` (bars per second of this process's CPU time).
 
     .venv/bin/python benchmarks/bench_backtest.py [--event-symbols 1]
 """
@@ -16,6 +18,8 @@ so each line also gives `cpu_bars_per_s` (bars per second of this process's CPU 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -98,6 +102,62 @@ def build_frames():
     return frames, origin
 
 
+def backtesting_py_ratio(frames, config) -> dict | None:
+    """Time backtesting.py (when installed) on an EMA20/EMA50 cross over the same bars, against
+    our fast mode restricted to EMA_CROSS on the same bars. None when it is not installed."""
+    try:
+        from backtesting import Backtest, Strategy
+    except ImportError:
+        return None
+    import warnings
+    from dataclasses import replace
+
+    import pandas as pd
+
+    from analytics.backtest.fast import run_fast
+
+    def ema(values, n):
+        return pd.Series(values).ewm(span=n, adjust=False).mean().to_numpy()
+
+    class EmaCross(Strategy):
+        def init(self):
+            self.fast = self.I(ema, self.data.Close, 20)
+            self.slow = self.I(ema, self.data.Close, 50)
+
+        def next(self):
+            if self.fast[-2] <= self.slow[-2] and self.fast[-1] > self.slow[-1]:
+                self.buy()
+            elif self.position and self.fast[-1] < self.slow[-1]:
+                self.position.close()
+
+    bars = 0
+    started = time.perf_counter()
+    for frame in frames.values():
+        data = frame[frame["regular"]][["open", "high", "low", "close", "volume"]]
+        data = data.rename(columns=str.capitalize).tz_convert(None)
+        bars += len(data)
+        with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+            warnings.simplefilter("ignore")  # and no progress bar of theirs in our output
+            Backtest(data, EmaCross, cash=10_000_000, commission=0.0001).run()
+    theirs = time.perf_counter() - started
+    ema_only = replace(config, strategy=replace(config.strategy, enabled_setups=("EMA_CROSS",)))
+    symbols = list(frames)
+    run_fast(frames, ema_only, symbols=symbols)
+    started = time.perf_counter()
+    run_fast(frames, ema_only, symbols=symbols)
+    ours = time.perf_counter() - started
+    all_bars = sum(len(f) for f in frames.values())
+    return {
+        "name": "backtest_vs_backtesting_py",
+        "strategy": "EMA20/EMA50 cross",
+        "backtesting_py_bars": bars,
+        "backtesting_py_bars_per_s": round(bars / theirs),
+        "ours_bars": all_bars,
+        "ours_bars_per_s": round(all_bars / ours),
+        "ratio": round((all_bars / ours) / (bars / theirs), 1),
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--event-symbols", type=int, default=1)
@@ -137,6 +197,9 @@ def main() -> int:
         ),
         flush=True,
     )
+    comparison = backtesting_py_ratio(frames, config)
+    if comparison is not None:
+        print(json.dumps(comparison), flush=True)
     run_fast(frames, config, symbols=symbols)  # warm-up (imports, JIT, calendar caches)
     runs = []
     for _ in range(3):  # best of three: the machine is shared
