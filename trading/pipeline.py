@@ -195,6 +195,8 @@ def signal_handle(*, signal, now: datetime, config: RiskConfig, broker=None) -> 
             ],
         )
         return "failed"
+    if broker.name != "paper" and order.order_type == OrderType.LIMIT and order.is_working:
+        _escalation_schedule(order, config)
     outcome = "dry_run" if broker.name == "paper" else "submitted"
     signal_outcome_set(
         signal=signal,
@@ -209,6 +211,16 @@ def signal_handle(*, signal, now: datetime, config: RiskConfig, broker=None) -> 
         ],
     )
     return outcome
+
+
+def _escalation_schedule(order, config: RiskConfig) -> None:
+    """Live: turn the pegged limit into a market order ENTRY_LIMIT_TIMEOUT_SEC after sending
+    (a delayed task; the exit-manager tick is the fallback when tasks run in-process)."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return
+    from trading.tasks import entry_escalate
+
+    entry_escalate.apply_async(args=[order.pk], countdown=config.entry_limit_timeout_sec)
 
 
 def _quote(broker, symbol: str, ref: Decimal):

@@ -282,10 +282,15 @@ def order_apply_remote(*, order: Order, remote, now: datetime) -> Order:
         return _bracket_apply_remote(order=order, remote=remote, now=now)
     status = BROKER_STATUS.get(str(remote.status).lower(), None)
     if remote.filled_qty and remote.filled_qty > order.filled_qty:
+        delta = remote.filled_qty - order.filled_qty
         price = remote.avg_fill_price or remote.last_fill_price or order.price or Decimal("0")
+        if remote.avg_fill_price and order.filled_qty and order.avg_fill_price:
+            # the broker reports the average of ALL executions: price only the new ones
+            total = Decimal(remote.avg_fill_price) * remote.filled_qty
+            price = (total - order.avg_fill_price * order.filled_qty) / delta
         fill_apply(
             order=order,
-            qty=remote.filled_qty - order.filled_qty,
+            qty=delta,
             price=Decimal(str(price)),
             ts=now,
             broker_fill_id=f"{remote.id}-{remote.filled_qty}",

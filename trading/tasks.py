@@ -41,6 +41,18 @@ def exits_tick() -> int:
     return exits_tick_run(now=clock.now())
 
 
+@shared_task(name="trading.entry_escalate")
+def entry_escalate(order_id: int) -> bool:
+    """A pegged entry limit whose timeout passed becomes a market order (if still working)."""
+    from trading.models import Order
+    from trading.services import entry_limit_replace
+
+    order = Order.objects.filter(pk=order_id).first()
+    if order is None or not order.is_working:
+        return False
+    return entry_limit_replace(order=order, now=clock.now()) is not None
+
+
 @shared_task(name="trading.cancel_stale")
 def cancel_stale(minutes: int | None = None) -> int:
     from django.conf import settings

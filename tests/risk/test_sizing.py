@@ -61,3 +61,26 @@ def test_fixed_quantity_is_returned_as_is():
         max_notional=Decimal("1"),
     )
     assert result.qty == 5
+
+
+@settings(max_examples=200, deadline=None)
+@given(entry=prices, frac=st.floats(min_value=-0.1, max_value=0.5), risk=budgets)
+def test_rules_never_approve_a_non_positive_or_over_budget_size(entry, frac, risk):
+    from datetime import UTC, datetime
+
+    from risk.config import RiskConfig
+    from risk.rules import evaluate
+    from risk.types import Exposure, Intent
+
+    stop = (entry * Decimal(str(1 - frac))).quantize(Decimal("0.01"))
+    decision = evaluate(
+        Intent(symbol="SPY", entry_price=entry, stop_price=stop),
+        Exposure(),
+        RiskConfig(risk_per_trade_usd=risk),
+        datetime(2025, 9, 17, 16, 0, tzinfo=UTC),
+    )
+    if decision.approved:
+        assert decision.qty >= 1
+        assert decision.qty * (entry - stop) <= risk
+    if decision.qty <= 0:
+        assert not decision.approved and "QTY_ZERO" in decision.reasons

@@ -198,3 +198,41 @@ def test_live_exit_waits_when_the_stop_filled_before_the_cancel(fake_tradier, co
     assert not Order.objects.filter(trade=trade, role="exit").exists()
     sells = [o for o in fake_tradier.orders.values() if o["side"] == "sell"]
     assert len(sells) == 1
+
+
+def test_partial_fills_reported_as_a_running_average_are_priced_per_execution():
+    from trading.brokers.base import BrokerOrder
+    from trading.models import Fill
+    from trading.services import order_apply_remote
+
+    order = Order.objects.create(
+        tag="pf-1",
+        broker="tradier",
+        broker_order_id="77",
+        symbol="SPY",
+        side="buy",
+        qty=10,
+        order_type="market",
+        status="open",
+        created_at=T,
+    )
+    order_apply_remote(
+        order=order,
+        remote=BrokerOrder(
+            id="77", status="partially_filled", filled_qty=5, avg_fill_price=D("100")
+        ),
+        now=minutes(T, 1),
+    )
+    order.refresh_from_db()
+    order_apply_remote(
+        order=order,
+        remote=BrokerOrder(id="77", status="filled", filled_qty=10, avg_fill_price=D("101")),
+        now=minutes(T, 2),
+    )
+    order.refresh_from_db()
+    assert list(Fill.objects.order_by("ts").values_list("qty", "price")) == [
+        (5, D("100.0000")),
+        (5, D("102.0000")),
+    ]
+    assert order.status == "filled" and order.avg_fill_price == D("101")
+    assert list(order.events.values_list("to_status", flat=True)) == ["partially_filled", "filled"]
