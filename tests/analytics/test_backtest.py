@@ -189,3 +189,18 @@ def test_backtest_from_stored_bars_can_be_persisted():
     run = BacktestRun.objects.get(name="db run")
     assert run.params["data"] == "db"
     assert run.stats["overall"]["ALL"]["trades"] == len(run.trades)
+
+
+def test_index_signals_execute_in_the_etf_with_translated_levels():
+    spy = _synthetic("SPY", seed=31)
+    spx = spy.copy()
+    spx[["open", "high", "low", "close"]] = (spy[["open", "high", "low", "close"]] * 10).round(2)
+    spx["volume"] = 0.0  # indices have no volume: the proxy's volume is used
+    frames = {"SPX": spx, "SPY": spy}
+    event, fast = _both(frames, BacktestConfig.from_settings(), ["SPX"])
+    assert fast.params["engine"] == "ledger"
+    trades = event.closed_trades()
+    assert trades and all(t.symbol == "SPX" and t.execution_symbol == "SPY" for t in trades)
+    for t in trades:  # levels are on SPY's price scale
+        assert abs(t.stop - t.entry_price) < 0.05 * t.entry_price
+    _assert_same(event, fast)
