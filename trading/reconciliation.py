@@ -17,6 +17,7 @@ from decimal import Decimal
 
 from django.core.cache import cache
 from django.db import transaction
+from django.utils import timezone
 
 from autotrader_site.clock import clock
 from autotrader_site.metrics import RECONCILE_LAST_SUCCESS, RECONCILE_TOTAL
@@ -143,7 +144,9 @@ def _orders_reconcile(broker, now: datetime, summary: dict) -> None:
                 continue
             services.order_apply_remote(order=order, remote=remote, now=now)
             continue
-        if order.status == OrderStatus.NEW and now - order.created_at < NEW_ORDER_GRACE:
+        # Liveness, not market time: a row touched less than the grace ago (wall clock) may be
+        # in flight in another worker (the market clock may be a replay's).
+        if order.status == OrderStatus.NEW and timezone.now() - order.updated_at < NEW_ORDER_GRACE:
             continue
         if order.status == OrderStatus.NEW and order.parent_id:
             continue  # a bracket leg waits for its parent

@@ -150,6 +150,7 @@ def order_submit(
     """
     broker = broker or broker_get()
     now = now or clock.now()
+    order.refresh_from_db()  # reconciliation in another worker may have settled it
     if order.status != OrderStatus.NEW:
         return order
     request = _request_of(order)

@@ -236,3 +236,39 @@ def test_partial_fills_reported_as_a_running_average_are_priced_per_execution():
     ]
     assert order.status == "filled" and order.avg_fill_price == D("101")
     assert list(order.events.values_list("to_status", flat=True)) == ["partially_filled", "filled"]
+
+
+def test_a_stop_that_never_reached_the_broker_is_resent_and_a_stale_entry_cancelled(
+    fake_tradier, config
+):
+    from django.utils import timezone
+
+    signal = make_signal(bar_ts=T, entry="186.08", stop="185.08", t1=None, t2=None)
+    signal_handle(signal=signal, now=minutes(T, 1), config=config)
+    entry = Order.objects.get(signal=signal, role="entry")
+    fake_tradier.fill(int(entry.broker_order_id), price="186.10")
+    exits_tick_run(now=minutes(T, 2), config=config)
+    trade = Trade.objects.get(signal=signal)
+    stop = Order.objects.get(trade=trade, role="stop")
+    # pretend the process died after writing the stop row but before sending it
+    del fake_tradier.orders[int(stop.broker_order_id)]
+    fake_tradier.submissions[stop.tag] -= 1
+    Order.objects.filter(pk=stop.pk).update(status="new", broker_order_id="")
+    orphan = Order.objects.create(
+        tag="at-orphan-entry",
+        broker="tradier",
+        symbol="SPY",
+        side="buy",
+        qty=1,
+        order_type="market",
+        created_at=T,
+    )
+    old = timezone.now() - timedelta(minutes=5)
+    Order.objects.filter(pk__in=[stop.pk, orphan.pk]).update(updated_at=old)
+    result = reconcile_run(now=minutes(T, 3))
+    stop.refresh_from_db()
+    orphan.refresh_from_db()
+    assert stop.status == "cancelled" and orphan.status == "cancelled"
+    new_stop = Order.objects.get(trade=trade, role="stop", status="submitted")
+    assert fake_tradier.submissions[new_stop.tag] == 1
+    assert result["summary"]["resent"] == [stop.tag]

@@ -91,9 +91,12 @@ class PaperBroker:
         return self._as_broker_order(self._row(broker_order_id))
 
     def orders(self) -> list[BrokerOrder]:
-        from trading.models import Order
+        """The working orders (the paper book IS the ledger: finished ones need no check)."""
+        from trading.models import WORKING_STATUSES, Order
 
-        rows = Order.objects.filter(broker=self.name).exclude(broker_order_id="")
+        rows = Order.objects.filter(broker=self.name, status__in=WORKING_STATUSES).exclude(
+            broker_order_id=""
+        )
         return [self._as_broker_order(o) for o in rows]
 
     def positions(self) -> list[BrokerPosition]:
