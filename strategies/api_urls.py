@@ -1,8 +1,10 @@
-from django.urls import path
+from django.urls import re_path
 
 from strategies import views
 
 # The list `signals` is routed by risk.api_urls: its preview mode needs the risk checks.
 urlpatterns = [
-    path("signals/<int:pk>", views.SignalDetailApi.as_view(), name="signal-detail"),
+    re_path(
+        r"^signals/(?P<pk>[0-9]{1,18})$", views.SignalDetailApi.as_view(), name="signal-detail"
+    ),
 ]

@@ -6,17 +6,16 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 
 from autotrader_site.clock import clock
 from autotrader_site.metrics import SIGNAL_TOTAL
-from marketdata.selectors import bars_as_data
 from strategies import policies
 from strategies.config import StrategyConfig
 from strategies.evaluation import cooldown_apply, setups_decide
 from strategies.execution_map import execution_levels
 from strategies.feature_store import features_at, features_latest
-from strategies.features.sessions import bar_close_et
+from strategies.features.sessions import bar_close_et, session_minute
 from strategies.journal import journal_append, json_safe
 from strategies.models import FeatureSnapshot, Signal, SignalOutcome
 from strategies.options_gate import options_checks
@@ -163,43 +162,46 @@ def evaluate_bar(
 
     Returns the saved Signal rows of the setups that fired (outcome generated, policy_blocked,
     options_blocked, or failed when the execution price is unknown). A bar already evaluated
-    (FeatureSnapshot exists, also when another worker wins the race), not stored, or outside the
-    regular session returns [].
+    (its FeatureSnapshot row, inserted with the signals, already exists: also when another worker
+    wins the race), not stored, or outside the regular session returns [].
     Decisions use the bar's close time (so replay and live agree); `now` is the decision time
     recorded in the events journal (default: the market clock).
     """
     cfg = cfg or StrategyConfig.from_settings()
     symbol = symbol.upper()
-    if FeatureSnapshot.objects.filter(symbol=symbol, bar_ts=bar_ts).exists():
-        return []
+    if session_minute(bar_ts) is None:
+        return []  # pre/post-market: never evaluated (docs/strategy.md)
     row = features_at(symbol, bar_ts, cfg)
     if row is None:
-        if not bars_as_data(symbol=symbol, start=bar_ts, end=bar_ts):
-            log.warning("evaluate_bar: no stored bar %s %s; skipped", symbol, bar_ts)
-            return []
-        snapshot = {"in_session": False}
-        decisions: list[Decision] = []
-    else:
-        decisions = setups_decide(row, symbol=symbol, cfg=cfg)
-        if any(d.fired for d in decisions):  # the cooldown needs the journal only then
-            last = signal_last_fired(symbol=symbol, before=bar_ts, window_sec=cfg.cooldown_sec)
-            decisions = cooldown_apply(decisions, bar_ts=bar_ts, last_fired=last, cfg=cfg)
-        snapshot = {
-            "in_session": True,
-            **row,
-            "decisions": [d.as_dict() for d in decisions],
-        }
-    book = policies.policy_book() if decisions else None
-    plans = [
-        _signal_plan(decision=d, row=row, symbol=symbol, cfg=cfg, book=book)
-        for d in decisions
-        if d.fired
-    ]
+        log.warning("evaluate_bar: no stored bar %s %s; skipped", symbol, bar_ts)
+        return []
+    decisions = setups_decide(row, symbol=symbol, cfg=cfg)
+    if any(d.fired for d in decisions):  # the cooldown needs the journal only then
+        last = signal_last_fired(symbol=symbol, before=bar_ts, window_sec=cfg.cooldown_sec)
+        decisions = cooldown_apply(decisions, bar_ts=bar_ts, last_fired=last, cfg=cfg)
+    snapshot = FeatureSnapshot(
+        symbol=symbol,
+        bar_ts=bar_ts,
+        features=json_safe({**row, "decisions": [d.as_dict() for d in decisions]}),
+    )
+    fired = [d for d in decisions if d.fired]
+    if not fired:
+        # the common case: one INSERT claims the bar (no explicit transaction unless the caller
+        # has one, where a savepoint keeps a conflict from breaking it)
+        try:
+            if connection.in_atomic_block:
+                with transaction.atomic():
+                    snapshot.save(force_insert=True)
+            else:
+                snapshot.save(force_insert=True)
+        except IntegrityError:
+            pass  # evaluated before (by this or another worker)
+        return []
+    book = policies.policy_book()
+    plans = [_signal_plan(decision=d, row=row, symbol=symbol, cfg=cfg, book=book) for d in fired]
     try:
         with transaction.atomic():
-            FeatureSnapshot.objects.create(
-                symbol=symbol, bar_ts=bar_ts, features=json_safe(snapshot)
-            )
+            snapshot.save(force_insert=True)
             signals = [
                 Signal.objects.create(
                     setup=p["setup"],
@@ -219,7 +221,7 @@ def evaluate_bar(
                 for p in plans
             ]
     except IntegrityError:
-        log.info("evaluate_bar: %s %s already evaluated by another worker", symbol, bar_ts)
+        log.info("evaluate_bar: %s %s already evaluated", symbol, bar_ts)
         return []
     decided_at = (now or clock.now()) if signals else None
     for signal in signals:
