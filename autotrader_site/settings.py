@@ -338,6 +338,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Signals, risk, orders and positions of the AutoTrader service.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "autotrader_site.openapi.error_responses_document",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "OrderStatusEnum": "trading.models.OrderStatus",
         "TradeStatusEnum": "trading.models.TradeStatus",

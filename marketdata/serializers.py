@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import re
 
+from django.core.validators import RegexValidator
 from rest_framework import serializers
+from rest_framework.utils import html
 
 from marketdata.models import Bar
 
 SYMBOL_PATTERN = r"^[A-Z][A-Z0-9.]{0,9}$"
+SYMBOL_INPUT_PATTERN = r"^[A-Za-z][A-Za-z0-9.]{0,9}$"  # accepted on input, then upper-cased
 _SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 
 
@@ -23,14 +26,26 @@ def symbol_normalise(value: str) -> str:
 
 
 class SymbolField(serializers.CharField):
-    """A ticker symbol, upper-cased (`aapl` → `AAPL`)."""
+    """A ticker symbol, upper-cased (`aapl` → `AAPL`). An empty value is an error, not "all
+    symbols": `?symbol=` from a script with an unset variable must not cancel everything."""
 
     def __init__(self, **kwargs):
         kwargs.setdefault("max_length", 10)
+        kwargs.setdefault("min_length", 1)
+        kwargs.setdefault("trim_whitespace", False)
+        kwargs.setdefault("validators", [RegexValidator(SYMBOL_INPUT_PATTERN)])
         super().__init__(**kwargs)
 
+    def get_value(self, dictionary):
+        if html.is_html_input(dictionary) and dictionary.get(self.field_name, None) == "":
+            return ""
+        return super().get_value(dictionary)
+
     def to_internal_value(self, data):
-        return symbol_normalise(super().to_internal_value(data))
+        value = super().to_internal_value(data)
+        if value != value.strip():
+            raise serializers.ValidationError("no spaces around the symbol")
+        return symbol_normalise(value)
 
 
 class PositivePriceField(serializers.DecimalField):

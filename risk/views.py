@@ -181,23 +181,45 @@ class SignalListOrPreviewApi(SignalListApi):
                 raise serializers.ValidationError("give at least one symbol")
             return out
 
-    @extend_schema(
-        parameters=[
-            OpenApiParameter("preview", bool, description="1: preview mode (not paginated)"),
-            OpenApiParameter("symbols", str, description="preview only: comma-separated"),
-        ]
-    )
     def get(self, request, *args, **kwargs):
         mode = self.PreviewSerializer(data=request.query_params)
         mode.is_valid(raise_exception=True)
         if not mode.validated_data["preview"]:
             return super().get(request, *args, **kwargs)
-        items = strategy_services.signals_preview(symbols=mode.validated_data.get("symbols"))
-        for item in items:
-            if item.get("status") == "fired" and item.get("entry_price") is not None:
-                item["risk"] = services.risk_preview(
-                    symbol=item.get("execution_symbol") or item["symbol"],
-                    price=item["entry_price"],
-                    stop_price=item.get("stop_price"),
-                )
-        return Response({"mode": "preview", "count": len(items), "results": items})
+        return Response(_signals_preview(mode.validated_data.get("symbols")))
+
+
+def _signals_preview(symbols: list[str] | None) -> dict:
+    items = strategy_services.signals_preview(symbols=symbols)
+    for item in items:
+        if item.get("status") == "fired" and item.get("entry_price") is not None:
+            item["risk"] = services.risk_preview(
+                symbol=item.get("execution_symbol") or item["symbol"],
+                price=item["entry_price"],
+                stop_price=item.get("stop_price"),
+            )
+    return {"mode": "preview", "count": len(items), "results": items}
+
+
+class SignalPreviewApi(APIView):
+    """What the worker would do now on the latest stored bar of each symbol: every setup's
+    status and reasons, and for a setup that fires, the risk checks that would pass or block
+    it. Same as GET /signals?preview=1."""
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("symbols", str, description="comma-separated tickers"),
+        ],
+        responses=inline_serializer(
+            "SignalPreview",
+            {
+                "mode": serializers.CharField(),
+                "count": serializers.IntegerField(),
+                "results": serializers.ListField(child=serializers.DictField()),
+            },
+        ),
+    )
+    def get(self, request):
+        mode = SignalListOrPreviewApi.PreviewSerializer(data=request.query_params)
+        mode.is_valid(raise_exception=True)
+        return Response(_signals_preview(mode.validated_data.get("symbols")))

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from trading import views
 
@@ -10,7 +10,7 @@ urlpatterns = [
     path("orders/<str:order_id>/cancel", views.OrderCancelApi.as_view(), name="order-cancel"),
     path("fills", views.FillListApi.as_view(), name="fill-list"),
     path("trades", views.TradeListApi.as_view(), name="trade-list"),
-    path("trades/<int:pk>", views.TradeDetailApi.as_view(), name="trade-detail"),
+    re_path(r"^trades/(?P<pk>[0-9]{1,18})$", views.TradeDetailApi.as_view(), name="trade-detail"),
     path("positions", views.PositionListApi.as_view(), name="position-list"),
     path("positions/flatten", views.PositionsFlattenApi.as_view(), name="positions-flatten"),
     path("account/balances", views.AccountBalancesApi.as_view(), name="account-balances"),

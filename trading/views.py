@@ -77,7 +77,7 @@ def order_lookup(order_id: str) -> Order:
     """An order by our id, else by the broker's order id, else by its tag (the spec's
     ORDER_ID was the broker's)."""
     qs = Order.objects.all()
-    if order_id.isdigit():
+    if order_id.isascii() and order_id.isdigit() and len(order_id) <= 18:
         order = qs.filter(pk=int(order_id)).first()
         if order is not None:
             return order

@@ -162,3 +162,36 @@ def test_signals_preview_bad_symbols_is_400(reader):
     resp = reader.get("/api/v1/signals?preview=1&symbols=SPY,@@")
     assert resp.status_code == 400 and "symbols" in resp.json()
     assert reader.get("/api/v1/signals?preview=maybe").status_code == 400
+
+
+def test_empty_symbol_is_an_error_not_all_symbols(trader):
+    from trading.models import Order
+
+    make_order(symbol="SPY", status="open")
+    resp = trader.post("/api/v1/orders/cancel_all?symbol=")
+    assert resp.status_code == 400 and "symbol" in resp.json()
+    assert trader.post("/api/v1/positions/flatten?symbol=").status_code == 400
+    assert Order.objects.get().status == "open"
+
+
+def test_unknown_api_path_is_a_json_404(reader):
+    resp = reader.get("/api/v1/orders/a/b/c")
+    assert resp.status_code == 404 and resp.json() == {"detail": "Not found."}
+
+
+def test_signals_preview_path(reader):
+    body = reader.get("/api/v1/signals/preview?symbols=SPY").json()
+    assert body["mode"] == "preview" and {r["symbol"] for r in body["results"]} == {"SPY"}
+
+
+def test_schema_documents_error_answers(reader):
+    schema = reader.get("/api/schema/?format=json").json()
+    cancel = schema["paths"]["/api/v1/orders/{order_id}/cancel"]["post"]["responses"]
+    assert {"200", "400", "401", "403", "404", "409", "429"} <= set(cancel)
+    symbol = next(
+        p
+        for p in schema["paths"]["/api/v1/risk/preview"]["get"]["parameters"]
+        if p["name"] == "symbol"
+    )
+    assert symbol["schema"]["pattern"] and symbol["schema"]["minLength"] == 1
+    assert reader.get("/api/docs/").status_code == 200
