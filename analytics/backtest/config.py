@@ -79,4 +79,14 @@ class BacktestConfig:
             "spread_bps": str(self.costs.spread_bps),
             "flatten_before_close_min": self.flatten_before_close_min,
             "worst_case": self.worst_case,
+            "not_simulated": self.not_simulated(),
         }
+
+    def not_simulated(self) -> list[str]:
+        """Live rules a backtest leaves out, named so a result is never mistaken for them."""
+        out = ["options gate (no historical options snapshots)"]
+        if settings.SESSION_POLICY_FILE:
+            out.append(f"session policies ({settings.SESSION_POLICY_FILE})")
+        if self.risk.max_daily_loss_usd > 0:
+            out.append("daily loss kill switch (RISK_MAX_DAILY_LOSS_USD)")
+        return out

@@ -49,6 +49,8 @@ class Command(BaseCommand):
         except (OSError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
         self._print(result)
+        for item in config.not_simulated():
+            self.stderr.write(f"note: not simulated: {item}")
         if o["json_out"]:
             with open(o["json_out"], "w") as handle:
                 json.dump(result.as_dict(), handle, indent=2, default=str)
