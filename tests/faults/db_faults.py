@@ -140,9 +140,15 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
                     connections.close_all()
                 time.sleep(0.15)
             deadline = time.monotonic() + 60 + flows
+            last, since = -1, time.monotonic()
             while time.monotonic() < deadline:
                 connections.close_all()
-                if not Signal.objects.filter(outcome="generated").exists():
+                pending = Signal.objects.filter(outcome="generated").count()
+                if not pending:
+                    break
+                if pending != last:
+                    last, since = pending, time.monotonic()
+                elif time.monotonic() - since > 15:  # no progress: what is left is lost
                     break
                 time.sleep(0.5)
             time.sleep(6)  # redelivered tasks (visibility timeout 5 s)

@@ -84,7 +84,7 @@ def _database() -> dict:
     from tests.faults.db_faults import run_db_faults
     from tests.faults.sizes import FULL, size
 
-    return run_db_faults(flows=size(30, 150), kills=size(2, 6), restart=FULL)
+    return run_db_faults(flows=size(20, 150), kills=size(1, 6), restart=FULL)
 
 
 SCENARIOS = {
