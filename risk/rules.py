@@ -10,10 +10,11 @@ DAILY_LOSS_LIMIT, STOP_INVALID, QTY_ZERO.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 from decimal import Decimal
+from functools import lru_cache
 
-from risk.calendar import NY, session_at, trading_window
+from risk.calendar import NY, Session, session_at, trading_window
 from risk.config import RiskConfig, SymbolParams, symbol_params
 from risk.sizing import position_size
 from risk.types import Check, Decision, Exposure, Intent
@@ -51,6 +52,18 @@ def _state_checks(exposure: Exposure) -> list[Check]:
     ]
 
 
+@lru_cache(maxsize=4096)
+def _window(session: Session, start: time, end: time) -> tuple[datetime, datetime, str]:
+    w_start, w_end = trading_window(session, start, end)
+    return w_start, w_end, f"{w_start.astimezone(NY):%H:%M}-{w_end.astimezone(NY):%H:%M}"
+
+
+@lru_cache(maxsize=1024)
+def _session_label(session: Session) -> str:
+    early = " (early close)" if session.early_close else ""
+    return f"09:30-{session.close.astimezone(NY):%H:%M}{early}"
+
+
 def _window_checks(intent: Intent, config: RiskConfig, params: SymbolParams, now: datetime):
     local = now.astimezone(NY)
     session = session_at(now)
@@ -65,33 +78,28 @@ def _window_checks(intent: Intent, config: RiskConfig, params: SymbolParams, now
                 else f"{local:%Y-%m-%d} is a weekend",
             )
         ]
-    checks = [Check("MARKET_HOLIDAY", True, f"{session.day} is a trading day")]
-    open_now = session.open <= now < session.close
-    close_label = session.close.astimezone(NY).strftime("%H:%M")
-    early = " (early close)" if session.early_close else ""
-    checks.append(
+    clock_label = f"{local:%H:%M} ET"
+    checks = [
+        Check("MARKET_HOLIDAY", True, "trading day"),
         Check(
             "MARKET_CLOSED",
-            open_now,
-            f"{local:%H:%M} ET vs session 09:30-{close_label}{early}",
-        )
-    )
+            session.open <= now < session.close,
+            f"{clock_label} vs session {_session_label(session)}",
+        ),
+    ]
     if intent.policy_window is not None:
         start, end = intent.policy_window
         source = "session policy"
     else:
         start, end = config.window_start, config.window_end
         source = "TRADING_WINDOW"
-    w_start, w_end = trading_window(session, start, end)
+    w_start, w_end, label = _window(session, start, end)
     inside = w_start <= now <= w_end
-    message = (
-        f"{local:%H:%M} ET vs {source} {w_start.astimezone(NY):%H:%M}-"
-        f"{w_end.astimezone(NY):%H:%M}{early}"
-    )
+    message = f"{clock_label} vs {source} {label}"
     if params.window_start and params.window_end:
-        s_start, s_end = trading_window(session, params.window_start, params.window_end)
+        s_start, s_end, s_label = _window(session, params.window_start, params.window_end)
         inside = inside and s_start <= now <= s_end
-        message += f"; {params.symbol} window {params.window_start:%H:%M}-{params.window_end:%H:%M}"
+        message += f"; {params.symbol} window {s_label}"
     checks.append(Check("WINDOW_CLOSED", inside, message))
     return checks
 
