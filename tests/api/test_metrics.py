@@ -68,3 +68,60 @@ def test_counter_from_a_separate_worker_process_reaches_metrics(client, settings
     assert "autotrader_active_trades 2.0" in text
     for name in SPEC_NAMES:  # names without samples are still listed
         assert f"# TYPE {name}" in text, name
+
+
+_REPLAY_WORKER = """
+import django, os
+from datetime import date
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotrader_site.settings")
+django.setup()
+from marketdata.replay import replay_bars, synthetic_sessions
+stats = replay_bars(synthetic_sessions(symbol="SPY", sessions=1, seed=7, end=date(2025, 9, 19)))
+print(stats.published)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_metrics_after_a_replay_session_in_a_worker_process(client, settings, tmp_path):
+    """The acceptance check: a paper session replayed in another process (as a Celery worker
+    would run it) shows up in the web process's /metrics."""
+    from django.db import connection
+    from prometheus_client.parser import text_string_to_metric_families
+
+    db = connection.settings_dict
+    url = f"postgres://{db['USER']}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
+    if db.get("PASSWORD"):
+        url = url.replace(f"{db['USER']}@", f"{db['USER']}:{db['PASSWORD']}@")
+    env = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path),
+        "DATABASE_URL": url,
+        "CELERY_TASK_ALWAYS_EAGER": "1",
+        "TEST_DB_NAME": "",
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", _REPLAY_WORKER],
+        cwd=ROOT,
+        env=env,
+        check=True,
+        timeout=600,
+        capture_output=True,
+        text=True,
+    )
+    assert int(out.stdout.strip().splitlines()[-1]) > 300
+    settings.PROMETHEUS_MULTIPROC_DIR = str(tmp_path)
+    text = client.get("/metrics").content.decode()
+    for name in SPEC_NAMES:
+        assert f"# TYPE {name}" in text, name
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    signals = {k: v for k, v in samples.items() if k[0] == "autotrader_signal_total"}
+    assert sum(signals.values()) > 0, "no signal counted"
+    outcomes = {dict(labels)["outcome"] for _, labels in signals}
+    assert "generated" in outcomes
+    bars = samples.get(("autotrader_bars_written_total", (("source", "replay"),)), 0)
+    assert bars > 300
