@@ -498,7 +498,10 @@ def trade_protect(*, trade: Trade, now: datetime, broker: Broker | None = None) 
     needed = trade.remaining_qty - exiting
     stops = list(trade_orders(trade, roles=[OrderRole.STOP]))
     targets = list(trade_orders(trade, roles=[OrderRole.TARGET_TWO]))
-    if targets and stops and stops[0].parent_id:  # a broker bracket: OCO legs manage the rest
+    if targets and stops and stops[0].parent_id:
+        # a broker bracket: its OCO legs cover the quantity; only the stop price may move
+        if stops[0].stop_price != _q(trade.stop_price):
+            stop_move(order=stops[0], stop=trade.stop_price, now=now, broker=broker)
         return stops[0]
     keep = None
     for stop in stops:

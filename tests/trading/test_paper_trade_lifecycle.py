@@ -182,3 +182,17 @@ def test_concurrency_limit_counts_pending_trades(paper, config):
     assert signal_handle(signal=first, now=minutes(T, 1), config=config) == "dry_run"
     assert signal_handle(signal=second, now=minutes(T, 1), config=config) == "risk_blocked"
     assert OrderStatus.NEW not in Order.objects.values_list("status", flat=True)
+
+
+def test_trailing_moves_the_stop_leg_of_a_bracket(paper, config):
+    SymbolOverride.objects.create(
+        symbol="SPY", stop_pct=D("0.01"), tp_pct=D("0.05"), trail_pct=D("0.005")
+    )
+    _, trade = open_trade(paper, config)
+    stop = Order.objects.get(trade=trade, role="stop")
+    # the bracket stop was 99.00; trailing (active at once) raised it on the entry bar
+    assert stop.parent_id and stop.stop_price == D("99.70")  # 100.20 * 0.995
+    step(bar(minutes(T, 2), "100.50", "101.00", "100.40", "100.90"), config)
+    stop.refresh_from_db()
+    assert stop.stop_price == D("100.50")  # 101.00 * 0.995
+    assert stop.status == "open"
