@@ -36,6 +36,7 @@ def token(django_user_model):
     return Token.objects.create(user=user).key
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 @schema.parametrize()
 @settings(
