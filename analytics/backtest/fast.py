@@ -13,6 +13,8 @@ The trade list equals the event-driven mode's (tests pin it on synthetic and rea
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import time as wall
 from datetime import date, timedelta
 
@@ -79,16 +81,11 @@ def features_for(symbol: str, frames: dict[str, pd.DataFrame], config: BacktestC
 def cooldown_keep(ts_ns: np.ndarray, cooldown_sec: int) -> np.ndarray:
     """Indices (into `ts_ns`, sorted) a setup keeps: a bar within the cooldown of the last KEPT
     bar is suppressed (and does not restart the cooldown)."""
+    from analytics.backtest.kernel import cooldown_kernel
+
     if cooldown_sec <= 0 or ts_ns.size == 0:
         return np.arange(ts_ns.size)
-    window = cooldown_sec * 1_000_000_000
-    keep = []
-    last = None
-    for i, t in enumerate(ts_ns.tolist()):
-        if last is None or t - last >= window:
-            keep.append(i)
-            last = t
-    return np.asarray(keep, dtype=np.int64)
+    return cooldown_kernel(np.ascontiguousarray(ts_ns, dtype=np.int64), cooldown_sec * 10**9)
 
 
 def _row(feats: pd.DataFrame, arrays: dict, i: int, close: float, ts) -> dict:
@@ -281,7 +278,7 @@ def kernel_unsupported(frames, config: BacktestConfig, symbols, params: dict) ->
             return f"{name} is not a whole number of cents/half bps"
     for symbol, frame in frames.items():
         prices = frame[["open", "high", "low", "close"]].to_numpy(dtype=float) * 100
-        if not np.allclose(prices, np.rint(prices), rtol=0, atol=1e-6):
+        if prices.size and np.abs(prices - np.rint(prices)).max() > 1e-6:
             return f"{symbol} has sub-cent prices"
     return ""
 
@@ -572,6 +569,20 @@ def _entry_type(config: BacktestConfig):
     return order_type
 
 
+@contextlib.contextmanager
+def _gc_paused():
+    """No cyclic garbage collection while tens of thousands of result objects are built: each
+    collection would walk every live object (the frames' date columns included). Reference
+    counting still frees everything; collection resumes afterwards."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def run_fast(
     frames: dict[str, pd.DataFrame],
     config: BacktestConfig,
@@ -594,9 +605,10 @@ def run_fast(
     if engine == "kernel" and why:
         raise ValueError(f"the fast kernel cannot run this configuration: {why}")
     if not why:
-        return _run_fast_kernel(
-            frames, config, symbols=symbols, params=params, started=started, progress=progress
-        )
+        with _gc_paused():
+            return _run_fast_kernel(
+                frames, config, symbols=symbols, params=params, started=started, progress=progress
+            )
     result = _run_fast_ledger(
         frames, config, symbols=symbols, use_db_params=use_db_params, progress=progress
     )

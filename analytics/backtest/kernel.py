@@ -45,6 +45,20 @@ MINUTE_NS = 60_000_000_000
 
 
 @njit(cache=True)
+def cooldown_kernel(ts_ns, window_ns):
+    """Positions kept by a per-setup cooldown (see fast.cooldown_keep)."""
+    keep = np.empty(ts_ns.shape[0], np.int64)
+    count = 0
+    last = 0
+    for i in range(ts_ns.shape[0]):
+        if count == 0 or ts_ns[i] - last >= window_ns:
+            keep[count] = i
+            count += 1
+            last = ts_ns[i]
+    return keep[:count]
+
+
+@njit(cache=True)
 def _half_up(num, den):
     return (num + den // 2) // den
 
