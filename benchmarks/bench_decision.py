@@ -12,6 +12,10 @@ options-gate cache lookup and the exposure snapshot query are NOT in the measure
 exposure is a fixed in-memory snapshot. Only regular-session bars are timed (pre/post-market bars
 are ignored by the engine in ~1 us and would flatter the percentiles).
 
+Wall-clock percentiles (p50_ms, p99_ms) are the goal's figures; on a shared, overloaded machine
+they include time the process was descheduled, so the thread CPU-time percentiles (cpu_*_ms) and
+the 1-minute load average are printed too.
+
 Data: the shared SPY/ES files when present (SPY Jan 2011, SPY Mar 2011, ES Jan-Apr 2020 and SPY Jan
 2011 scaled as a fourth symbol), else synthetic random-walk sessions. Goal: p99 <= 1 ms.
 
@@ -138,21 +142,27 @@ def main() -> None:
     longest = max(len(b) for b in data.values())
 
     latencies: list[int] = []
+    cpu_times: list[int] = []
+    fired_bar: list[bool] = []
     signals = approved = orders = 0
     perf = time.perf_counter_ns
+    cpu = time.thread_time_ns
     for i in range(longest):
         for symbol, bars in streams:
             if i >= len(bars):
                 continue
             bar = bars[i]
+            c0 = cpu()
             t0 = perf()
             row = engines[symbol].update(bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
             if row is None:
                 continue
+            any_fired = False
             for d in setups_decide(row, symbol=symbol, cfg=cfg, last_fired=last_fired[symbol]):
                 if not d.fired:
                     continue
                 last_fired[symbol][d.setup] = bar.ts
+                any_fired = True
                 signals += 1
                 close_at = bar.ts + timedelta(minutes=1)
                 window = None
@@ -204,8 +214,12 @@ def main() -> None:
                 )
                 orders += 1
             latencies.append(perf() - t0)
+            cpu_times.append(cpu() - c0)
+            fired_bar.append(any_fired)
 
     arr = np.array(latencies, dtype=float) / 1e6
+    mask = np.array(fired_bar, dtype=bool)
+    cpu_arr = np.array(cpu_times, dtype=float) / 1e6
     result = {
         "name": "decision_latency",
         "bars": int(arr.size),
@@ -218,6 +232,11 @@ def main() -> None:
         "p99_ms": round(float(np.percentile(arr, 99)), 4),
         "max_ms": round(float(arr.max()), 4),
         "mean_ms": round(float(arr.mean()), 4),
+        "p99_quiet_bar_ms": round(float(np.percentile(arr[~mask], 99)), 4),
+        "p99_signal_bar_ms": round(float(np.percentile(arr[mask], 99)), 4) if mask.any() else None,
+        "cpu_p50_ms": round(float(np.percentile(cpu_arr, 50)), 4),
+        "cpu_p99_ms": round(float(np.percentile(cpu_arr, 99)), 4),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
         "goal_p99_ms": 1.0,
         "data": source,
         "scope": "in-memory core: features, setups, policy, execution map, risk rules, "
