@@ -50,3 +50,11 @@ def test_summary_time_range_is_half_open():
     summary = summarize_signals(T0 + timedelta(minutes=1), T0 + timedelta(minutes=3))
     assert summary["total"] == 2
     assert summarize_signals(T0 + timedelta(minutes=10))["total"] == 0
+
+
+@pytest.mark.django_db
+def test_summary_is_importable_where_the_original_readme_says():
+    from analytics.signals import summarize_signals as from_module
+
+    _signal("ORB", 0, "dry_run")
+    assert from_module()["by_setup"]["ORB"]["total"] == 1
