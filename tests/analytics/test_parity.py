@@ -14,15 +14,34 @@ from strategies.models import Signal
 from trading.models import Fill, Trade
 
 
-@pytest.fixture(params=[3, 1], ids=["max3", "max1"])
+def _spy_2011_sessions(count: int):
+    """The first `count` trading days of the shared SPY file, pre/post-market bars included."""
+    from itertools import groupby
+
+    from marketdata.replay import read_bars_csv
+    from tests.conftest import shared_file
+
+    bars = list(read_bars_csv(shared_file("data/SPY_1m_2011-01.csv"), symbol="SPY"))
+    days = [list(g) for _, g in groupby(bars, key=lambda b: b.ts.date())]
+    return [b for day in days[:count] for b in day]
+
+
+@pytest.fixture(
+    params=[("synthetic", 3), ("synthetic", 1), ("spy2011", 3)],
+    ids=["synthetic-max3", "synthetic-max1", "spy2011-max3"],
+)
 def recorded_session(request, db, settings, tmp_path):
+    source, max_concurrent = request.param
     settings.EVENTS_JOURNAL = tmp_path / "events.jsonl"
-    settings.RISK_MAX_CONCURRENT = request.param  # 1: many signals are risk-blocked
+    settings.RISK_MAX_CONCURRENT = max_concurrent  # 1: many signals are risk-blocked
     settings.CELERY_TASK_ALWAYS_EAGER = True
     from strategies.feature_store import engines_reset
 
     engines_reset()
-    bars = synthetic_sessions(symbol="SPY", sessions=2, seed=21, end=date(2024, 5, 10))
+    if source == "synthetic":
+        bars = synthetic_sessions(symbol="SPY", sessions=2, seed=21, end=date(2024, 5, 10))
+    else:  # real prints: pre/post-market bars, gaps, thin minutes
+        bars = _spy_2011_sessions(2)
     stats = replay_bars(bars, speed=0)
     assert stats.published == len(bars) and stats.skipped == 0
     return bars
