@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -48,7 +49,11 @@ def faults_urls() -> tuple[str, str]:
     """(database URL, Redis URL) the scenario owns, derived from DATABASE_URL / REDIS_URL."""
     db = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/autotrader"
     redis = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/7"
-    name = os.environ.get("FAULTS_DB_NAME", "autotrader_faults")
+    # One database per test database name, so parallel `make test` runs do not collide.
+    suffix = os.environ.get("TEST_DB_NAME", "")
+    name = os.environ.get("FAULTS_DB_NAME") or (
+        f"autotrader_faults_{suffix}" if suffix else "autotrader_faults"
+    )
     return _with_path(db, "/" + name), _with_path(
         redis, "/" + os.environ.get("FAULTS_REDIS_DB", "7")
     )
@@ -79,13 +84,11 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
         tables = ", ".join(apps.get_model(m)._meta.db_table for m in TABLES_MODELS)
         cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
-    import redis
-
     from tests.faults.broker_faults import NOW, book_compare, signal_make, tradier_settings
     from tests.faults.fake_tradier import FakeTradier
 
     redis_url = os.environ["REDIS_URL"]
-    redis.Redis.from_url(redis_url).flushdb()
+    queue = f"faults-crash-{uuid.uuid4().hex[:12]}"  # ours alone: no flush of a shared db
     rng = random.Random(seed)
     started = time.monotonic()
     with FakeTradier(answer_delay_sec=0.05) as fake, tradier_settings(fake.base_url):
@@ -95,7 +98,9 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
         signals = [signal_make(n, rng) for n in range(flows)]
         for n, sig in enumerate(signals):
             now = NOW + timedelta(seconds=5 * n)
-            producer.send_task("faults.signal_handle", args=[sig.pk, now.isoformat(), n % 2 == 1])
+            producer.send_task(
+                "faults.signal_handle", args=[sig.pk, now.isoformat(), n % 2 == 1], queue=queue
+            )
         env = {
             **os.environ,
             "DRY_RUN": "0",
@@ -125,8 +130,10 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
                 "prefork",
                 "-c",
                 str(worker_concurrency),
+                "-Q",
+                queue,
                 "-n",
-                f"faults{index}@%h",
+                f"{queue}-{index}@%h",
                 "--without-gossip",
                 "--without-mingle",
                 "-l",

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from datetime import timedelta
 
 from tests.faults.crash_faults import ROOT, TABLES_MODELS, database_ensure, faults_urls
@@ -60,7 +61,6 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
         cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     dbname = connection.settings_dict["NAME"]
 
-    import redis
     from celery import Celery
 
     from strategies.models import Signal
@@ -68,7 +68,7 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
     from tests.faults.fake_tradier import FakeTradier
 
     redis_url = os.environ["REDIS_URL"]
-    redis.Redis.from_url(redis_url).flushdb()
+    queue = f"faults-db-{uuid.uuid4().hex[:12]}"  # ours alone: no flush of a shared db
     rng = random.Random(seed)
     started = time.monotonic()
     with FakeTradier() as fake, tradier_settings(fake.base_url):
@@ -99,8 +99,10 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
                 "tests.faults.crash_tasks",
                 "-c",
                 "2",
+                "-Q",
+                queue,
                 "-n",
-                "faultsdb@%h",
+                f"{queue}@%h",
                 "--without-gossip",
                 "--without-mingle",
                 "-l",
@@ -122,7 +124,9 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
             # wait for the worker: the first flow completes
             for n, sig in enumerate(signals):
                 now = NOW + timedelta(seconds=5 * n)
-                producer.send_task("faults.signal_handle", args=[sig.pk, now.isoformat(), False])
+                producer.send_task(
+                    "faults.signal_handle", args=[sig.pk, now.isoformat(), False], queue=queue
+                )
                 if n == 0:
                     deadline = time.monotonic() + 90
                     while (

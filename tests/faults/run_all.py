@@ -50,41 +50,48 @@ def _clean() -> None:
         cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
 
 
-def _stream() -> dict:
+def _n(name: str, small: int, full: int) -> int:
+    """The size: FAULTS_<NAME>=N overrides (a shorter run on a loaded machine), else the
+    small/full default."""
     from tests.faults.sizes import size
+
+    raw = os.environ.get(f"FAULTS_{name.upper()}")
+    return int(raw) if raw else size(small, full)
+
+
+def _stream() -> dict:
     from tests.faults.stream_faults import run_stream_faults
 
     return run_stream_faults(
-        minutes=size(20, 240), malformed=size(300, 10_000), drop_every=size(30, 60)
+        minutes=_n("stream_minutes", 20, 240),
+        malformed=_n("stream_malformed", 300, 10_000),
+        drop_every=_n("stream_drop_every", 30, 60),
     )
 
 
 def _concurrency() -> dict:
     from tests.faults.concurrency_faults import run_concurrency
-    from tests.faults.sizes import size
 
-    return run_concurrency(bursts=size(12, 625))
+    return run_concurrency(bursts=_n("bursts", 12, 625))  # 16 decisions per burst
 
 
 def _broker() -> dict:
     from tests.faults.broker_faults import run_broker_faults
-    from tests.faults.sizes import size
 
-    return run_broker_faults(flows=size(12, 300), fault_rate=0.3)
+    return run_broker_faults(flows=_n("broker_flows", 12, 300), fault_rate=0.3)
 
 
 def _crash() -> dict:
     from tests.faults.crash_faults import run_crash_faults
-    from tests.faults.sizes import size
 
-    return run_crash_faults(flows=size(16, 1000), kills=size(2, 40))
+    return run_crash_faults(flows=_n("crash_flows", 16, 1000), kills=_n("crash_kills", 2, 40))
 
 
 def _database() -> dict:
     from tests.faults.db_faults import run_db_faults
-    from tests.faults.sizes import FULL, size
+    from tests.faults.sizes import FULL
 
-    return run_db_faults(flows=size(20, 150), kills=size(1, 6), restart=FULL)
+    return run_db_faults(flows=_n("db_flows", 20, 150), kills=_n("db_kills", 1, 6), restart=FULL)
 
 
 SCENARIOS = {

@@ -147,6 +147,7 @@ def run_stream_faults(
             "skipped_source_frames": state.skipped_frames,
             "rest_requests": sum(fake.rest_requests.values()),
             "flush_failures": sink.stats.flush_failures,
+            "late_seconds_dropped": sink.stats.late_dropped,
             "seconds": round(time.monotonic() - started, 1),
         }
     )
