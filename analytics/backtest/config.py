@@ -87,6 +87,4 @@ class BacktestConfig:
         out = ["options gate (no historical options snapshots)"]
         if settings.SESSION_POLICY_FILE:
             out.append(f"session policies ({settings.SESSION_POLICY_FILE})")
-        if self.risk.max_daily_loss_usd > 0:
-            out.append("daily loss kill switch (RISK_MAX_DAILY_LOSS_USD)")
         return out

@@ -117,14 +117,16 @@ def run_event(
         from tqdm import tqdm
 
         bar_iter = tqdm(bar_iter, total=len(bars), unit="bar", mininterval=0.5, desc="backtest")
+    kill_switch = config.risk.max_daily_loss_usd > 0
     for i in bar_iter:
         symbol = names[i]
         ts = times[i]
         o, h, lo, c, v = values[i]
         prices = None
+        fills = managed = 0
         if ledger.orders_by_symbol.get(symbol):
             prices = _prices(o, h, lo, c)
-            ledger.fills_on_bar(symbol, ts, prices)
+            fills = ledger.fills_on_bar(symbol, ts, prices)
         fired = []
         driver = drivers.get(symbol)
         if driver is not None:
@@ -133,9 +135,13 @@ def run_event(
         now = ts + BAR
         if any(t.status == "open" and t.signal.execution_symbol == symbol for t in ledger.live):
             prices = prices or _prices(o, h, lo, c)
-            ledger.exits_on_bar(
+            managed = ledger.exits_on_bar(
                 symbol, now, prices, {s: t.crossed_down() for s, t in crosses.items()}
             )
+        if kill_switch and (
+            fills or managed or any(t.signal.execution_symbol == symbol for t in ledger.live)
+        ):
+            ledger.mark_and_guard(symbol, c, now)
         for signal in fired:
             if signal.entry is None:
                 ledger.signal_failed(signal.symbol, signal.setup, signal.bar_ts)

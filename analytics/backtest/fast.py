@@ -192,6 +192,7 @@ def _run_fast_ledger(
         from tqdm import tqdm
 
         progress_bar = tqdm(total=n, unit="bar", mininterval=0.5, desc="backtest (fast)")
+    kill_switch = config.risk.max_daily_loss_usd > 0
     while i < n:
         active = ledger.live or any(ledger.orders_by_symbol.values())
         if not active:
@@ -209,15 +210,20 @@ def _run_fast_ledger(
             ts = g_time[i].to_pydatetime()
             o, h, lo, c = g_val[i].tolist()
             prices = None
+            fills = managed = 0
             if has_orders:
                 prices = _prices(o, h, lo, c)
-                ledger.fills_on_bar(symbol, ts, prices)
+                fills = ledger.fills_on_bar(symbol, ts, prices)
             now = ts + BAR
             if any(t.status == "open" and t.signal.execution_symbol == symbol for t in ledger.live):
                 prices = prices or _prices(o, h, lo, c)
                 crosses = {s: _cross_at(cross_arrays[s], rank[s], g_ts[i], rank[symbol])
                            for s in {t.signal.symbol for t in ledger.live}}  # fmt: skip
-                ledger.exits_on_bar(symbol, now, prices, crosses)
+                managed = ledger.exits_on_bar(symbol, now, prices, crosses)
+            if kill_switch and (
+                fills or managed or any(t.signal.execution_symbol == symbol for t in ledger.live)
+            ):
+                ledger.mark_and_guard(symbol, c, now)
             if is_signal_bar:
                 for signal in by_bar[k]:
                     if signal.entry is None:
@@ -262,6 +268,8 @@ def kernel_unsupported(frames, config: BacktestConfig, symbols, params: dict) ->
         return "a symbol executes in another (index -> ETF)"
     if risk.trail_pct or risk.stop_pct or risk.tp_pct:
         return "trailing stops or percent brackets"
+    if risk.max_daily_loss_usd > 0:
+        return "the daily-loss kill switch"
     for symbol, p in params.items():
         if any(v is not None for v in (p.qty, p.stop_pct, p.tp_pct, p.trail_pct, p.trail_act_pct,
                                         p.window_start, p.max_notional_usd)):  # fmt: skip

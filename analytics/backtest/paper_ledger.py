@@ -22,6 +22,7 @@ import itertools
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
 
 from analytics.backtest.result import ExitLeg, SignalRecord, TradeRecord
 from analytics.backtest.strategy_driver import FiredSignal
@@ -33,6 +34,7 @@ from trading.exits import ExitState, exit_decide, flat_time
 from trading.fill_model import ORDER_PRIORITY, BarPrices, FillCosts, fill_price
 from trading.services import bracket_levels, entry_plan
 
+NY = ZoneInfo("America/New_York")
 CENT = Decimal("0.01")
 FOUR = Decimal("0.0001")
 BAR = timedelta(minutes=1)
@@ -125,6 +127,9 @@ class PaperLedger:
         self.positions: dict[str, _Position] = {}
         self.signals: list[SignalRecord] = []
         self._broker = PaperBroker(costs=costs)  # only its synthetic quote is used
+        self.halted = False  # the daily-loss kill switch fired (live: until an operator resumes)
+        self.last_price: dict[str, Decimal] = {}  # Position.last_price: last fill or mark
+        self.realized_by_day: dict = {}  # New York date -> realized P&L of trades closed then
 
     # --- orders ---------------------------------------------------------------------------
     def _order(self, trade: SimTrade, **kwargs) -> SimOrder:
@@ -175,6 +180,7 @@ class PaperLedger:
             position.avg_price = Decimal("0")
         position.qty = new
         position.avg_price = Decimal(position.avg_price).quantize(FOUR)
+        self.last_price[symbol] = price
 
     def _entry_filled(self, trade: SimTrade, qty: int, price: Decimal, ts: datetime) -> None:
         held = trade.remaining_qty
@@ -209,6 +215,9 @@ class PaperLedger:
         trade.exit_reason = trade.exit_reason or reason
         if trade in self.live:
             self.live.remove(trade)
+        if status == "closed":
+            day = now.astimezone(NY).date()
+            self.realized_by_day[day] = self.realized_by_day.get(day, 0) + trade.realized_pnl
 
     def _protect(self, trade: SimTrade, now: datetime) -> None:
         """services.trade_protect: exactly one working stop for what is not being exited."""
@@ -237,15 +246,16 @@ class PaperLedger:
             created_at=now,
         )
 
-    def _exit(self, trade: SimTrade, qty: int | None, reason: str, now, new_stop=None) -> None:
-        """services.trade_exit: market out (all or `qty`), never twice, rest kept protected."""
+    def _exit(self, trade: SimTrade, qty: int | None, reason: str, now, new_stop=None) -> int:
+        """services.trade_exit: market out (all or `qty`), never twice, rest kept protected.
+        Returns 1 when an exit order was placed."""
         if trade.status != "open" or trade.remaining_qty <= 0:
-            return
+            return 0
         if trade.working(EXIT_ROLES):
-            return
+            return 0
         qty = trade.remaining_qty if qty is None else min(int(qty), trade.remaining_qty)
         if qty <= 0:
-            return
+            return 0
         full = qty >= trade.remaining_qty
         for leg in trade.working(PROTECTIVE_ROLES):
             self._cancel(leg)
@@ -264,6 +274,7 @@ class PaperLedger:
         )
         if not full:
             self._protect(trade, now)
+        return 1
 
     # --- one bar ----------------------------------------------------------------------------
     def _fill_price(self, order: SimOrder, bar: BarPrices) -> Decimal | None:
@@ -347,10 +358,11 @@ class PaperLedger:
 
     def exits_on_bar(
         self, symbol: str, now: datetime, bar: BarPrices, cross_down: dict[str, bool]
-    ) -> None:
+    ) -> int:
         """trading.exits.exits_manage for the open trades executing in `symbol`.
         `cross_down` maps signal symbol → ema_20 crossed below ema_50 on this bar."""
         flat_at = flat_time(now, self.flatten_before_close_min)
+        done = 0
         for trade in [
             t for t in self.live if t.status == "open" and t.signal.execution_symbol == symbol
         ]:
@@ -379,17 +391,20 @@ class PaperLedger:
             trade.trail_active = action.trail_active
             trade.partial_done = action.partial_done
             if action.kind == "full":
-                self._exit(trade, None, action.reason, now)
+                done += self._exit(trade, None, action.reason, now)
             elif action.kind == "partial":
-                self._exit(trade, action.qty, action.reason, now, new_stop=action.new_stop)
+                done += self._exit(trade, action.qty, action.reason, now, new_stop=action.new_stop)
             elif action.kind == "stop":
                 trade.stop_price = action.new_stop
                 self._protect(trade, now)
+                done += 1
             elif not trade.working(("stop",)) and not trade.working(EXIT_ROLES):
                 self._protect(trade, now)
+                done += 1
+        return done
 
     # --- entries ----------------------------------------------------------------------------
-    def _exposure(self) -> Exposure:
+    def _exposure(self, now: datetime) -> Exposure:
         by_symbol: dict[str, int] = {}
         open_orders = 0
         for trade in self.live:
@@ -406,8 +421,37 @@ class PaperLedger:
             notional_by_symbol=notional,
             cash=self.cash,
             buying_power=self.cash,
-            trading_state="ACTIVE",
+            day_pnl=self.day_pnl(now) if self.risk.max_daily_loss_usd > 0 else Decimal("0"),
+            trading_state="HALTED" if self.halted else "ACTIVE",
         )
+
+    # --- marks and the daily-loss kill switch (trading.pipeline.kill_switch_check) ---------
+    def day_pnl(self, now: datetime) -> Decimal:
+        """trading.selectors.day_pnl: trades closed today + open trades' realized part +
+        their unrealized P&L at the last price."""
+        total = Decimal(self.realized_by_day.get(now.astimezone(NY).date(), 0))
+        for trade in self.live:
+            if trade.status != "open":
+                continue
+            total += trade.realized_pnl
+            last = self.last_price.get(trade.signal.execution_symbol)
+            if last is not None and trade.entry_price is not None and trade.remaining_qty:
+                total += (last - trade.entry_price) * trade.remaining_qty
+        return total
+
+    def mark_and_guard(self, symbol: str, close: float, now: datetime) -> None:
+        """Mark the symbol to the bar's close, then the kill switch: at -RISK_MAX_DAILY_LOSS_USD
+        halt (for the rest of the run, as live until an operator resumes) and flatten."""
+        self.last_price[symbol] = _q(close)
+        limit = self.risk.max_daily_loss_usd
+        if limit <= 0 or self.halted or self.day_pnl(now) > -limit:
+            return
+        self.halted = True
+        for trade in list(self.live):  # services.positions_flatten
+            for entry in trade.working(("entry",)):
+                self._cancel(entry)
+            if trade.status == "open":
+                self._exit(trade, None, "kill_switch", now)
 
     def signal_handle(self, signal: FiredSignal, now: datetime) -> str:
         """trading.pipeline.signal_handle: risk, then the trade and its entry order."""
@@ -428,7 +472,7 @@ class PaperLedger:
             setup=signal.setup,
             signal_symbol=signal.symbol,
         )
-        decision = rules.evaluate(intent, self._exposure(), self.risk, now, params)
+        decision = rules.evaluate(intent, self._exposure(now), self.risk, now, params)
         if not decision.approved:
             self.signals.append(
                 SignalRecord(

@@ -204,3 +204,15 @@ def test_index_signals_execute_in_the_etf_with_translated_levels():
     for t in trades:  # levels are on SPY's price scale
         assert abs(t.stop - t.entry_price) < 0.05 * t.entry_price
     _assert_same(event, fast)
+
+
+def test_daily_loss_kill_switch_halts_and_flattens_in_both_modes():
+    frames = {"SPY": _synthetic(seed=11)}
+    config = BacktestConfig.from_settings(overrides={"RISK_MAX_DAILY_LOSS_USD": "150"})
+    event, fast = _both(frames, config, ["SPY"])
+    assert fast.params["engine"] == "ledger"
+    blocked = [s for s in event.signals if "TRADING_HALTED" in s.reasons]
+    assert blocked, "the kill switch never fired on this data"
+    halted_at = blocked[0].bar_ts
+    assert all("TRADING_HALTED" in s.reasons for s in event.signals if s.bar_ts >= halted_at)
+    _assert_same(event, fast)

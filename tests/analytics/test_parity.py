@@ -27,13 +27,15 @@ def _spy_2011_sessions(count: int):
 
 
 @pytest.fixture(
-    params=[("synthetic", 3), ("synthetic", 1), ("spy2011", 3)],
-    ids=["synthetic-max3", "synthetic-max1", "spy2011-max3"],
-)
+    params=[("synthetic", 3, "0"), ("synthetic", 1, "0"), ("spy2011", 3, "0"),
+            ("spy2011", 3, "150")],
+    ids=["synthetic-max3", "synthetic-max1", "spy2011-max3", "spy2011-killswitch"],
+)  # fmt: skip
 def recorded_session(request, db, settings, tmp_path):
-    source, max_concurrent = request.param
+    source, max_concurrent, daily_loss = request.param
     settings.EVENTS_JOURNAL = tmp_path / "events.jsonl"
     settings.RISK_MAX_CONCURRENT = max_concurrent  # 1: many signals are risk-blocked
+    settings.RISK_MAX_DAILY_LOSS_USD = Decimal(daily_loss)  # 150: the kill switch fires
     settings.CELERY_TASK_ALWAYS_EAGER = True
     from strategies.feature_store import engines_reset
 
@@ -103,5 +105,13 @@ def test_backtest_of_a_recorded_paper_session_matches_it(recorded_session):
         backtested_signals = sorted((s.setup, s.bar_ts, s.outcome) for s in result.signals)
         assert backtested_signals == recorded_signals, mode
         assert _backtest_trades(result) == recorded, mode
-    if BacktestConfig.from_settings().risk.max_concurrent == 1:
+    config = BacktestConfig.from_settings()
+    if config.risk.max_concurrent == 1:
         assert any(outcome == "risk_blocked" for _, _, outcome in recorded_signals)
+    if config.risk.max_daily_loss_usd > 0:
+        from risk.models import TradingState
+
+        assert TradingState.objects.get().state == "HALTED"
+        assert any(r[6] == "kill_switch" for r in recorded) or any(
+            "TRADING_HALTED" in s.reasons for s in Signal.objects.all()
+        )
