@@ -23,6 +23,7 @@ class BacktestConfig:
     starting_cash: Decimal = Decimal("100000")
     flatten_before_close_min: int = 5
     worst_case: bool = False
+    policy_book: object = None  # strategies.policies.PolicyBook when SESSION_POLICY_FILE is set
 
     @classmethod
     def from_settings(
@@ -45,6 +46,9 @@ class BacktestConfig:
             )
             cash = Decimal(settings.PAPER_STARTING_CASH_USD)
             flatten = int(settings.FLATTEN_BEFORE_CLOSE_MIN)
+            from strategies.policies import policy_book
+
+            book = policy_book()
         if setups:
             unknown = sorted(set(setups) - set(settings.ALL_SETUPS))
             if unknown:
@@ -59,6 +63,7 @@ class BacktestConfig:
             starting_cash=cash,
             flatten_before_close_min=flatten,
             worst_case=worst_case,
+            policy_book=book,
         )
 
     def describe(self) -> dict:
@@ -79,12 +84,10 @@ class BacktestConfig:
             "spread_bps": str(self.costs.spread_bps),
             "flatten_before_close_min": self.flatten_before_close_min,
             "worst_case": self.worst_case,
+            "session_policies": getattr(self.policy_book, "path", None),
             "not_simulated": self.not_simulated(),
         }
 
     def not_simulated(self) -> list[str]:
         """Live rules a backtest leaves out, named so a result is never mistaken for them."""
-        out = ["options gate (no historical options snapshots)"]
-        if settings.SESSION_POLICY_FILE:
-            out.append(f"session policies ({settings.SESSION_POLICY_FILE})")
-        return out
+        return ["options gate (no historical options snapshots)"]

@@ -106,6 +106,8 @@ def run_event(
         params=symbol_params_for(exec_symbols, config, use_db=use_db_params),
         flatten_before_close_min=config.flatten_before_close_min,
         worst_case=config.worst_case,
+        policy_book=config.policy_book,
+        etf_symbols=cfg.etf_symbols,
     )
     crosses = {s: _CrossTracker() for s in symbols}
     bars = merged_bars(frames)
@@ -142,11 +144,8 @@ def run_event(
             fills or managed or any(t.signal.execution_symbol == symbol for t in ledger.live)
         ):
             ledger.mark_and_guard(symbol, c, now)
-        for signal in fired:
-            if signal.entry is None:
-                ledger.signal_failed(signal.symbol, signal.setup, signal.bar_ts)
-            else:
-                ledger.signal_handle(signal, now)
+        if fired:
+            ledger.signals_handle(fired, now)
     sessions = sorted({d for s in symbols for d in frames[s].loc[frames[s]["regular"], "session"]})
     return BacktestResult(
         mode="event",

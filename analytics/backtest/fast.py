@@ -170,6 +170,8 @@ def _run_fast_ledger(
         params=symbol_params_for(exec_symbols, config, use_db=use_db_params),
         flatten_before_close_min=config.flatten_before_close_min,
         worst_case=config.worst_case,
+        policy_book=config.policy_book,
+        etf_symbols=cfg.etf_symbols,
     )
     bars = merged_bars(frames)
     g_ts = bars["ts_ns"].to_numpy()
@@ -225,11 +227,7 @@ def _run_fast_ledger(
             ):
                 ledger.mark_and_guard(symbol, c, now)
             if is_signal_bar:
-                for signal in by_bar[k]:
-                    if signal.entry is None:
-                        ledger.signal_failed(signal.symbol, signal.setup, signal.bar_ts)
-                    else:
-                        ledger.signal_handle(signal, now)
+                ledger.signals_handle(by_bar[k], now)
                 next_signal += 1
         i += 1
         if progress_bar is not None and i % 4096 == 0:
@@ -270,6 +268,8 @@ def kernel_unsupported(frames, config: BacktestConfig, symbols, params: dict) ->
         return "trailing stops or percent brackets"
     if risk.max_daily_loss_usd > 0:
         return "the daily-loss kill switch"
+    if config.policy_book is not None:
+        return "session policies"
     for symbol, p in params.items():
         if any(v is not None for v in (p.qty, p.stop_pct, p.tp_pct, p.trail_pct, p.trail_act_pct,
                                         p.window_start, p.max_notional_usd)):  # fmt: skip

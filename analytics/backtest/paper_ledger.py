@@ -113,6 +113,8 @@ class PaperLedger:
         params: dict[str, SymbolParams],
         flatten_before_close_min: int,
         worst_case: bool = False,
+        policy_book=None,
+        etf_symbols: frozenset[str] = frozenset(),
     ) -> None:
         self.risk = risk
         self.costs = costs
@@ -120,6 +122,8 @@ class PaperLedger:
         self.params = params
         self.flatten_before_close_min = flatten_before_close_min
         self.worst_case = worst_case
+        self.policy_book = policy_book
+        self.etf_symbols = etf_symbols
         self._ids = itertools.count(1)
         self.trades: list[SimTrade] = []  # every trade ever opened, in creation order
         self.live: list[SimTrade] = []  # pending or open
@@ -453,7 +457,55 @@ class PaperLedger:
             if trade.status == "open":
                 self._exit(trade, None, "kill_switch", now)
 
-    def signal_handle(self, signal: FiredSignal, now: datetime) -> str:
+    def signals_handle(self, signals: list[FiredSignal], now: datetime) -> None:
+        """The fired setups of one bar: session-policy checks for all of them first (as
+        `strategies.services.evaluate_bar` plans them before any is handled), then risk and
+        entry for each that passed (`trading.pipeline.signal_handle`)."""
+        plans = [(s, self._policy(s)) for s in signals if s.entry is not None]
+        for signal in signals:
+            if signal.entry is None:
+                self.signal_failed(signal.symbol, signal.setup, signal.bar_ts)
+        for signal, (failed, window, time_stop) in plans:
+            if failed:
+                self.signals.append(
+                    SignalRecord(
+                        signal.symbol, signal.setup, signal.bar_ts, "policy_blocked", failed
+                    )  # fmt: skip
+                )
+                continue
+            self.signal_handle(signal, now, policy_window=window, time_stop_sec=time_stop)
+
+    def _policy(self, signal: FiredSignal):
+        """(failed policy codes, policy window, time stop) of `signal` under the book."""
+        book = self.policy_book
+        if book is None:
+            return [], None, None
+        from strategies import policies
+        from strategies.features.sessions import bar_close_et
+
+        close_at = bar_close_et(signal.bar_ts)
+        policy = book.active(close_at)
+        if policy is None:
+            return ["POLICY_NO_SESSION"], None, None
+        start, end = policies.bar_ts_window(book, policy, close_at.astimezone(book.timezone).date())
+        traded = sum(1 for s in self.signals if s.outcome == "dry_run" and start <= s.bar_ts < end)
+        checks = policies.policy_checks(
+            policy,
+            setup=signal.setup,
+            features=signal.row,
+            execution_symbol=signal.execution_symbol,
+            etf_symbols=self.etf_symbols,
+            trades_in_window=traded,
+        )
+        failed: list[str] = []
+        for check in checks:
+            if not check["passed"] and check["code"] not in failed:
+                failed.append(check["code"])
+        return failed, (policy.start, policy.end), policy.time_stop_sec
+
+    def signal_handle(
+        self, signal: FiredSignal, now: datetime, *, policy_window=None, time_stop_sec=None
+    ) -> str:
         """trading.pipeline.signal_handle: risk, then the trade and its entry order."""
         params = self.params[signal.execution_symbol]
         stop, t1, t2, use_otoco = bracket_levels(
@@ -471,6 +523,7 @@ class PaperLedger:
             stop_price=stop,
             setup=signal.setup,
             signal_symbol=signal.symbol,
+            policy_window=policy_window,
         )
         decision = rules.evaluate(intent, self._exposure(now), self.risk, now, params)
         if not decision.approved:
@@ -496,7 +549,12 @@ class PaperLedger:
             stop_price=_q(stop),
             target_one=_q(t1),
             target_two=_q(t2),
-            deadline=now + timedelta(minutes=self.risk.trade_timeout_min),
+            deadline=now
+            + (
+                timedelta(seconds=float(time_stop_sec))
+                if time_stop_sec
+                else timedelta(minutes=self.risk.trade_timeout_min)
+            ),
             created_at=now,
             trail_pct=params.trail_pct,
             trail_act_pct=params.trail_act_pct,

@@ -216,3 +216,20 @@ def test_daily_loss_kill_switch_halts_and_flattens_in_both_modes():
     halted_at = blocked[0].bar_ts
     assert all("TRADING_HALTED" in s.reasons for s in event.signals if s.bar_ts >= halted_at)
     _assert_same(event, fast)
+
+
+def test_session_policies_apply_in_both_modes(settings):
+    from pathlib import Path
+
+    settings.SESSION_POLICY_FILE = str(
+        Path(__file__).resolve().parent.parent / "fixtures" / "analytics" / "session_policies.yaml"
+    )
+    frames = {"SPY": _synthetic(seed=11)}
+    config = BacktestConfig.from_settings()
+    assert config.policy_book is not None
+    event, fast = _both(frames, config, ["SPY"])
+    assert fast.params["engine"] == "ledger"
+    codes = {c for s in event.signals if s.outcome == "policy_blocked" for c in s.reasons}
+    assert {"POLICY_NO_SESSION", "POLICY_SETUP_BANNED"} & codes
+    assert not any(t.setup == "SIGMA_FADE" for t in event.closed_trades())
+    _assert_same(event, fast)

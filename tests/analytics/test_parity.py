@@ -4,6 +4,7 @@ bars, gives the same signals and the same trades."""
 
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 
@@ -26,14 +27,21 @@ def _spy_2011_sessions(count: int):
     return [b for day in days[:count] for b in day]
 
 
+POLICIES = (
+    Path(__file__).resolve().parent.parent / "fixtures" / "analytics" / "session_policies.yaml"
+)
+
+
 @pytest.fixture(
-    params=[("synthetic", 3, "0"), ("synthetic", 1, "0"), ("spy2011", 3, "0"),
-            ("spy2011", 3, "150")],
-    ids=["synthetic-max3", "synthetic-max1", "spy2011-max3", "spy2011-killswitch"],
+    params=[("synthetic", 3, "0", ""), ("synthetic", 1, "0", ""), ("spy2011", 3, "0", ""),
+            ("spy2011", 3, "150", ""), ("spy2011", 3, "0", str(POLICIES))],
+    ids=["synthetic-max3", "synthetic-max1", "spy2011-max3", "spy2011-killswitch",
+         "spy2011-policies"],
 )  # fmt: skip
 def recorded_session(request, db, settings, tmp_path):
-    source, max_concurrent, daily_loss = request.param
+    source, max_concurrent, daily_loss, policy_file = request.param
     settings.EVENTS_JOURNAL = tmp_path / "events.jsonl"
+    settings.SESSION_POLICY_FILE = policy_file
     settings.RISK_MAX_CONCURRENT = max_concurrent  # 1: many signals are risk-blocked
     settings.RISK_MAX_DAILY_LOSS_USD = Decimal(daily_loss)  # 150: the kill switch fires
     settings.CELERY_TASK_ALWAYS_EAGER = True
@@ -108,6 +116,9 @@ def test_backtest_of_a_recorded_paper_session_matches_it(recorded_session):
     config = BacktestConfig.from_settings()
     if config.risk.max_concurrent == 1:
         assert any(outcome == "risk_blocked" for _, _, outcome in recorded_signals)
+    if config.policy_book is not None:
+        assert any(outcome == "policy_blocked" for _, _, outcome in recorded_signals)
+        assert any(outcome == "dry_run" for _, _, outcome in recorded_signals)
     if config.risk.max_daily_loss_usd > 0:
         from risk.models import TradingState
 
