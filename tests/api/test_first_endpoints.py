@@ -47,6 +47,8 @@ def _close_pool():
 
 @pytest.mark.django_db(transaction=True)
 def test_health_answers_503_when_the_database_is_down(anon):
+    if connection.vendor != "postgresql":
+        pytest.skip("needs a database server to take away")
     saved = dict(connection.settings_dict)
     connection.close()
     _close_pool()
