@@ -71,7 +71,8 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
     queue = f"faults-db-{uuid.uuid4().hex[:12]}"  # ours alone: no flush of a shared db
     rng = random.Random(seed)
     started = time.monotonic()
-    with FakeTradier() as fake, tradier_settings(fake.base_url):
+    # No quotes → market entries that fill at once: every flow produces a fill to keep.
+    with FakeTradier(quotes=False) as fake, tradier_settings(fake.base_url):
         producer = Celery("faults-producer", broker=redis_url)
         env = {
             **os.environ,
@@ -134,6 +135,8 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
                         and time.monotonic() < deadline
                     ):
                         time.sleep(0.1)
+                if n % 5 == 4:  # the beat's exit tick: syncs fills, places stops, exits
+                    producer.send_task("trading.exits_tick", queue=queue)
                 if n in kill_at:
                     killed = _terminate_backends(dbname)
                     events.append((f"terminate:{killed}", time.time()))

@@ -71,6 +71,7 @@ class FakeTradierState:
     seed: int = 7
     prices: dict[str, Decimal] = field(default_factory=dict)
     fill_market: bool = True
+    quotes: bool = True  # False: no quote for any symbol (entries go in at market)
     orders: dict[int, dict] = field(default_factory=dict)
     submissions: list[Submission] = field(default_factory=list)
     faults: Counter = field(default_factory=Counter)
@@ -434,7 +435,7 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/v1/markets/quotes":
             rows = []
             for sym in query.get("symbols", form.get("symbols", "")).split(","):
-                if not sym:
+                if not sym or not state.quotes:
                     continue
                 last = state.price_of(sym)
                 rows.append(

@@ -113,6 +113,9 @@ def main() -> None:
         started = time.monotonic()
         print(f"faults: {name} ...", file=sys.stderr, flush=True)
         try:
+            from django.db import connections
+
+            connections.close_all()  # the database scenario kills backends of this database
             _clean()
             figures[name] = SCENARIOS[name]()
         except Exception as exc:  # a scenario that cannot run is a figure too

@@ -116,7 +116,7 @@ def _exercise(case, headers: dict, *, may_write: bool) -> None:
 
 
 FUZZ = settings(
-    max_examples=size(2, 50),
+    max_examples=size(1, 50),
     deadline=None,
     suppress_health_check=list(HealthCheck),
     database=None,

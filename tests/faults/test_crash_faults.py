@@ -8,7 +8,7 @@ from tests.faults.sizes import size
 
 @pytest.mark.slow
 def test_sigkilled_workers_leave_no_duplicates_orphans_or_mismatches():
-    figures = run_crash_faults(flows=size(16, 1000), kills=size(2, 40))
+    figures = run_crash_faults(flows=size(10, 1000), kills=size(2, 40))
     print(figures)
     assert figures["kills"] == size(2, 40)
     assert figures["reconcile_ok"]

@@ -9,7 +9,7 @@ from tests.faults.sizes import size
 
 @pytest.mark.slow
 def test_killed_connections_recover_without_losing_a_fill():
-    figures = run_db_faults(flows=size(20, 150), kills=size(1, 6))
+    figures = run_db_faults(flows=size(12, 150), kills=size(1, 6))
     print(figures)
     assert figures["connection_kills"] == size(1, 6) and figures["backends_terminated"] >= 1
     assert figures["not_recovered"] == 0
