@@ -83,7 +83,7 @@ def risk_preview(
     now: datetime | None = None,
 ) -> dict:
     """What the rules would say about buying `qty` `symbol` now (price: given, else the last
-    stored bar's close). Read-only."""
+    stored bar's close; qty: given, else sized from `stop_price`, else ORDER_QTY). Read-only."""
     from marketdata.selectors import bars_as_data
 
     symbol = symbol.upper()
@@ -108,6 +108,8 @@ def risk_preview(
             }
         price = last[-1].close
     price = Decimal(str(price))
+    if qty is None and stop_price is None:
+        qty = RiskConfig.from_settings().default_qty  # nothing to size from: ORDER_QTY
     intent = Intent(
         symbol=symbol,
         entry_price=price,

@@ -132,3 +132,11 @@ def test_decision_lock_is_a_transaction_with_an_advisory_lock():
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
         )
         assert cursor.fetchone()[0] == 0
+
+
+@pytest.mark.django_db
+def test_risk_preview_sizes_from_the_stop_or_falls_back_to_order_qty(settings):
+    settings.ORDER_QTY = 3
+    assert risk_preview(symbol="SPY", price="450", now=NOON)["qty"] == 3
+    sized = risk_preview(symbol="SPY", price="450", stop_price="449.50", now=NOON)
+    assert sized["qty"] == 200 and sized["approved"]

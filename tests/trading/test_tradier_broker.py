@@ -230,3 +230,20 @@ def test_quote_from_the_fixture(fake_tradier):
     quote = fake_tradier.broker.quote("AAPL")
     assert quote.bid == D("186.08") and quote.ask == D("186.09")
     assert quote.spread_bps < 1
+
+
+def test_tradier_broker_is_used_when_dry_run_is_off(settings):
+    from trading import brokers
+    from trading.brokers.tradier import TradierBroker
+
+    settings.DRY_RUN = False
+    settings.TRADIER_ACCESS_TOKEN = "tok"
+    settings.TRADIER_ACCOUNT_ID = "VA123"
+    brokers._default = None
+    try:
+        broker = brokers.broker_get()
+        assert isinstance(broker, TradierBroker) and broker.account_id == "VA123"
+        assert str(broker.http.client.base_url) == settings.TRADIER_BASE_URL
+        assert broker.http.client.headers["authorization"] == "Bearer tok"
+    finally:
+        brokers._default = None
