@@ -101,8 +101,13 @@ def _on_order_event(sender, instance, created, **kwargs) -> None:
     )
 
 
+QUIET_ACTORS = {"startup"}  # the fail-closed halt around start-up reconciliation is routine
+
+
 def _on_trading_state_change(sender, instance, created, **kwargs) -> None:
-    if not created:
+    if not created or instance.from_state == instance.to_state:
+        return
+    if instance.actor in QUIET_ACTORS:
         return
     from django.db import transaction
 

@@ -173,3 +173,21 @@ def test_watch_alerts_on_a_failed_reconciliation(receiver):
     assert alerts_watch(now=saturday) == ["reconcile_failed"]
     (body,) = _wait_for(receiver, 1)
     assert "BrokerUnavailable" in body["content"]
+
+
+@pytest.mark.django_db
+def test_startup_halt_and_same_state_changes_do_not_alert(
+    receiver, django_capture_on_commit_callbacks
+):
+    import time
+
+    from risk.services import trading_state_set
+
+    with django_capture_on_commit_callbacks(execute=True):
+        trading_state_set(state="HALTED", reason="startup reconciliation", actor="startup")
+        trading_state_set(state="HALTED", reason="other words", actor="startup")
+    with django_capture_on_commit_callbacks(execute=True):
+        trading_state_set(state="ACTIVE", reason="resume", actor="ops")  # operator-less resume
+    bodies = _wait_for(receiver, 1)
+    time.sleep(0.2)  # let any stray alert thread deliver before counting
+    assert len(bodies) == 1 and "trading_state: HALTED -> ACTIVE" in bodies[0]["content"]
