@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
 from psycopg import errors as pg_errors
@@ -179,9 +178,3 @@ def bar_rows(bars: Iterable) -> list[tuple]:
         )
         for b in bars
     ]
-
-
-def check_aware(ts: datetime) -> datetime:
-    if ts.tzinfo is None:
-        raise ValueError(f"naive timestamp {ts!r}: market data is stored in UTC")
-    return ts
