@@ -315,12 +315,15 @@ def scan_latest(*, now: datetime) -> int:
     """Beat safety net: run the pipeline on the latest stored bar of each configured symbol
     whose bar has not been evaluated yet (evaluate_bar returns [] for an evaluated bar)."""
     from marketdata.selectors import bars_as_data
+    from strategies.models import FeatureSnapshot
 
     handled = 0
     for symbol in settings.SYMBOLS:
         last = bars_as_data(symbol=symbol, limit=1)
         if not last or last[-1].ts + BAR > now:
             continue
+        if FeatureSnapshot.objects.filter(symbol=symbol, bar_ts=last[-1].ts).exists():
+            continue  # the stream already ran this bar through the pipeline
         handled += len(process_bar_close(bar=last[-1]))
     return handled
 
