@@ -16,6 +16,7 @@ from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.response import Response
 
 EXACT_COUNT_CAP = 1_000
+MAX_OFFSET = 10**12  # beyond any table; PostgreSQL's OFFSET is a bigint
 
 
 def _table_estimate(queryset) -> int | None:
@@ -46,6 +47,9 @@ def _planner_estimate(queryset) -> int | None:
 
 class EstimatedCountPagination(LimitOffsetPagination):
     max_limit = 1000
+
+    def get_offset(self, request) -> int:
+        return min(super().get_offset(request), MAX_OFFSET)
 
     def get_count(self, queryset) -> int:
         self.count_exact = True

@@ -70,3 +70,11 @@ def test_browsable_api_renders_the_signal_list(reader):
     make_signal(reasons=["WINDOW"])
     resp = reader.get("/api/v1/signals", HTTP_ACCEPT="text/html")
     assert resp.status_code == 200 and b"WINDOW" in resp.content
+
+
+def test_huge_offset_is_an_empty_page_not_an_error(reader):
+    make_signal()
+    for url in ("/api/v1/signals", "/api/v1/orders", "/api/v1/fills", "/api/v1/bars"):
+        resp = reader.get(url, {"offset": "6360320633491977515304270954496"})
+        assert resp.status_code == 200, url
+        assert resp.json()["results"] == []
