@@ -8,6 +8,7 @@ from django.conf import settings
 from marketdata.filters import SymbolFilter, UtcDateTimeFilter
 from trading.models import Fill, Order, OrderRole, OrderStatus, Trade, TradeStatus
 
+BIGINT_MAX = 2**63 - 1
 SIDE_CHOICES = [
     ("buy", "buy"),
     ("sell", "sell"),
@@ -22,8 +23,8 @@ class OrderFilter(django_filters.FilterSet):
     role = django_filters.MultipleChoiceFilter(choices=OrderRole.choices, distinct=False)
     side = django_filters.ChoiceFilter(choices=SIDE_CHOICES)
     tag = django_filters.CharFilter(field_name="tag")
-    signal = django_filters.NumberFilter(field_name="signal_id")
-    trade = django_filters.NumberFilter(field_name="trade_id")
+    signal = django_filters.NumberFilter(field_name="signal_id", min_value=0, max_value=BIGINT_MAX)
+    trade = django_filters.NumberFilter(field_name="trade_id", min_value=0, max_value=BIGINT_MAX)
     since = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = UtcDateTimeFilter(field_name="created_at", lookup_expr="lte")
 
@@ -34,7 +35,7 @@ class OrderFilter(django_filters.FilterSet):
 
 class FillFilter(django_filters.FilterSet):
     symbol = SymbolFilter(field_name="symbol")
-    order = django_filters.NumberFilter(field_name="order_id")
+    order = django_filters.NumberFilter(field_name="order_id", min_value=0, max_value=BIGINT_MAX)
     side = django_filters.ChoiceFilter(choices=SIDE_CHOICES)
     since = UtcDateTimeFilter(field_name="ts", lookup_expr="gte")
     until = UtcDateTimeFilter(field_name="ts", lookup_expr="lte")

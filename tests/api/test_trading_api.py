@@ -154,3 +154,13 @@ def test_writes_are_throttled(trader, settings):
     finally:
         WriteThrottle.THROTTLE_RATES = rates
     assert codes == [200, 200, 429]
+
+
+def test_id_filters_out_of_range_are_400_not_500(reader):
+    for url in (
+        "/api/v1/orders?signal=1e30",
+        "/api/v1/orders?trade=-1",
+        "/api/v1/fills?order=9e20",
+    ):
+        resp = reader.get(url)
+        assert resp.status_code == 400, (url, resp.status_code)
