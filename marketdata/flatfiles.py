@@ -25,8 +25,9 @@ from datetime import date, timedelta
 from typing import IO
 
 from django.conf import settings
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 from psycopg import errors as pg_errors
+from psycopg.copy import QueuedLibpqWriter
 
 from marketdata.clients.symbols import polygon_ticker
 from marketdata.models import BarSource
@@ -118,12 +119,17 @@ class LineFilter:
             kind = STAGE_COLUMNS[name]
             parts.append(_INT if kind == "bigint" else _NUM)
         self.shape = re.compile(rb"[^,\s]+," + rb",".join(parts) + rb"\r?\n?")
+        # the cheap screen of a whole chunk: field count and characters, not number syntax
+        loose = [
+            _INT if STAGE_COLUMNS[n] == "bigint" else rb"[-+.eE0-9]+" for n in self.columns[1:]
+        ]
+        self.screen = re.compile(rb"(?:[^,\s]+," + rb",".join(loose) + rb"\r?\n)*")
+        self.prefixes = tuple(t + b"," for t in self.tickers)
 
     def wanted(self, line: bytes) -> bool:
-        ticker = line[: line.find(b",")]
         if self.option_root is not None:
-            return self.option_root.match(ticker) is not None
-        return ticker in self.tickers
+            return self.option_root.match(line) is not None
+        return line.startswith(self.prefixes)
 
     def well_formed(self, line: bytes) -> bool:
         return self.shape.fullmatch(line) is not None
@@ -134,7 +140,14 @@ def _ensure_stage(cursor) -> None:
     cursor.execute(f"CREATE TEMP TABLE IF NOT EXISTS {STAGE} ({cols}) ON COMMIT DELETE ROWS")
 
 
-def _select_sql(*, distinct: bool) -> str:
+CONSISTENT = (
+    "high >= low AND low > 0 AND high >= greatest(open, close) AND low <= least(open, close)"
+)
+
+
+def _select_sql(*, dataset: str, distinct: bool) -> str:
+    # stocks tickers are our symbols; indices (I:SPX) and options (O:SPY…) lose the prefix
+    symbol = "ticker" if dataset == "stocks" else "substr(ticker, 3)"
     dedupe = "DISTINCT ON (ticker, window_start)" if distinct else ""
     order = (
         " ORDER BY ticker, window_start, open, high, low, close, volume, transactions"
@@ -142,41 +155,44 @@ def _select_sql(*, distinct: bool) -> str:
         else ""
     )
     return (
-        f"SELECT {dedupe} regexp_replace(ticker, '^[IO]:', '') AS symbol,"
-        " to_timestamp((window_start / 1000000000)::float8) AS ts,"
+        f"SELECT {dedupe} {symbol} AS symbol,"
+        " to_timestamp(window_start / 1000000000) AS ts,"
         " open, high, low, close, coalesce(volume, 0) AS volume, NULL::float8 AS vwap,"
         " transactions::integer AS trades, %(source)s::varchar AS source"
-        f" FROM {STAGE}"
-        " WHERE high >= low AND low > 0 AND high >= greatest(open, close)"
-        " AND low <= least(open, close)"
-        f"{order}"
+        f" FROM {STAGE} WHERE {CONSISTENT}{order}"
     )
 
 
-def _merge(cursor, *, source: str) -> int:
-    """Stage → bars_1m. First loads take a plain INSERT (inside a savepoint); anything
-    overlapping stored rows takes the upsert that leaves identical rows untouched."""
-    cursor.execute(
-        f"SELECT min(window_start), max(window_start), array_agg(DISTINCT ticker) FROM {STAGE}"
-    )
-    low, high, tickers = cursor.fetchone()
+def _stored_symbols(cursor, filt: LineFilter) -> list[str]:
+    """Our symbols of the staged rows: known from the filter, except for options."""
+    if filt.option_root is None:
+        return [t.decode().removeprefix("I:") for t in filt.tickers]
+    cursor.execute(f"SELECT DISTINCT substr(ticker, 3) FROM {STAGE}")
+    return [row[0] for row in cursor.fetchall()]
+
+
+def _merge(cursor, *, filt: LineFilter, source: str, staged: int) -> tuple[int, int]:
+    """Stage → bars_1m; returns (rows inserted or changed, inconsistent rows skipped).
+    First loads take a plain INSERT (inside a savepoint); anything overlapping stored rows
+    takes the upsert that leaves identical rows untouched."""
+    cursor.execute(f"SELECT min(window_start), max(window_start) FROM {STAGE}")
+    low, high = cursor.fetchone()
     if low is None:
-        return 0
-    symbols = [re.sub(r"^[IO]:", "", t) for t in tickers]
+        return 0, 0
     cursor.execute(
         "SELECT EXISTS (SELECT 1 FROM bars_1m WHERE source = %s AND symbol = ANY(%s)"
-        " AND ts BETWEEN to_timestamp(%s::float8) AND to_timestamp(%s::float8))",
-        [source, symbols, low // 1_000_000_000, high // 1_000_000_000],
+        " AND ts BETWEEN to_timestamp(%s) AND to_timestamp(%s))",
+        [source, _stored_symbols(cursor, filt), low // 1_000_000_000, high // 1_000_000_000],
     )
     columns = "symbol, ts, open, high, low, close, volume, vwap, trades, source"
+    params = {"source": source}
     if not cursor.fetchone()[0]:
         try:
             with transaction.atomic():
-                cursor.execute(
-                    f"INSERT INTO bars_1m ({columns}) {_select_sql(distinct=False)}",
-                    {"source": source},
-                )
-                return cursor.rowcount
+                sql = _select_sql(dataset=filt.dataset, distinct=False)
+                cursor.execute(f"INSERT INTO bars_1m ({columns}) {sql}", params)
+                inserted = cursor.rowcount
+                return inserted, staged - inserted
         except (pg_errors.UniqueViolation, IntegrityError):  # Django wraps it, or not
             log.info("flat file holds a minute twice (or a concurrent load); upserting")
     updates = ("open", "high", "low", "close", "volume", "vwap", "trades")
@@ -184,12 +200,14 @@ def _merge(cursor, *, source: str) -> int:
     current = ", ".join(f"bars_1m.{c}" for c in updates)
     incoming = ", ".join(f"EXCLUDED.{c}" for c in updates)
     cursor.execute(
-        f"INSERT INTO bars_1m ({columns}) {_select_sql(distinct=True)}"
+        f"INSERT INTO bars_1m ({columns}) {_select_sql(dataset=filt.dataset, distinct=True)}"
         f" ON CONFLICT (symbol, ts, source) DO UPDATE SET {sets}"
         f" WHERE ({current}) IS DISTINCT FROM ({incoming})",
-        {"source": source},
+        params,
     )
-    return cursor.rowcount
+    changed = cursor.rowcount
+    cursor.execute(f"SELECT count(*) FROM {STAGE} WHERE NOT ({CONSISTENT})")
+    return changed, cursor.fetchone()[0]
 
 
 def _lines(raw: IO[bytes], gzipped: bool) -> IO[bytes]:
@@ -203,33 +221,55 @@ def _pump(
     filt: LineFilter,
     result: IngestResult,
     write: Callable[[bytes], None],
+    *,
+    strict: bool = False,
 ) -> None:
-    """Filter wanted, well-formed lines into `write` in ~1 MiB chunks."""
-    wanted, well_formed = filt.wanted, filt.well_formed
-    chunk: list[bytes] = []
+    """Write wanted, well-formed lines to `write` in ~1 MiB chunks. Each chunk gets one cheap
+    screen (field count, characters); a chunk failing it — or every chunk when `strict` — is
+    checked line by line with the exact number syntax, naming and dropping bad lines."""
+    wanted = filt.wanted
+    lines: list[bytes] = []
+    numbers: list[int] = []
     size = 0
     line_no = 1
-    for line in reader:
-        line_no += 1
-        if not wanted(line):
-            continue
-        if not well_formed(line):
+    for line_no, line in enumerate(reader, start=2):  # noqa: B007 (read after the loop)
+        if wanted(line):
+            lines.append(line)
+            numbers.append(line_no)
+            size += len(line)
+            if size >= COPY_CHUNK:
+                _flush_chunk(lines, numbers, filt, result, write, strict)
+                lines, numbers, size = [], [], 0
+    if lines:
+        if not lines[-1].endswith(b"\n"):
+            lines[-1] += b"\n"
+        _flush_chunk(lines, numbers, filt, result, write, strict)
+    result.lines = line_no - 1
+
+
+def _flush_chunk(
+    lines: list[bytes],
+    numbers: list[int],
+    filt: LineFilter,
+    result: IngestResult,
+    write: Callable[[bytes], None],
+    strict: bool,
+) -> None:
+    block = b"".join(lines)
+    if strict or filt.screen.fullmatch(block) is None:
+        good = []
+        for number, line in zip(numbers, lines, strict=True):
+            if filt.well_formed(line):
+                good.append(line)
+                continue
             result.bad += 1
             if result.bad <= BAD_LOG_LIMIT:
-                result.bad_lines.append(line_no)
-                log.warning("%s line %d skipped: malformed %r", result.key, line_no, line[:120])
-            continue
-        row = line if line.endswith(b"\n") else line + b"\n"
-        chunk.append(row)
-        size += len(row)
-        if size >= COPY_CHUNK:
-            write(b"".join(chunk))
-            result.matched += len(chunk)
-            chunk, size = [], 0
-    if chunk:
-        write(b"".join(chunk))
-        result.matched += len(chunk)
-    result.lines = line_no - 1
+                result.bad_lines.append(number)
+                log.warning("%s line %d skipped: malformed %r", result.key, number, line[:120])
+        lines = good
+        block = b"".join(good)
+    write(block)
+    result.matched += len(lines)
 
 
 def ingest_stream(
@@ -240,8 +280,14 @@ def ingest_stream(
     dataset: str,
     source: str = BarSource.FLATFILE,
     gzipped: bool = True,
+    reopen: Callable[[], IO[bytes]] | None = None,
+    strict: bool = False,
 ) -> IngestResult:
-    """Stream one flat file (a binary file object) into bars_1m in one transaction."""
+    """Stream one flat file (a binary file object) into bars_1m in one transaction.
+
+    Should a value pass the cheap screen yet not parse in PostgreSQL (say `1.2.3`), the file
+    is read again from `reopen()` with every line checked exactly; without `reopen` that
+    raises ValueError naming the file."""
     symbols = [s.upper() for s in symbols]
     result = IngestResult(key=key)
     reader = _lines(raw, gzipped)
@@ -253,16 +299,29 @@ def ingest_stream(
     with transaction.atomic(), connection.cursor() as cursor:
         _ensure_stage(cursor)
         cursor.execute(f"TRUNCATE {STAGE}")
-        with cursor.copy(
-            f"COPY {STAGE} ({', '.join(filt.columns)}) FROM STDIN WITH (FORMAT csv)"
-        ) as copy:
-            _pump(reader, filt, result, copy.write)
-        written = _merge(cursor, source=source)
-        cursor.execute(
-            f"SELECT count(*) FROM {STAGE} WHERE NOT (high >= low AND low > 0"
-            " AND high >= greatest(open, close) AND low <= least(open, close))"
-        )
-        inconsistent = cursor.fetchone()[0]
+        try:
+            with (
+                transaction.atomic(),  # savepoint: a refused COPY leaves the rest usable
+                cursor.copy(
+                    f"COPY {STAGE} ({', '.join(filt.columns)}) FROM STDIN WITH (FORMAT csv)",
+                    writer=QueuedLibpqWriter(cursor.cursor),  # sends while we filter
+                ) as copy,
+            ):
+                _pump(reader, filt, result, copy.write, strict=strict)
+        except (pg_errors.DataError, DataError) as exc:
+            if strict or reopen is None:
+                raise ValueError(f"{key}: PostgreSQL refused a value: {exc}") from exc
+            log.warning("%s: a value slipped past the screen (%s); re-reading strictly", key, exc)
+            return ingest_stream(
+                reopen(),
+                key=key,
+                symbols=symbols,
+                dataset=dataset,
+                source=source,
+                gzipped=gzipped,
+                strict=True,
+            )
+        written, inconsistent = _merge(cursor, filt=filt, source=source, staged=result.matched)
         if inconsistent:
             log.warning("%s: %d rows with inconsistent o/h/l/c skipped", key, inconsistent)
             result.bad += inconsistent
@@ -316,6 +375,7 @@ def backfill_day(
             key=key,
             symbols=symbols,
             dataset=dataset,
+            reopen=lambda: client.get_object(Bucket=bucket, Key=key)["Body"],
         )
     finally:
         body.close()

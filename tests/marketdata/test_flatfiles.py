@@ -118,6 +118,8 @@ def test_backfill_loads_wanted_symbols_and_rerun_changes_nothing(bucket, capsys)
     bad = [
         "SPY,12,not-a-price,1,1,1,1758288600000000000,3",  # malformed, logged with line no
         "SPY,12,5.0,5.0,4.0,6.0," + str(OPEN_NS + 400 * 60_000_000_000) + ",3",  # high < low
+        # passes the cheap screen, refused by PostgreSQL: the file is re-read strictly
+        "QQQ,12,1.2.3,5.0,6.0,4.0," + str(OPEN_NS + 401 * 60_000_000_000) + ",3",
     ]
     bucket.put_object(
         Bucket="flatfiles", Key=DATASETS["stocks"].key(DAY), Body=gz_csv(STOCK_HEADER, stocks, bad)
@@ -138,7 +140,7 @@ def test_backfill_loads_wanted_symbols_and_rerun_changes_nothing(bucket, capsys)
     )
     out = capsys.readouterr().out
     assert "us_stocks_sip/minute_aggs_v1/2025/09/2025-09-22.csv.gz: no such file" in out
-    assert "summary: 2 files read, 2 missing, 1560 rows wanted, 1560 inserted/changed, 2 bad" in out
+    assert "summary: 2 files read, 2 missing, 1560 rows wanted, 1560 inserted/changed, 3 bad" in out
 
     assert stored("SPY") == expected(stocks, "SPY")
     assert stored("QQQ") == expected(stocks, "QQQ")
@@ -225,9 +227,9 @@ def test_import_bars_csv_logs_bad_rows_with_line_numbers(tmp_path, capsys):
 def test_import_bars_reads_a_local_flat_file(tmp_path, capsys):
     rows = stock_rows(["QQQ", "SPY"], 20, seed=5)
     path = tmp_path / "2025-09-19.csv.gz"
-    path.write_bytes(gz_csv(STOCK_HEADER, rows, ["SPY,1,2"]))
+    path.write_bytes(gz_csv(STOCK_HEADER, rows, ["SPY,1,2", "SPY,1,2,3,4,5,6-7,8"]))
     call_command("import_bars", str(path), "--symbol", "SPY")
-    assert "20 wanted, 1 bad, 20 rows inserted/changed" in capsys.readouterr().out
+    assert "20 wanted, 2 bad, 20 rows inserted/changed" in capsys.readouterr().out
     assert {
         b.ts: (b.open, b.high, b.low, b.close, b.volume, b.trades)
         for b in Bar.objects.filter(symbol="SPY", source="import")
@@ -313,4 +315,20 @@ def test_file_holding_a_minute_twice_falls_back_to_the_upsert(bucket, capsys):
     )
     call_command("backfill_flatfiles", "--date", "2025-09-19", "--symbols", "SPY", "--no-progress")
     assert "51 wanted, 0 bad, 50 rows inserted/changed" in capsys.readouterr().out
+    assert stored("SPY") == expected(rows, "SPY")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_value_refused_by_postgres_rereads_the_object_strictly(bucket, capsys, caplog):
+    rows = stock_rows(["SPY"], 40, seed=8)
+    sneaky = "SPY,12,1.2.3,5.0,6.0,4.0," + str(OPEN_NS + 100 * 60_000_000_000) + ",3"
+    bucket.put_object(
+        Bucket="flatfiles",
+        Key=DATASETS["stocks"].key(DAY),
+        Body=gz_csv(STOCK_HEADER, rows, [sneaky]),
+    )
+    call_command("backfill_flatfiles", "--date", "2025-09-19", "--symbols", "SPY", "--no-progress")
+    assert "40 wanted, 1 bad, 40 rows inserted/changed" in capsys.readouterr().out
+    assert "re-reading strictly" in caplog.text  # the object was fetched a second time
+    assert "line 42 skipped" in caplog.text
     assert stored("SPY") == expected(rows, "SPY")

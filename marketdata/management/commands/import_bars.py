@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 from pathlib import Path
@@ -50,14 +51,15 @@ class Command(BaseCommand):
             raise CommandError(str(exc)) from exc
 
     def _flatfile(self, path: Path, symbol: str, source: str, gzipped: bool) -> None:
-        with open(path, "rb") as raw:
+        with contextlib.ExitStack() as files:
             result = ingest_stream(
-                raw,
+                files.enter_context(open(path, "rb")),
                 key=str(path),
                 symbols=[symbol],
                 dataset="indices" if is_index(symbol) else "stocks",
                 source=source,
                 gzipped=gzipped,
+                reopen=lambda: files.enter_context(open(path, "rb")),
             )
         self.stdout.write(result.summary())
 
