@@ -2,13 +2,18 @@
 only the bars where a trade is alive.
 
 1. `strategies.features.compute_features` (the engine's vectorised twin) per symbol;
-2. the setups as boolean arrays (`vector_setups`), the per-setup cooldown over the few fired
-   bars, and each kept bar's levels from the live setup function itself;
-3. a pass in the live processing order (time, then symbol) through the SAME in-memory paper
-   ledger as the event mode (fills, exit manager, risk rules). Bars of a symbol with no working
-   order and no open trade are skipped; when nothing is alive the pass jumps to the next
-   signal.
-The trade list equals the event-driven mode's (tests pin it on synthetic and real sessions).
+2. the setups as boolean arrays (`vector_setups`) and the per-setup cooldown over the fired
+   bars only;
+3. the trade lifecycles, in the live processing order (time, then symbol), by one of two
+   engines that apply the same rules:
+   - "kernel": `kernel.lifecycle_kernel`, integer cents, compiled with numba; levels come from
+     the setups' own formulas rounded like the execution map;
+   - "ledger": the in-memory paper ledger of the event mode (`paper_ledger.PaperLedger`), with
+     each kept bar's levels from the live setup function itself; used for what the kernel does
+     not cover (trailing, overrides, kill switch, session policies, index -> ETF, sub-cent).
+Bars of a symbol with no working order and no open trade are skipped; when nothing is alive the
+pass jumps to the next signal. The trade list equals the event-driven mode's (tests pin it on
+synthetic and real sessions, for both engines).
 """
 
 from __future__ import annotations
@@ -88,7 +93,7 @@ def cooldown_keep(ts_ns: np.ndarray, cooldown_sec: int) -> np.ndarray:
     return cooldown_kernel(np.ascontiguousarray(ts_ns, dtype=np.int64), cooldown_sec * 10**9)
 
 
-def _row(feats: pd.DataFrame, arrays: dict, i: int, close: float, ts) -> dict:
+def _row(arrays: dict, i: int, close: float, ts) -> dict:
     row = {name: float(arrays[name][i]) for name in ROW_COLUMNS}
     row["close"] = close
     row["ts"] = ts
@@ -143,7 +148,7 @@ def _run_fast_ledger(
             for j in cooldown_keep(ts_ns[fired_idx], cfg.cooldown_sec):
                 i = int(fired_idx[j])
                 ts = times[i].to_pydatetime()
-                row = _row(feats, arrays, i, float(closes[i]), ts)
+                row = _row(arrays, i, float(closes[i]), ts)
                 decision = SETUPS[name](
                     row, SetupContext(symbol=symbol, close_et=bar_close_et(ts)), cfg
                 )
