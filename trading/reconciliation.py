@@ -20,7 +20,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from autotrader_site.clock import clock
-from autotrader_site.metrics import RECONCILE_LAST_SUCCESS, RECONCILE_TOTAL
+from autotrader_site.metrics import (
+    ACTIVE_TRADES,
+    RECONCILE_LAST_SUCCESS,
+    RECONCILE_TOTAL,
+    TRADING_HALTED,
+)
 from trading import services
 from trading.brokers import broker_get
 from trading.brokers.base import BrokerError, OrderNotFound
@@ -204,9 +209,19 @@ def reconcile_run(*, now: datetime | None = None, startup: bool = False, broker=
     }
     cache.set(RECONCILE_CACHE_KEY, result, timeout=None)
     RECONCILE_TOTAL.labels(result="ok" if ok else "error").inc()
+    _gauges_refresh()
     if ok:
         RECONCILE_LAST_SUCCESS.set(now.timestamp())
     return result
+
+
+def _gauges_refresh() -> None:
+    """Process-local gauges restated from the database (a restarted worker starts at 0)."""
+    from risk.selectors import trading_state_get
+    from trading.models import Trade, TradeStatus
+
+    TRADING_HALTED.set(1 if trading_state_get().state == "HALTED" else 0)
+    ACTIVE_TRADES.set(Trade.objects.filter(status=TradeStatus.OPEN).count())
 
 
 def startup_reconcile(*, broker=None) -> dict:
