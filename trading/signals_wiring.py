@@ -48,7 +48,8 @@ def celery_hooks_connect() -> None:
 
 def _on_worker_ready(sender=None, **kwargs) -> None:
     """Fail closed: HALT until the start-up reconciliation succeeds; then say we are alive."""
-    from autotrader_site.clock import clock
+    from datetime import UTC, datetime
+
     from trading.reconciliation import startup_reconcile
     from trading.services import heartbeat_record
     from trading.tasks import worker_name
@@ -56,6 +57,6 @@ def _on_worker_ready(sender=None, **kwargs) -> None:
     result = startup_reconcile()
     heartbeat_record(
         name=worker_name(),
-        now=clock.now(),
+        now=datetime.now(UTC),  # liveness is wall-clock time (a replay's clock may lag)
         info={"event": "worker_ready", "reconciled": result["ok"]},
     )
