@@ -86,19 +86,17 @@ def backtest_run(
     mode: str = "fast",
     progress: bool = False,
     frames: dict[str, pd.DataFrame] | None = None,
+    engine: str = "auto",
 ) -> BacktestResult:
     """Run one backtest. Session labels (trend/balance) are computed for the report."""
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")
     frames = frames if frames is not None else frames_load(spec, config)
-    runner = run_event if mode == "event" else run_fast
-    result = runner(
-        frames,
-        config,
-        symbols=list(spec.symbols),
-        use_db_params=spec.source == "db",
-        progress=progress,
-    )
+    options = {"symbols": list(spec.symbols), "use_db_params": spec.source == "db"}
+    if mode == "event":
+        result = run_event(frames, config, progress=progress, **options)
+    else:
+        result = run_fast(frames, config, progress=progress, engine=engine, **options)
     from analytics.session_labels import label_sessions
 
     first = spec.symbols[0]

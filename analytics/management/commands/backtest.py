@@ -22,6 +22,12 @@ class Command(BaseCommand):
         parser.add_argument("--end", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
         parser.add_argument("--setups", default="", help="e.g. EMA_CROSS,ORB (default: enabled)")
         parser.add_argument("--mode", choices=MODES, default="fast")
+        parser.add_argument(
+            "--engine",
+            choices=("auto", "kernel", "ledger"),
+            default="auto",
+            help="fast mode's lifecycle engine (auto: the numba kernel when it covers the config)",
+        )
         parser.add_argument("--json", dest="json_out", default="", help="write trades+stats")
         parser.add_argument("--report", default="", help="directory for the HTML report")
         parser.add_argument("--persist", action="store_true", help="store as a BacktestRun")
@@ -44,7 +50,11 @@ class Command(BaseCommand):
             config = BacktestConfig.from_settings(setups=setups, worst_case=o["worst_case"])
             spec = DataSpec(o["data"], symbols, o["start"], o["end"])
             result = backtest_run(
-                spec=spec, config=config, mode=o["mode"], progress=not o["no_progress"]
+                spec=spec,
+                config=config,
+                mode=o["mode"],
+                progress=not o["no_progress"],
+                engine=o["engine"],
             )
         except (OSError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
@@ -66,8 +76,10 @@ class Command(BaseCommand):
 
     def _print(self, result):
         out = self.stdout
+        engine = result.params.get("engine")
+        label = f"{result.mode} ({engine})" if engine else result.mode
         out.write(
-            f"{result.mode}: {result.bars:,} bars, {len(result.sessions)} sessions, "
+            f"{label}: {result.bars:,} bars, {len(result.sessions)} sessions, "
             f"{len(result.signals)} signals, {len(result.closed_trades())} trades in "
             f"{result.elapsed_sec:.2f}s ({result.bars / max(result.elapsed_sec, 1e-9):,.0f} bars/s)"
         )
