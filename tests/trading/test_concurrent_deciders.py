@@ -42,7 +42,7 @@ def _decide(signal_id: int, barrier, results, disable_lock: bool) -> None:
 
     def slow_snapshot(**kwargs):
         exposure = real_snapshot(**kwargs)
-        time.sleep(0.3)  # widen the read-decide-write window so a missing lock shows
+        time.sleep(1.0)  # widen the read-decide-write window so a missing lock shows
         return exposure
 
     pipeline.exposure_snapshot = slow_snapshot
