@@ -16,6 +16,9 @@ import traceback
 os.environ.setdefault("FAULTS_FULL", "1")
 
 
+_main_database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/autotrader")
+
+
 def _setup() -> None:
     from tests.faults.crash_faults import database_ensure, faults_urls
 
@@ -94,12 +97,52 @@ def _database() -> dict:
     return run_db_faults(flows=_n("db_flows", 20, 150), kills=_n("db_kills", 1, 6), restart=FULL)
 
 
+def _api() -> dict:
+    """The per-role schemathesis fuzz (pytest), all operations and roles."""
+    import re
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "DATABASE_URL")}
+    env["DATABASE_URL"] = os.environ.get("FAULTS_API_DATABASE_URL", _main_database_url)
+    env.setdefault("TEST_DB_NAME", "test_at_faults_api")
+    env["FAULTS_API_EXAMPLES"] = str(_n("api_examples", 1, 50))
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "tests/faults/test_api_security.py",
+            "-q",
+            "-s",
+            "-p",
+            "no:logging",
+            "-W",
+            "ignore",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=7200,
+    )
+    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-300:]
+    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|error)", tail)}
+    found = re.search(r"schemathesis conformance findings: (\{.*\})", proc.stdout)
+    return {
+        "examples_per_operation": int(env["FAULTS_API_EXAMPLES"]),
+        "roles": ["anonymous", "read-only", "trading"],
+        **counts,
+        "conformance_findings": found.group(1) if found else "",
+        "summary": tail[-200:],
+    }
+
+
 SCENARIOS = {
     "broker": _broker,
     "concurrency": _concurrency,
     "stream": _stream,
     "crash": _crash,
     "database": _database,
+    "api": _api,
 }
 
 

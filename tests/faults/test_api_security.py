@@ -116,7 +116,7 @@ def _exercise(case, headers: dict, *, may_write: bool) -> None:
 
 
 FUZZ = settings(
-    max_examples=size(1, 50),
+    max_examples=int(os.environ.get("FAULTS_API_EXAMPLES") or size(1, 50)),
     deadline=None,
     suppress_health_check=list(HealthCheck),
     database=None,

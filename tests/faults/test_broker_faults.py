@@ -20,3 +20,5 @@ def test_broker_faults_lose_and_double_nothing():
     assert figures["unsettled_orders"] == 0
     assert figures["state_mismatches"] == 0, figures["mismatch_examples"]
     assert figures["position_mismatches"] == 0
+    assert figures["unlinked_bracket_legs"] == 0, figures["unlinked_examples"]
+    assert figures["trades_with_two_stops"] == 0
