@@ -18,6 +18,7 @@ from __future__ import annotations
 import gzip
 import io
 import logging
+import queue
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -210,6 +211,15 @@ def _merge(cursor, *, filt: LineFilter, source: str, staged: int) -> tuple[int, 
     return changed, cursor.fetchone()[0]
 
 
+class _BoundedQueuedWriter(QueuedLibpqWriter):
+    """psycopg's threaded COPY writer with a short queue (64 buffers of <= 128 KiB), so a slow
+    server makes the reader wait instead of the queue growing toward psycopg's 1024."""
+
+    def __init__(self, cursor) -> None:
+        super().__init__(cursor)
+        self._queue = queue.Queue(maxsize=64)
+
+
 def _lines(raw: IO[bytes], gzipped: bool) -> IO[bytes]:
     if gzipped:
         return io.BufferedReader(gzip.GzipFile(fileobj=raw, mode="rb"), buffer_size=1 << 20)
@@ -304,7 +314,7 @@ def ingest_stream(
                 transaction.atomic(),  # savepoint: a refused COPY leaves the rest usable
                 cursor.copy(
                     f"COPY {STAGE} ({', '.join(filt.columns)}) FROM STDIN WITH (FORMAT csv)",
-                    writer=QueuedLibpqWriter(cursor.cursor),  # sends while we filter
+                    writer=_BoundedQueuedWriter(cursor.cursor),  # sends while we filter
                 ) as copy,
             ):
                 _pump(reader, filt, result, copy.write, strict=strict)
