@@ -185,8 +185,8 @@ def signal_handle(*, signal, now: datetime, config: RiskConfig, broker=None) -> 
             trade.target_two = t2
         trade.save(update_fields=["target_one", "target_two"])
     order = services.entry_submit(trade=trade, now=now, broker=broker)
-    if order is None or order.status == OrderStatus.REJECTED:
-        reason = order.reject_reason if order is not None else "no entry order"
+    if order is None or order.status in (OrderStatus.REJECTED, OrderStatus.CANCELLED):
+        reason = (order.reject_reason or order.status) if order is not None else "no entry order"
         signal_outcome_set(
             signal=signal,
             outcome="failed",

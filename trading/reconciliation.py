@@ -12,12 +12,11 @@ At worker start trading is HALTED until the start-up reconciliation succeeds (fa
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.core.cache import cache
 from django.db import transaction
-from django.utils import timezone
 
 from autotrader_site.clock import clock
 from autotrader_site.metrics import (
@@ -35,8 +34,6 @@ from trading.state_machine import BROKER_STATUS, order_advance
 
 log = logging.getLogger(__name__)
 STARTUP_REASON = "startup: awaiting reconciliation"
-# A `new` order younger than this may be in flight in another worker: leave it alone.
-NEW_ORDER_GRACE = timedelta(seconds=30)
 
 
 def _adopt(remote, now: datetime, broker_name: str) -> Order:
@@ -149,12 +146,10 @@ def _orders_reconcile(broker, now: datetime, summary: dict) -> None:
                 continue
             services.order_apply_remote(order=order, remote=remote, now=now)
             continue
-        # Liveness, not market time: a row touched less than the grace ago (wall clock) may be
-        # in flight in another worker (the market clock may be a replay's).
-        if order.status == OrderStatus.NEW and timezone.now() - order.updated_at < NEW_ORDER_GRACE:
-            continue
         if order.status == OrderStatus.NEW and order.parent_id:
             continue  # a bracket leg waits for its parent
+        if not _unlocked(order):
+            continue  # another worker is sending it right now (it holds the row lock)
         # Never reached the broker (its tag is unknown there).
         if order.role == OrderRole.STOP and order.trade_id:
             order_advance(order, OrderStatus.CANCELLED, cause="never reached broker", at=now)
@@ -165,6 +160,16 @@ def _orders_reconcile(broker, now: datetime, summary: dict) -> None:
             services._children_close(order, OrderStatus.CANCELLED, now, "parent never sent")
             services._after_dead_order(order, now)
             summary["closed"].append(order.tag)
+
+
+def _unlocked(order: Order) -> bool:
+    """Lock the row unless a live worker holds it (order_submit locks it while sending)."""
+    rows = (
+        Order.objects.select_for_update(skip_locked=True)
+        .filter(pk=order.pk, status=order.status)
+        .values_list("pk", flat=True)
+    )
+    return bool(list(rows[:1]))
 
 
 def _positions_reconcile(broker, summary: dict) -> None:

@@ -150,9 +150,17 @@ def order_submit(
     """
     broker = broker or broker_get()
     now = now or clock.now()
-    order.refresh_from_db()  # reconciliation in another worker may have settled it
-    if order.status != OrderStatus.NEW:
-        return order
+    with transaction.atomic():
+        # The row lock marks the order as in flight until our answer is recorded: the
+        # reconciliation of another worker skips locked rows instead of settling them.
+        locked = Order.objects.select_for_update().filter(pk=order.pk).first()
+        if locked is None or locked.status != OrderStatus.NEW:
+            order.refresh_from_db()
+            return order
+        return _order_send(order=locked, now=now, broker=broker)
+
+
+def _order_send(*, order: Order, now: datetime, broker: Broker) -> Order:
     request = _request_of(order)
     order.request_payload = _payload_of(request, broker)
     order.save(update_fields=["request_payload", "updated_at"])

@@ -272,3 +272,42 @@ def test_a_stop_that_never_reached_the_broker_is_resent_and_a_stale_entry_cancel
     new_stop = Order.objects.get(trade=trade, role="stop", status="submitted")
     assert fake_tradier.submissions[new_stop.tag] == 1
     assert result["summary"]["resent"] == [stop.tag]
+
+
+def test_an_order_being_sent_by_a_live_worker_is_left_alone(fake_tradier):
+    """order_submit holds the row lock while it talks to the broker; reconciliation in another
+    worker skips locked rows and settles only orders whose worker is gone."""
+    import threading
+
+    from django.db import connections, transaction
+
+    order = Order.objects.create(
+        tag="at-inflight-entry",
+        broker="tradier",
+        symbol="SPY",
+        side="buy",
+        qty=1,
+        order_type="market",
+        created_at=T,
+    )
+    locked, release = threading.Event(), threading.Event()
+
+    def worker():
+        with transaction.atomic():
+            Order.objects.select_for_update().get(pk=order.pk)
+            locked.set()
+            release.wait(timeout=30)
+        connections.close_all()
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert locked.wait(timeout=30)
+    reconcile_run(now=minutes(T, 1))
+    order.refresh_from_db()
+    assert order.status == "new"
+    release.set()
+    thread.join(timeout=30)
+    reconcile_run(now=minutes(T, 2))
+    order.refresh_from_db()
+    assert order.status == "cancelled"
+    assert "never reached broker" in order.events.last().cause
