@@ -65,9 +65,12 @@ def exit_decide(
 ) -> ExitAction:
     """The one action for this trade now. `bar` is the bar that just closed (None on a beat
     tick: only the clock rules apply)."""
+    high_water = state.trail_high
+    if bar is not None:  # the high-water mark follows every bar, whatever the action
+        high_water = max(state.trail_high or bar.high, bar.high)
     none = ExitAction(
         "none",
-        trail_high=state.trail_high,
+        trail_high=high_water,
         trail_active=state.trail_active,
         partial_done=state.partial_done,
     )
@@ -79,8 +82,7 @@ def exit_decide(
         return replace(none, kind="full", qty=state.remaining_qty, reason="timeout")
     if bar is None:
         return none
-    high_water = max(state.trail_high or bar.high, bar.high)
-    action = replace(none, trail_high=high_water)
+    action = none
     if not state.bracket:
         if state.target_two is not None and bar.high >= state.target_two:
             return replace(action, kind="full", qty=state.remaining_qty, reason="target_two")
