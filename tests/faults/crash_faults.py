@@ -168,16 +168,17 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
             killed += 1
         worker = worker_start(kills)
         deadline = time.monotonic() + 120 + flows
-        stable_since = None
+        stable_since = time.monotonic()
         last = -1
         while time.monotonic() < deadline:
             current = done()
-            if current == flows:
-                if stable_since is None or current != last:
-                    stable_since = time.monotonic()
-                if time.monotonic() - stable_since > 8:  # let redelivered tasks run out
-                    break
-            last = current
+            if current != last:
+                last, stable_since = current, time.monotonic()
+            quiet_for = time.monotonic() - stable_since
+            if current == flows and quiet_for > 8:  # let redelivered tasks run out
+                break
+            if quiet_for > 60:  # no progress: what is left was lost (unfinished_flows)
+                break
             time.sleep(0.2)
         os.killpg(worker.pid, signal.SIGTERM)  # warm shutdown
         try:
