@@ -106,9 +106,12 @@ def test_embedded_default_session_runs_on_sqlite(tmp_path):
         "-c",
         "from trading.models import Order, WorkerHeartbeat; from strategies.models import Signal;"
         "print(Order.objects.count(), Signal.objects.filter(outcome='dry_run').count(),"
-        " WorkerHeartbeat.objects.filter(name__startswith='embedded@').count())",
+        " WorkerHeartbeat.objects.filter(name__startswith='embedded@').count());"
+        "from trading.selectors import reconciliation_last; print(reconciliation_last()['ok'])",
     )
-    orders, dry_run, beats = (int(x) for x in count.stdout.strip().splitlines()[-1].split())
+    *_, counts, reconciled = count.stdout.strip().splitlines()
+    orders, dry_run, beats = (int(x) for x in counts.split())
+    assert reconciled == "True"  # the embedded worker reconciled before trading
     assert orders >= 1 and dry_run >= 1
     assert beats == 1  # the embedded process reports itself as the worker
     assert (tmp_path / "autotrader.sqlite3").exists()

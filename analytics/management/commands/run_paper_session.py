@@ -66,6 +66,13 @@ class Command(BaseCommand):
         try:
             if not opts["no_serve"]:
                 children += self._start_processes()
+            if settings.CELERY_TASK_ALWAYS_EAGER:
+                # This process is the worker: reconcile before trading (fail closed).
+                from trading.reconciliation import startup_reconcile
+
+                result = startup_reconcile()
+                if not result.get("ok"):
+                    raise CommandError(f"start-up reconciliation failed: {result}")
             bars = self._bars(opts)
             self.stdout.write(
                 f"Paper session: replaying {len(bars)} bars of {opts['symbol']} at "
