@@ -3,12 +3,27 @@ REDIS_URL (the Makefile points them at the local services)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SHARED = ROOT.parent / "shared"
+
+
+def _shared_dir() -> Path:
+    """The workspace's shared data: AUTOTRADER_SHARED_DIR, else beside the checkout, else the
+    workspace's fixed place (a CI clone may live elsewhere on the same machine)."""
+    explicit = os.environ.get("AUTOTRADER_SHARED_DIR")
+    if explicit:
+        return Path(explicit)
+    for candidate in (ROOT.parent / "shared", Path("/work/shared")):
+        if candidate.is_dir():
+            return candidate
+    return ROOT.parent / "shared"
+
+
+SHARED = _shared_dir()
 SHARED_DATA = SHARED / "data"
 SHARED_FIXTURES = SHARED / "fixtures"
 
