@@ -91,7 +91,7 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
     queue = f"faults-crash-{uuid.uuid4().hex[:12]}"  # ours alone: no flush of a shared db
     rng = random.Random(seed)
     started = time.monotonic()
-    with FakeTradier(answer_delay_sec=0.05) as fake, tradier_settings(fake.base_url):
+    with FakeTradier(answer_delay_sec=0.25) as fake, tradier_settings(fake.base_url):
         from celery import Celery
 
         producer = Celery("faults-producer", broker=redis_url)
@@ -161,7 +161,7 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
             deadline = time.monotonic() + 60
             while done() == before and time.monotonic() < deadline and worker.poll() is None:
                 time.sleep(0.05)  # wait until this worker makes progress
-            time.sleep(rng.uniform(0.0, 1.5))
+            time.sleep(rng.uniform(0.0, 1.0))
             kill_points.append(done())
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()

@@ -7,6 +7,17 @@ from __future__ import annotations
 from datetime import datetime
 
 from celery import shared_task
+from django.conf import settings
+
+from autotrader_site.celery import app
+
+# Sweep for unacknowledged (abandoned) messages every second instead of kombu's ~100 s, so a
+# task of a killed worker comes back within the run (after CELERY_VISIBILITY_TIMEOUT_SEC).
+app.conf.broker_transport_options = {
+    **settings.CELERY_BROKER_TRANSPORT_OPTIONS,
+    "unacked_restore_interval": 1,
+    "unacked_restore_throttle": 1,
+}
 
 
 @shared_task(name="faults.signal_handle", acks_late=True)
