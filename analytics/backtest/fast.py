@@ -32,37 +32,13 @@ from analytics.backtest.paper_ledger import PaperLedger
 from analytics.backtest.result import BacktestResult
 from analytics.backtest.strategy_driver import PriceLookup, fired_levels
 from analytics.backtest.vector_setups import setup_masks
-from strategies.features import compute_features
+from strategies.features import FEATURE_COLUMNS, compute_features
 from strategies.features.sessions import bar_close_et
 from strategies.setups import SETUPS, SetupContext
 
 BAR = timedelta(minutes=1)
-ROW_COLUMNS = (
-    "ema_20",
-    "ema_50",
-    "ema_20_prev",
-    "ema_50_prev",
-    "ema_20_slope",
-    "vwap",
-    "vwap_sigma",
-    "vwap_upper_1",
-    "vwap_lower_1",
-    "vwap_upper_2",
-    "vwap_lower_2",
-    "atr_14",
-    "rvol",
-    "hod",
-    "lod",
-    "or_high",
-    "or_low",
-    "prev_close",
-    "prev_day_close",
-    "ema5m_20",
-    "ema5m_50",
-    "ema15m_20",
-    "ema15m_50",
-    "regime_score",
-)
+# The feature columns plus the previous bar's EMAs (cross detection), in the kernel's order.
+ROW_COLUMNS = FEATURE_COLUMNS[:2] + ("ema_20_prev", "ema_50_prev") + FEATURE_COLUMNS[2:]
 
 
 def features_for(symbol: str, frames: dict[str, pd.DataFrame], config: BacktestConfig):
