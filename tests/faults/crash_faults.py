@@ -70,8 +70,8 @@ def database_ensure(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
-def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int = 2) -> dict:
-    """Runs inside a process whose DATABASE_URL is the faults database."""
+def database_reset() -> None:
+    """Set up Django in this driver process, migrate the faults database and empty the ledger."""
     import django
 
     django.setup()
@@ -83,6 +83,12 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
     with connection.cursor() as cursor:
         tables = ", ".join(apps.get_model(m)._meta.db_table for m in TABLES_MODELS)
         cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+
+
+def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int = 2) -> dict:
+    """Runs inside a process whose DATABASE_URL is the faults database."""
+    database_reset()
+    from django.db.models import Count
 
     from tests.faults.broker_faults import NOW, book_compare, signal_make, tradier_settings
     from tests.faults.fake_tradier import FakeTradier
@@ -200,14 +206,12 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
         finally:
             broker_override(None)
         figures = book_compare(fake)
-        outcomes = dict(
-            Signal.objects.values_list("outcome").annotate(n=django.db.models.Count("id"))
-        )
+        outcomes = dict(Signal.objects.values_list("outcome").annotate(n=Count("id")))
         entries_per_signal = (
             Order.objects.filter(role=OrderRole.ENTRY)
             .exclude(broker_order_id="")
             .values("signal_id")
-            .annotate(n=django.db.models.Count("id"))
+            .annotate(n=Count("id"))
             .filter(n__gt=1)
             .count()
         )

@@ -21,7 +21,7 @@ import time
 import uuid
 from datetime import timedelta
 
-from tests.faults.crash_faults import ROOT, TABLES_MODELS, database_ensure, faults_urls
+from tests.faults.crash_faults import ROOT, database_ensure, database_reset, faults_urls
 
 
 def _terminate_backends(dbname: str) -> int:
@@ -47,18 +47,10 @@ def _pg_restart() -> bool:
 
 
 def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
-    import django
-
-    django.setup()
-    from django.apps import apps
-    from django.core.management import call_command
+    database_reset()
     from django.db import connection, connections
     from django.db.models import Count, Sum
 
-    call_command("migrate", verbosity=0, interactive=False)
-    with connection.cursor() as cursor:
-        tables = ", ".join(apps.get_model(m)._meta.db_table for m in TABLES_MODELS)
-        cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
     dbname = connection.settings_dict["NAME"]
 
     from celery import Celery
