@@ -70,6 +70,25 @@ def database_ensure(url: str) -> None:
             conn.execute(f'CREATE DATABASE "{name}"')
 
 
+def worker_env(*, redis_url: str, tradier_url: str) -> dict[str, str]:
+    """Environment of a real Celery worker trading live against the fake Tradier."""
+    env = {
+        **os.environ,
+        "DRY_RUN": "0",
+        "CELERY_TASK_ALWAYS_EAGER": "0",
+        "CELERY_BROKER_URL": redis_url,
+        "CELERY_RESULT_BACKEND": redis_url,
+        "CELERY_VISIBILITY_TIMEOUT_SEC": "5",
+        "TRADIER_BASE_URL": tradier_url,
+        "TRADIER_ACCESS_TOKEN": "fake-token",
+        "TRADIER_ACCOUNT_ID": "VA00000000",
+        "TRADIER_TIMEOUT_SEC": "2",
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    return env
+
+
 def database_reset() -> None:
     """Set up Django in this driver process, migrate the faults database and empty the ledger."""
     import django
@@ -107,20 +126,7 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
             producer.send_task(
                 "faults.signal_handle", args=[sig.pk, now.isoformat(), n % 2 == 1], queue=queue
             )
-        env = {
-            **os.environ,
-            "DRY_RUN": "0",
-            "CELERY_TASK_ALWAYS_EAGER": "0",
-            "CELERY_BROKER_URL": redis_url,
-            "CELERY_RESULT_BACKEND": redis_url,
-            "CELERY_VISIBILITY_TIMEOUT_SEC": "5",
-            "TRADIER_BASE_URL": fake.base_url,
-            "TRADIER_ACCESS_TOKEN": "fake-token",
-            "TRADIER_ACCOUNT_ID": "VA00000000",
-            "TRADIER_TIMEOUT_SEC": "2",
-            "PYTHONPATH": str(ROOT),
-        }
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        env = worker_env(redis_url=redis_url, tradier_url=fake.base_url)
 
         def worker_start(index: int) -> subprocess.Popen:
             cmd = [

@@ -21,7 +21,7 @@ import time
 import uuid
 from datetime import timedelta
 
-from tests.faults.crash_faults import ROOT, database_ensure, database_reset, faults_urls
+from tests.faults.crash_faults import ROOT, database_ensure, database_reset, faults_urls, worker_env
 
 
 def _terminate_backends(dbname: str) -> int:
@@ -66,20 +66,7 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
     # No quotes → market entries that fill at once: every flow produces a fill to keep.
     with FakeTradier(quotes=False) as fake, tradier_settings(fake.base_url):
         producer = Celery("faults-producer", broker=redis_url)
-        env = {
-            **os.environ,
-            "DRY_RUN": "0",
-            "CELERY_TASK_ALWAYS_EAGER": "0",
-            "CELERY_BROKER_URL": redis_url,
-            "CELERY_RESULT_BACKEND": redis_url,
-            "CELERY_VISIBILITY_TIMEOUT_SEC": "5",
-            "TRADIER_BASE_URL": fake.base_url,
-            "TRADIER_ACCESS_TOKEN": "fake-token",
-            "TRADIER_ACCOUNT_ID": "VA00000000",
-            "TRADIER_TIMEOUT_SEC": "2",
-            "PYTHONPATH": str(ROOT),
-        }
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        env = worker_env(redis_url=redis_url, tradier_url=fake.base_url)
         worker = subprocess.Popen(
             [
                 sys.executable,
