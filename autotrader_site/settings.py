@@ -295,6 +295,11 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# with REMAP_SIGTERM=SIGQUIT (Procfile, compose) SIGTERM gives running tasks this long, then
+# cancels them (acks_late: redelivered) so the worker is gone within SHUTDOWN_DEADLINE_SEC
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env_float(
+    "CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", 3.0, minimum=0.0
+)
 # Redis redelivers a task whose worker died (acks_late) after this many seconds (kombu's default).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SEC", 3600, minimum=1)
@@ -370,6 +375,7 @@ POLYGON_WS_BAR_GRACE_SEC = env_float("POLYGON_WS_BAR_GRACE_SEC", 2.0, minimum=0.
 POLYGON_WS_IDLE_CLOSE_SEC = env_float("POLYGON_WS_IDLE_CLOSE_SEC", 15.0, minimum=0.1)
 POLYGON_WS_BACKOFF_MAX_SEC = env_float("POLYGON_WS_BACKOFF_MAX_SEC", 60.0, minimum=0.1)
 STREAM_GAP_BACKFILL = env_bool("STREAM_GAP_BACKFILL", True)
+STREAM_HEAL_DELAY_SEC = env_float("STREAM_HEAL_DELAY_SEC", 5.0, minimum=0.0)
 POLYGON_FLATFILES_ACCESS_KEY = env_str("POLYGON_FLATFILES_ACCESS_KEY", "")
 POLYGON_FLATFILES_SECRET_KEY = env_str("POLYGON_FLATFILES_SECRET_KEY", "")
 POLYGON_FLATFILES_ENDPOINT = env_str("POLYGON_FLATFILES_ENDPOINT", "https://files.polygon.io")
@@ -500,6 +506,12 @@ ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL", "")
 ALERT_MIN_INTERVAL_SEC = env_int("ALERT_MIN_INTERVAL_SEC", 300, minimum=0)
 STREAM_STALL_SEC = env_int("STREAM_STALL_SEC", 120, minimum=1)
 HEALTH_HEARTBEAT_STALE_SEC = env_int("HEALTH_HEARTBEAT_STALE_SEC", 180, minimum=1)
+# process heartbeats (beat, streamer, account stream) read by docker/healthcheck.py
+HEARTBEAT_DIR = Path(env_str("HEARTBEAT_DIR", "") or str(STATE_DIR / "heartbeats"))
+HEARTBEAT_INTERVAL_SEC = env_float("HEARTBEAT_INTERVAL_SEC", 10.0, minimum=0.1)
+HEARTBEAT_MAX_AGE_SEC = env_float("HEARTBEAT_MAX_AGE_SEC", 60.0, minimum=1.0)
+# a stopping process (SIGTERM) exits hard this long after the signal if its flush hangs
+SHUTDOWN_DEADLINE_SEC = env_float("SHUTDOWN_DEADLINE_SEC", 4.5, minimum=0.5)
 EVENTS_JOURNAL = Path(env_str("EVENTS_JOURNAL", str(STATE_DIR / "events.jsonl")))
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

@@ -26,12 +26,14 @@ class StreamerConsumer(AsyncConsumer):
         finished: asyncio.Future | None = None,
         config: StreamerConfig | None = None,
         service_factory=StreamerService,
+        heartbeat=None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.finished = finished
         self.config = config
         self.service_factory = service_factory
+        self.heartbeat = heartbeat
         self.stop_event: asyncio.Event | None = None
         self.task: asyncio.Task | None = None
 
@@ -40,7 +42,7 @@ class StreamerConsumer(AsyncConsumer):
             log.info("streamer already running")
             return
         config = self.config or StreamerConfig.from_settings()
-        service = self.service_factory(config)
+        service = self.service_factory(config, heartbeat=self.heartbeat)
         self.stop_event = asyncio.Event()
         self.task = asyncio.ensure_future(service.run(self.stop_event))
         self.task.add_done_callback(self._done)
