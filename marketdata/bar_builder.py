@@ -98,6 +98,8 @@ class _Feed:
     watermark: int | None = None
     seen_at: float = 0.0
     interrupted: bool = False  # nothing seen since a (re)connect: the next minute is partial
+    resume_minute: int | None = None  # the minute the feed came back in ...
+    resumed: set[str] = field(default_factory=set)  # ... and the symbols seen in it since
 
     def now(self, wall: float) -> float:
         """The feed's estimated current second: the newest aggregate (which ends one second
@@ -162,6 +164,9 @@ class MinuteBarBuilder:
         key = (agg.symbol, minute)
         if feed.interrupted:
             feed.interrupted = False
+            feed.resume_minute, feed.resumed = minute, set()
+        if feed.resume_minute == minute and agg.symbol not in feed.resumed:
+            feed.resumed.add(agg.symbol)
             self.provisional.add(key)  # its seconds before the (re)connect were not seen
         if key in self.closed:
             seconds = self.closed[key]

@@ -110,17 +110,19 @@ def test_a_lagging_feed_keeps_its_seconds_and_its_own_minutes():
 
 def test_minutes_that_may_miss_seconds_are_provisional():
     builder = MinuteBarBuilder(grace_sec=2.0, interrupted_at_start=True)
-    aggs = seconds(240)
+    aggs = sorted(seconds(240) + seconds(240, symbol="QQQ", seed=3), key=lambda a: a.start)
     closed = []
-    for agg in aggs[:90]:  # connected at 13:30:00 (minute 0 may have missed earlier seconds)
+    for agg in (a for a in aggs if a.start < START + 90):  # minute 0: first after connect
         closed += builder.add(agg).closed
     builder.interrupted("")  # the connection drops at 13:31:29 ...
-    for agg in aggs[150:]:  # ... and is back at 13:32:30
+    for agg in (a for a in aggs if a.start >= START + 150):  # ... and is back at 13:32:30
         closed += builder.add(agg).closed
     closed += builder.close_all().closed
-    flags = {int(b.ts.timestamp()) - START: b.provisional for b in closed}
-    # 0: first after connect; 60: open at the drop; 120: first after reconnect; 180: complete
-    assert flags == {0: True, 60: True, 120: True, 180: False}
+    flags = {(b.symbol, int(b.ts.timestamp()) - START): b.provisional for b in closed}
+    # 0: first after connect; 60: open at the drop; 120: first after reconnect (for each
+    # symbol, not only the first one heard); 180: complete
+    want = {0: True, 60: True, 120: True, 180: False}
+    assert flags == {(sym, m): p for sym in ("SPY", "QQQ") for m, p in want.items()}
 
 
 def test_minute_closed_before_its_end_is_provisional():
