@@ -298,8 +298,9 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 # with REMAP_SIGTERM=SIGQUIT (Procfile, compose) SIGTERM gives running tasks this long, then
 # cancels them (acks_late: redelivered) so the worker is gone within SHUTDOWN_DEADLINE_SEC
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env_float(
-    "CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", 3.0, minimum=0.0
+    "CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", 1.0, minimum=0.0
 )
+CELERY_IMPORTS = ("autotrader_site.worker_lifecycle",)  # the bounded stop's watchdog
 # Redis redelivers a task whose worker died (acks_late) after this many seconds (kombu's default).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SEC", 3600, minimum=1)
@@ -308,7 +309,7 @@ CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "autotrader_site.beat:HeartbeatScheduler"  # DatabaseScheduler + heartbeat
 
 # --- i18n / time ---------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
 import logging
 import os
 import signal
@@ -59,6 +60,14 @@ class GracefulStop:
                 self._loop.add_signal_handler(sig, self.request, sig)
         return self._event
 
+    def arm(self) -> None:
+        """Start the watchdog without a signal of ours (a process whose framework handles
+        SIGTERM itself, e.g. celery beat: called from its stop path)."""
+        if not self.requested.is_set():
+            self.requested.set()
+            self.signalled_at = time.monotonic()
+            threading.Thread(target=self._watchdog, name=f"{self.name}-stop", daemon=True).start()
+
     def request(self, signum: int = signal.SIGTERM) -> None:
         """What a signal does; callable directly (tests, a stop command)."""
         if self.requested.is_set():
@@ -84,7 +93,17 @@ class GracefulStop:
             self.name,
             self.deadline,
         )
+        with contextlib.suppress(Exception):  # where it hangs, for the operator
+            faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+            if self._loop is not None and self._loop.is_running():
+                self._loop.call_soon_threadsafe(self._dump_tasks)
+                time.sleep(0.3)
         self._exit(EXIT_TOO_SLOW)
+
+    @staticmethod
+    def _dump_tasks() -> None:
+        for task in asyncio.all_tasks():
+            task.print_stack(limit=8, file=sys.stderr)
 
     @staticmethod
     def _exit(code: int) -> None:

@@ -20,6 +20,11 @@ STREAMER_CHANNEL = "marketdata-streamer"
 
 
 class StreamerConsumer(AsyncConsumer):
+    # Control messages come only from the worker's own channel. Listening on the configured
+    # (Redis) layer as well would tie the streamer's life to that connection: a Redis error
+    # there ends the consumer silently, and a later stop message would find nothing to stop.
+    channel_layer_alias = "marketdata-streamer-control-only"  # deliberately not configured
+
     def __init__(
         self,
         *args,

@@ -170,7 +170,7 @@ class StreamerService:
         flushed and open minutes are closed before returning."""
         stop = stop or asyncio.Event()
         ticker = asyncio.ensure_future(self._ticker(stop))
-        await self.sink.heal_stored(before=datetime.now(UTC))
+        self.sink.heal_stored(before=datetime.now(UTC))
         try:
             results = await asyncio.gather(
                 *(self._run_stream(s, stop) for s in self.streams), return_exceptions=True

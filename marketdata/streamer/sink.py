@@ -9,6 +9,7 @@ event loop never blocks. A failed flush keeps its data and retries.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Callable
@@ -219,10 +220,16 @@ class StreamSink:
             "REST lacks %d minutes of %s (%s..); left provisional", len(wanted), symbol, wanted[0]
         )
 
-    async def heal_stored(self, *, before: datetime) -> None:
-        """Heal what an earlier run stored provisional and did not get to repair."""
+    def heal_stored(self, *, before: datetime) -> None:
+        """Heal, in the background, what an earlier run stored provisional and did not get
+        to repair (a database that hangs must not keep the stream from starting)."""
         if not self.backfill_gaps:
             return
+        task = asyncio.ensure_future(self._heal_stored(before))
+        self._repairs.add(task)
+        task.add_done_callback(self._repairs.discard)
+
+    async def _heal_stored(self, before: datetime) -> None:
         loop = asyncio.get_running_loop()
         try:
             stored = await loop.run_in_executor(
@@ -311,6 +318,7 @@ class StreamSink:
             task.cancel()
         await asyncio.gather(*self._repairs, return_exceptions=True)
         loop = asyncio.get_running_loop()
-        for pool in (self._rest, self._db):  # release each thread's DB connection
-            await loop.run_in_executor(pool, connections.close_all)
+        with contextlib.suppress(Exception):  # release the db thread's connection
+            await asyncio.wait_for(loop.run_in_executor(self._db, connections.close_all), 1.0)
+        for pool in (self._rest, self._db):
             pool.shutdown(wait=False, cancel_futures=True)
