@@ -165,9 +165,16 @@ def book_compare(fake: FakeTradier) -> dict:
 
 
 def run_broker_faults(
-    *, flows: int, fault_rate: float = 0.3, seed: int = 1, kinds: tuple[str, ...] = ALL_FAULTS
+    *,
+    flows: int,
+    fault_rate: float = 0.3,
+    seed: int = 1,
+    kinds: tuple[str, ...] = ALL_FAULTS,
+    late_landing_sec: float = 0.0,
 ) -> dict:
-    """Needs a migrated database (in-process; the fake runs in a thread)."""
+    """Needs a migrated database (in-process; the fake runs in a thread). `late_landing_sec`
+    > 0 adds the late landing to the faults: an order POST that times out at the client and
+    reaches the book that long after it arrived — after the client's first tag look-up."""
     from trading.brokers import broker_override
     from trading.brokers.tradier import TradierBroker
     from trading.models import Order
@@ -179,7 +186,13 @@ def run_broker_faults(
     errors: list[str] = []
     started = time.monotonic()
     with (
-        FakeTradier(fault_rate=0.0, delay_sec=0.35, seed=seed, fault_kinds=kinds) as fake,
+        FakeTradier(
+            fault_rate=0.0,
+            delay_sec=0.35,
+            seed=seed,
+            fault_kinds=kinds,
+            late_landing_sec=late_landing_sec,
+        ) as fake,
         tradier_settings(fake.base_url),
         quiet("trading", "marketdata", "risk", "strategies", "httpx"),
     ):
@@ -220,6 +233,7 @@ def run_broker_faults(
         "requests": requests,
         "faults_injected": injected,
         "faults_by_kind": dict(fake.state.faults),
+        "late_landings": fake.state.late_landings,
         "failures_in_metrics": sum(failures.values()),
         "failures_by_status": dict(failures),
         "outcomes": dict(outcomes),

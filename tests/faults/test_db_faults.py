@@ -34,3 +34,12 @@ def test_postgres_restart_on_its_own_cluster_recovers_without_losing_a_fill():
     print(figures)
     assert figures["pg_restarts"] == ["pg_restart:True", "pg_restart:True"]
     _assert_recovered_without_loss(figures)
+
+
+@pytest.mark.slow
+def test_redis_restart_on_its_own_server_recovers_without_losing_a_fill():
+    """Broker, cache and channel layer on a Redis of the test's own, restarted mid-run."""
+    figures = run_db_faults(flows=size(12, 150), kills=0, redis_restart=True)
+    print(figures)
+    assert figures["redis_restarts"] == ["redis_restart:True"]
+    _assert_recovered_without_loss(figures)
