@@ -196,6 +196,58 @@ class FakeTradierState:
             if (buy and last <= limit) or (not buy and last >= limit):
                 self._fill(record, limit)
 
+    # --- the market moves ----------------------------------------------------------------------
+    def move_price(self, symbol: str, price: Decimal) -> int:
+        """The last price of `symbol` moves: resting limits and stops it crosses fill (at their
+        price), an OCO pair cancels the sibling of a filled leg, an OTO/OTOCO's exit legs open
+        once its entry fills. Returns the number of orders or legs filled."""
+        with self.lock:
+            self.prices[symbol] = price
+            filled = 0
+            for record in self.orders.values():
+                legs = record.get("leg") or []
+                if not legs:
+                    if record["symbol"] == symbol and record["status"] == "open":
+                        filled += self._cross(record, price)
+                    continue
+                if legs[0]["symbol"] != symbol:
+                    continue
+                oclass = record.get("class", "")
+                exits = legs if oclass == "oco" else legs[1:]
+                if oclass in ("oto", "otoco"):
+                    if legs[0]["status"] == "open":
+                        filled += self._cross(legs[0], price)
+                    if legs[0]["status"] == "filled":
+                        for leg in exits:
+                            if leg["status"] == "pending":
+                                leg["status"] = "open"
+                for leg in exits:
+                    if leg["status"] == "open" and self._cross(leg, price):
+                        filled += 1
+                        if oclass != "oto":  # one leg of an OCO pair done: the other goes
+                            for other in exits:
+                                if other is not leg and other["status"] in ("open", "pending"):
+                                    other["status"] = "canceled"
+                        break
+                if all(leg["status"] in ("filled", "canceled", "expired") for leg in legs):
+                    record["status"] = "filled"
+            return filled
+
+    def _cross(self, record: dict, last: Decimal) -> int:
+        buy = record["side"] in ("buy", "buy_to_cover")
+        kind = record["type"]
+        if kind == "limit":
+            limit = Decimal(str(record["price"]))
+            if (buy and last <= limit) or (not buy and last >= limit):
+                self._fill(record, limit)
+                return 1
+        elif kind in ("stop", "stop_limit"):
+            stop = Decimal(str(record["stop_price"]))
+            if (buy and last >= stop) or (not buy and last <= stop):
+                self._fill(record, stop)
+                return 1
+        return 0
+
     def place(self, form: dict[str, str]) -> tuple[int, dict]:
         """Validate and book an order; returns (status, body)."""
         error = validate_form(form)

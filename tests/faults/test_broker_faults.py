@@ -9,10 +9,11 @@ from tests.faults.sizes import size
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_broker_faults_lose_and_double_nothing():
-    figures = run_broker_faults(flows=size(12, 300), fault_rate=0.3)
+    figures = run_broker_faults(flows=size(12, 1000), fault_rate=0.3)
     print(figures)
     assert figures["errors"] == 0, figures["first_error"]
     assert figures["faults_injected"] >= 10
+    assert figures["resting_fills"] > 0  # resting stops filled at the broker, learnt by sync
     assert figures["failures_in_metrics"] == figures["faults_injected"]
     assert figures["reconcile_ok"]
     assert figures["doubled_orders"] == 0
