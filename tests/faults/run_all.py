@@ -134,7 +134,8 @@ def _shutdown() -> dict:
     """Every long-running process and state stopped by SIGTERM (tests/faults/test_sigterm.py)."""
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env["DATABASE_URL"] = _main_database_url
-    env.setdefault("TEST_DB_NAME", "test_at_faults_sigterm")
+    own = os.environ.get("FAULTS_DB_NAME", "autotrader_faults")
+    env.setdefault("TEST_DB_NAME", f"test_{own}_sigterm")  # not shared with another run
     counts, tail = _pytest_counts("tests/faults/test_sigterm.py", env)
     return {**counts, "summary": tail[-200:]}
 
