@@ -359,6 +359,27 @@ TRADIER_BASE_URL = env_str(
 )
 TRADIER_TIMEOUT_SEC = env_float("TRADIER_TIMEOUT_SEC", 5.0, minimum=0.1)
 TRADIER_MAX_RETRIES = env_int("TRADIER_MAX_RETRIES", 4, minimum=0)
+# Tradier execution (issue 14): request budget, account event stream, order shapes.
+TRADIER_BUDGET_ENABLED = env_bool("TRADIER_BUDGET_ENABLED", True)
+TRADIER_BUDGET_TRADING_PER_MIN = env_int("TRADIER_BUDGET_TRADING_PER_MIN", 0, minimum=0)
+TRADIER_BUDGET_STANDARD_PER_MIN = env_int("TRADIER_BUDGET_STANDARD_PER_MIN", 0, minimum=0)
+TRADIER_BUDGET_MARKET_PER_MIN = env_int("TRADIER_BUDGET_MARKET_PER_MIN", 0, minimum=0)
+TRADIER_BUDGET_RATE_SHARE = env_float("TRADIER_BUDGET_RATE_SHARE", 0.9, minimum=0.1, maximum=0.99)
+TRADIER_BUDGET_MAX_WAIT_SEC = env_float("TRADIER_BUDGET_MAX_WAIT_SEC", 30.0, minimum=0.0)
+TRADIER_ACCOUNT_WS_URL = env_str(
+    "TRADIER_ACCOUNT_WS_URL",
+    "wss://ws.tradier.com/v1/accounts/events"
+    if TRADIER_ENV == "prod"
+    else "wss://sandbox-ws.tradier.com/v1/accounts/events",
+)
+ACCOUNT_STREAM_ENABLED = env_bool("ACCOUNT_STREAM_ENABLED", True)
+ACCOUNT_STREAM_LEASE_SEC = env_float("ACCOUNT_STREAM_LEASE_SEC", 15.0, minimum=1.0)
+ACCOUNT_STREAM_HEARTBEAT_TIMEOUT_SEC = env_float(
+    "ACCOUNT_STREAM_HEARTBEAT_TIMEOUT_SEC", 150.0, minimum=1.0
+)
+ACCOUNT_STREAM_BACKOFF_MAX_SEC = env_float("ACCOUNT_STREAM_BACKOFF_MAX_SEC", 30.0, minimum=0.1)
+ACCOUNT_STREAM_SESSION_TTL_SEC = env_float("ACCOUNT_STREAM_SESSION_TTL_SEC", 240.0, minimum=1.0)
+ENTRY_MARKETABLE_OFFSET = env_decimal("ENTRY_MARKETABLE_OFFSET", "0.05", minimum="0")
 POLYGON_API_KEY = env_str("POLYGON_API_KEY", "")
 POLYGON_REST_URL = env_str("POLYGON_REST_URL", "https://api.polygon.io")
 POLYGON_WS_URL = env_str("POLYGON_WS_URL", "wss://socket.polygon.io/options")
