@@ -11,9 +11,10 @@ interval that starts with the first request:
 Every answer carries X-Ratelimit-Allowed, -Used, -Available and -Expiry (epoch ms of the
 interval's end).
 
-Why a bucket of `capacity = limit x (1 - rate share)` refilled at `limit x rate share / window`:
-over any window the bucket admits at most capacity + refill = limit, so even a burst that
-starts a fresh Tradier interval cannot exceed Tradier's fixed window. When the headers say
+Why a bucket of `capacity = L x (1 - rate share)` refilled at `L x rate share / window`, with
+L = limit - 1: over any window the bucket admits at most capacity + refill = L, so even a burst
+that starts a fresh Tradier interval cannot exceed Tradier's fixed window; the one request kept
+back covers a request granted just before an interval and arriving just after. When the headers say
 the interval is spent (Available <= the priority's floor), callers wait until Expiry.
 
 Priorities (`CRITICAL` cancels and stop changes, `ENTRY` new entries, `READ` everything else):
@@ -87,6 +88,7 @@ class BudgetConfig:
     rate_share: float = 0.9  # share of the limit refilled steadily; the rest is the burst
     max_wait_sec: float = 30.0
     prefix: str = "autotrader:tradier:budget"
+    reserve: int = 1  # requests per window kept back for the time between grant and arrival
 
     @classmethod
     def from_settings(cls) -> BudgetConfig:
@@ -104,14 +106,20 @@ class BudgetConfig:
             prefix=f"autotrader:tradier:budget:{settings.TRADIER_ACCOUNT_ID}",
         )
 
+    def _effective(self, klass: str) -> float:
+        return max(1.0, self.limits[klass] - self.reserve)
+
     def capacity(self, klass: str) -> float:
-        return max(1.0, self.limits[klass] * (1.0 - self.rate_share))
+        return max(1.0, self._effective(klass) * (1.0 - self.rate_share))
 
     def refill_per_sec(self, klass: str) -> float:
-        return self.limits[klass] * self.rate_share / self.window_sec
+        return self._effective(klass) * self.rate_share / self.window_sec
 
     def floor(self, klass: str, priority: int) -> float:
-        return self.capacity(klass) * FLOOR_SHARE.get(priority, FLOOR_SHARE[READ])
+        """Tokens a priority must leave in the bucket; never so high that it can not be met."""
+        capacity = self.capacity(klass)
+        share = FLOOR_SHARE.get(priority, FLOOR_SHARE[READ])
+        return min(capacity * share, max(0.0, capacity - 1.0))
 
 
 # Atomic take: refill by elapsed time (Redis clock), respect the header view, keep the floor.

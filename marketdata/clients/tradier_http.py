@@ -203,7 +203,7 @@ class TradierHTTP:
             except BudgetExhausted as exc:
                 TRADIER_REQUEST_TOTAL.labels(endpoint=endpoint, status="budget").inc()
                 raise TradierRetryableError(
-                    f"Tradier {endpoint}: {exc}", status=429, retry_after=1.0
+                    f"Tradier {endpoint}: {exc}", status=429, body="budget", retry_after=1.0
                 ) from exc
         try:
             response = self.client.request(method, path.lstrip("/"), params=params, data=data)
