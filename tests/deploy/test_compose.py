@@ -20,7 +20,7 @@ from tests.deploy.compose_tools import (
     unknown_variables,
 )
 
-APP_SERVICES = ("web", "worker", "beat", "streamer", "flower")
+APP_SERVICES = ("web", "worker", "beat", "streamer", "account_stream", "flower")
 STACK = ("db", "redis", "migrate", *APP_SERVICES, "prometheus", "grafana")
 
 
@@ -102,7 +102,16 @@ def test_stack_has_every_service_with_restart_and_health(resolved):
     for name in STACK:
         expected = "no" if name == "migrate" else "unless-stopped"
         assert services[name]["restart"] == expected, name
-    for name in ("db", "redis", "web", "worker", "flower", "prometheus", "grafana"):
+    for name in (
+        "db",
+        "redis",
+        "web",
+        "worker",
+        "account_stream",
+        "flower",
+        "prometheus",
+        "grafana",
+    ):
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
     for name in APP_SERVICES:
         deps = services[name]["depends_on"]
@@ -153,7 +162,7 @@ def test_procfile_and_compose_run_the_same_processes(resolved):
     procfile = _procfile()
     assert list(procfile) == list(APP_SERVICES)
     services = resolved["services"]
-    for name in ("worker", "beat", "streamer", "flower"):
+    for name in ("worker", "beat", "streamer", "account_stream", "flower"):
         assert services[name]["command"] == procfile[name].split(), name
     web = " ".join(services["web"]["command"]).replace("$$", "$")
     assert procfile["web"] in web

@@ -277,7 +277,8 @@ def test_run_account_stream_stops_within_5_seconds_of_sigterm(live, settings):
         text=True,
     )
     try:
-        assert wait_for(lambda: live.stream_clients == 1, timeout=30), proc.stdout
+        assert wait_for(lambda: live.stream_clients == 1 or proc.poll() is not None, timeout=90)
+        assert proc.poll() is None and live.stream_clients == 1, proc.stdout.read()
         check = subprocess.run(
             [sys.executable, "manage.py", "run_account_stream", "--check"],
             cwd=settings.BASE_DIR,
@@ -290,8 +291,9 @@ def test_run_account_stream_stops_within_5_seconds_of_sigterm(live, settings):
         started = time.monotonic()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=5)
-        assert time.monotonic() - started < 5
-        assert proc.returncode == 0, proc.stdout.read()
+        took = time.monotonic() - started
+        output = proc.stdout.read()
+        assert took < 5 and proc.returncode == 0, (took, output)
     finally:
         if proc.poll() is None:
             proc.kill()

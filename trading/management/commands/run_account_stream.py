@@ -28,11 +28,12 @@ class Command(BaseCommand):
 
         if options["check"]:
             return self._check(redis_client())
-        if not settings.ACCOUNT_STREAM_ENABLED:
-            self.stdout.write("ACCOUNT_STREAM_ENABLED=0: nothing to stream (polling only)")
+        if settings.DRY_RUN or not settings.ACCOUNT_STREAM_ENABLED:
+            # Idle until stopped, so a stack started in paper mode does not restart-loop it.
+            why = "DRY_RUN=1 (paper broker)" if settings.DRY_RUN else "ACCOUNT_STREAM_ENABLED=0"
+            self.stdout.write(f"{why}: no account stream; idle until SIGTERM")
+            asyncio.run(idle_until_signal())
             return
-        if settings.DRY_RUN:
-            raise CommandError("DRY_RUN=1: the paper broker has no account stream")
         from trading.account_stream import AccountStream, StreamConfig
         from trading.brokers.tradier import TradierBroker
 
@@ -49,8 +50,8 @@ class Command(BaseCommand):
     def _check(self, redis) -> None:
         from trading.account_stream import _key, stream_is_live
 
-        if not settings.ACCOUNT_STREAM_ENABLED:
-            self.stdout.write("ok: stream disabled")
+        if settings.DRY_RUN or not settings.ACCOUNT_STREAM_ENABLED:
+            self.stdout.write("ok: no account stream in this mode (paper or disabled)")
             return
         if redis is None:
             raise CommandError("unhealthy: no REDIS_URL, the stream state is unknown")
@@ -61,6 +62,15 @@ class Command(BaseCommand):
             self.stdout.write("ok: another process owns the stream (standby) or it reconnects")
             return
         raise CommandError("unhealthy: no process owns the account stream")
+
+
+async def idle_until_signal() -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
 
 
 async def run_until_signal(stream) -> None:
