@@ -42,8 +42,10 @@ SUB_PENNY = Decimal("0.0001")
 class OrderShapeError(BrokerRejected):
     """The order breaks one of the documented shape rules: nothing was sent.
 
-    `rule` is a stable code (e.g. `otoco_first_leg_market`), `field` the form field at fault."""
+    `rule` is a stable code (e.g. `otoco_first_leg_market`), `field` the form field at fault.
+    `code`/`http_status` follow the core's typed errors (views map them, never the text)."""
 
+    code = "ORDER_SHAPE_INVALID"
     http_status = 400
 
     def __init__(self, rule: str, message: str, *, field: str = "") -> None:
@@ -53,7 +55,7 @@ class OrderShapeError(BrokerRejected):
         self.detail = message
 
     def as_dict(self) -> dict:
-        return {"rule": self.rule, "field": self.field, "detail": self.detail}
+        return {"code": self.code, "rule": self.rule, "field": self.field, "detail": self.detail}
 
 
 def validate(request: OrderRequest) -> None:
