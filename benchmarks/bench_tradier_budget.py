@@ -6,8 +6,9 @@ interval (trading 60, standard 120, market data 120) with X-Ratelimit-* headers.
 
 Every worker runs three threads sending as fast as the budget lets them: trading calls
 (modifies = critical, order POSTs = entries), standard reads (orders) and market reads
-(quotes). Reported: requests per minute per endpoint class as the fake counted them, 429s (goal 0), and the budget wait of
-each priority (p50/p99: critical calls should wait least). Last line: one JSON object.
+(quotes). Reported: requests per minute per endpoint class as the fake counted them, 429s
+(goal 0), and the budget wait of each priority (p50/p99: critical calls should wait least).
+Last line: one JSON object.
 """
 
 from __future__ import annotations
