@@ -28,6 +28,7 @@ from autotrader_site.metrics import ACCOUNT_STREAM_EVENTS_TOTAL
 from trading.brokers.base import BrokerOrder
 
 log = logging.getLogger(__name__)
+RECHECK_PENDING_SEC = 30.0
 
 
 @dataclass(frozen=True)
@@ -159,3 +160,44 @@ def event_apply(
     sync(order=parent, now=event.transaction_date)
     ACCOUNT_STREAM_EVENTS_TOTAL.labels(kind="order").inc()
     return "synced"
+
+
+def unconfirmed_sync(
+    *, broker, older_than_sec: float, limit: int = 20, sync: Callable | None = None
+) -> int:
+    """Confirm orders the broker accepted (200) but nobody has confirmed since: still
+    `submitted` after `older_than_sec` (no stream event moved them) → one GET each through the
+    poll path. Tradier may reject after a 200; this bounds how long that can go unseen. Multi-leg
+    parents are read as a whole; their legs are confirmed with them. Returns orders read."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from trading.models import Order, OrderStatus
+
+    sync = sync or _default_sync
+    cutoff = timezone.now() - timedelta(seconds=older_than_sec)
+    rows = (
+        Order.objects.filter(
+            broker=broker.name, status=OrderStatus.SUBMITTED, updated_at__lt=cutoff
+        )
+        .exclude(broker_order_id="")
+        .order_by("updated_at")[:limit]
+    )
+    done = 0
+    for order in rows:
+        target = order.parent if order.parent_id else order
+        sync(order=target, now=clock_now())
+        done += 1
+        # still "pending" at the broker (e.g. outside market hours): look again in a while,
+        # not at every round (updated_at is moved ahead; .update() skips auto_now)
+        Order.objects.filter(pk=order.pk, status=OrderStatus.SUBMITTED).update(
+            updated_at=timezone.now() + timedelta(seconds=RECHECK_PENDING_SEC)
+        )
+    return done
+
+
+def clock_now() -> datetime:
+    from autotrader_site.clock import clock
+
+    return clock.now()

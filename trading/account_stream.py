@@ -12,11 +12,13 @@ Lifecycle (Tradier "Create an account streaming session", "Stream Account Events
    wss://sandbox-ws.tradier.com/... for sandbox) and send {"events":["order"],"sessionid":...}.
 4. Reconcile once (whatever happened while no stream listened is found by the poll path), then
    apply every order event in arrival order (`trading.account_events.event_apply`).
-5. Any message (Tradier sends a heartbeat about once a minute) proves the stream alive; none
+5. Every `confirm_sec` / 2, accepted orders still `submitted` after `confirm_sec` (no event
+   confirmed them; Tradier may reject after a 200) are read back with one GET each.
+6. Any message (Tradier sends a heartbeat about once a minute) proves the stream alive; none
    for ACCOUNT_STREAM_HEARTBEAT_TIMEOUT_SEC → reconnect. While connected the flag
    `autotrader:account_stream:<account>:live` is set (TTL = the watchdog): pollers use
    `stream_is_live()` to fall back to polling when the stream is down.
-6. Disconnects reconnect after a jittered exponential backoff (capped); SIGTERM closes the
+7. Disconnects reconnect after a jittered exponential backoff (capped); SIGTERM closes the
    socket, releases the lease and returns within a few seconds.
 """
 
@@ -118,6 +120,7 @@ class StreamConfig:
     backoff_max_sec: float = 30.0
     session_ttl_sec: float = 240.0
     reconcile_on_connect: bool = True
+    confirm_sec: float = 2.0  # an accepted order unconfirmed this long is read back (GET)
 
     @classmethod
     def from_settings(cls) -> StreamConfig:
@@ -128,6 +131,7 @@ class StreamConfig:
             heartbeat_timeout_sec=settings.ACCOUNT_STREAM_HEARTBEAT_TIMEOUT_SEC,
             backoff_max_sec=settings.ACCOUNT_STREAM_BACKOFF_MAX_SEC,
             session_ttl_sec=settings.ACCOUNT_STREAM_SESSION_TTL_SEC,
+            confirm_sec=settings.ORDER_CONFIRM_SEC,
         )
 
 
@@ -139,6 +143,7 @@ class StreamStats:
     heartbeats: int = 0
     reconciles: int = 0
     drops: int = 0
+    confirmed: int = 0
     outcomes: dict = field(default_factory=dict)
     last_message_at: float = 0.0
 
@@ -160,6 +165,7 @@ class AccountStream:
         apply_event: Callable | None = None,
         reconcile: Callable | None = None,
         on_heartbeat: Callable | None = None,
+        confirm: Callable | None = None,
     ) -> None:
         self.config = config
         self.broker = broker
@@ -168,6 +174,7 @@ class AccountStream:
         self.apply_event = apply_event or self._apply_default
         self.reconcile = reconcile or self._reconcile_default
         self.on_heartbeat = on_heartbeat or self._heartbeat_default
+        self.confirm = confirm or self._confirm_default
         self.stats = StreamStats()
         self.stopping = asyncio.Event()
         self.connected = asyncio.Event()
@@ -189,6 +196,11 @@ class AccountStream:
         from trading.reconciliation import reconcile_run
 
         return reconcile_run(now=clock.now(), broker=self.broker)
+
+    def _confirm_default(self) -> int:
+        from trading.account_events import unconfirmed_sync
+
+        return unconfirmed_sync(broker=self.broker, older_than_sec=self.config.confirm_sec)
 
     def _heartbeat_default(self, info: dict) -> None:
         from django.db import close_old_connections
@@ -250,6 +262,7 @@ class AccountStream:
             self.connected.set()
             ACCOUNT_STREAM_CONNECTED.set(1)
             renewer = asyncio.ensure_future(self._renew_lease())
+            confirmer = asyncio.ensure_future(self._confirm_loop())
             try:
                 if self.config.reconcile_on_connect:
                     await self._off_loop(self.reconcile)
@@ -257,6 +270,7 @@ class AccountStream:
                 await self._receive(ws, renewer)
             finally:
                 renewer.cancel()
+                confirmer.cancel()
                 if self.stats.events + self.stats.heartbeats == heard:
                     self.session_forget()  # nothing came through: the session may be dead
                 self._ws = None
@@ -315,6 +329,15 @@ class AccountStream:
     def session_forget(self) -> None:
         """Force a new session at the next connect (e.g. Tradier refused the old one)."""
         self._session = None
+
+    async def _confirm_loop(self) -> None:
+        """Read back accepted orders no event has confirmed within `confirm_sec`."""
+        while True:
+            await asyncio.sleep(max(0.1, self.config.confirm_sec / 2))
+            try:
+                self.stats.confirmed += await self._off_loop(self.confirm)
+            except Exception as exc:  # noqa: BLE001 - retried at the next round
+                log.warning("order confirmation sweep failed: %s", exc)
 
     async def _renew_lease(self) -> None:
         while True:

@@ -105,6 +105,7 @@ class FakeTradier:
         self._ws_thread: threading.Thread | None = None
         self._http_server: ThreadingHTTPServer | None = None
         self.stream_connections = 0
+        self.mute_stream = False  # connected, but order events are lost (heartbeats still go)
         self.stream_refusals: list[str] = []
 
     # --- the price tape -------------------------------------------------------------------
@@ -687,7 +688,7 @@ class FakeTradier:
                 self._ws_clients.discard(ws)
 
     def _broadcast(self, event: dict) -> None:
-        if self._loop is None or not self._ws_clients:
+        if self._loop is None or not self._ws_clients or self.mute_stream:
             return
         self.delivered.append(event)
         asyncio.run_coroutine_threadsafe(self._send_all(event), self._loop).result(5)

@@ -89,6 +89,7 @@ class Runner:
                 lease_sec=config.pop("lease_sec", 3.0),
                 heartbeat_timeout_sec=config.pop("heartbeat_timeout_sec", 30.0),
                 backoff_base_sec=0.05,
+                confirm_sec=config.pop("confirm_sec", 30.0),
                 backoff_max_sec=0.2,
                 **config,
             ),
@@ -207,6 +208,37 @@ def test_stream_applies_fills_and_heals_a_drop_mid_fill_on_reconnect(live):
     finally:
         runner.stop()
     assert not stream_is_live(redis_client(), live.account)
+
+
+@DB
+def test_a_rejection_after_the_200_arrives_on_the_stream(live):
+    runner = Runner(live).start()
+    try:
+        assert wait_for(lambda: runner.stream.stats.reconciles >= 1)
+        live.reject_next("AccountMarginRuleViolation")
+        order = place_limit(live)
+        assert order.status == "submitted"  # Tradier answered 200
+        live.tick("AAPL")  # downstream risk rejects it afterwards
+        assert wait_for(lambda: Order.objects.get(pk=order.pk).status == "rejected")
+        remote = live.broker.order(order.broker_order_id)
+        assert remote.status == "rejected"
+        assert remote.raw["errors"] == {"error": ["AccountMarginRuleViolation"]}
+    finally:
+        runner.stop()
+
+
+@DB
+def test_an_accepted_order_no_event_confirms_is_read_back_within_the_bound(live):
+    live.mute_stream = True  # connected, but the events get lost
+    runner = Runner(live, confirm_sec=0.3).start()
+    try:
+        assert wait_for(lambda: runner.stream.stats.reconciles >= 1)
+        order = place_limit(live)
+        assert order.status == "submitted"
+        assert wait_for(lambda: Order.objects.get(pk=order.pk).status == "open", timeout=5)
+        assert runner.stream.stats.confirmed >= 1 and runner.stream.stats.events == 0
+    finally:
+        runner.stop()
 
 
 @DB
