@@ -9,6 +9,8 @@ no side. So an event is matched to its ledger row by broker order id, turned int
 fills come from `exec_quantity` deltas (fill id `<order id>-<exec_quantity>`, so a replay or
 the poll seeing the same execution records nothing twice) and land at the broker's time.
 
+An event that arrives before our submit has recorded the broker's id (a marketable order
+filled within its own POST) is found by its `tag` (the row lock waits for the sender to commit).
 Events the ledger cannot place directly are settled by one GET of the order they belong to:
 a multi-leg parent (its legs must be applied together), or a leg we have not linked yet (found
 through `parent_id`). Anything else is counted as unmatched and left to reconciliation.
@@ -144,6 +146,12 @@ def event_apply(
     rows = Order.objects.filter(broker=broker_name)
     with transaction.atomic():
         order = rows.select_for_update().filter(broker_order_id=event.id).first()
+        if order is None and event.tag and not event.parent_id:
+            # A fast fill can be reported before our submit recorded the broker's id: the
+            # tag finds the row; the lock waits for the sender to commit that id.
+            order = rows.select_for_update().filter(tag=event.tag, parent__isnull=True).first()
+            if order is not None and order.broker_order_id != event.id:
+                order = None  # another order of ours carries that tag: not this one
         if order is not None and not order.children.exists():
             apply(order=order, remote=event.as_broker_order(), now=event.transaction_date)
             ACCOUNT_STREAM_EVENTS_TOTAL.labels(kind="order").inc()

@@ -211,6 +211,22 @@ def test_stream_applies_fills_and_heals_a_drop_mid_fill_on_reconnect(live):
 
 
 @DB
+def test_a_fill_reported_before_the_submit_returned_is_matched_by_tag(live):
+    """A marketable order fills inside its own POST: the fill event can beat our record of the
+    broker id; the tag finds the row (the lock waits for the sender), no sweep needed."""
+    runner = Runner(live).start()  # confirm_sec 30: only the stream can apply it in time
+    try:
+        assert wait_for(lambda: runner.stream.stats.reconciles >= 1)
+        live.quote("AAPL", "185.98", "186.00")
+        order = place_limit(live, price="186.05")  # marketable: filled on the current touch
+        assert wait_for(lambda: Order.objects.get(pk=order.pk).status == "filled", timeout=5)
+        assert Fill.objects.get(order=order).price == D("186.00")
+        assert runner.stream.stats.confirmed == 0
+    finally:
+        runner.stop()
+
+
+@DB
 def test_a_rejection_after_the_200_arrives_on_the_stream(live):
     runner = Runner(live).start()
     try:
