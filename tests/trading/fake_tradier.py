@@ -105,6 +105,7 @@ class FakeTradier:
         self._ws_thread: threading.Thread | None = None
         self._http_server: ThreadingHTTPServer | None = None
         self.stream_connections = 0
+        self.created_wall: dict[int, float] = {}  # order id -> wall time it was accepted
         self.mute_stream = False  # connected, but order events are lost (heartbeats still go)
         self.stream_refusals: list[str] = []
 
@@ -565,6 +566,7 @@ class FakeTradier:
             order["leg"] = legs
         order["tag"] = form.get("tag")
         self.orders[order_id] = order
+        self.created_wall[order_id] = time.time()
         if order["tag"]:
             self.submissions[order["tag"]] += 1
         self._emit(order)
