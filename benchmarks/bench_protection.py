@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
 import threading
@@ -71,6 +72,8 @@ class Flows:
         self.config = config
         self.i = 0
         self.streaming = True
+        self.interval = 0.0
+        self.rng = random.Random(7)
 
     @staticmethod
     def stop_of(trade) -> int | None:
@@ -103,6 +106,8 @@ class Flows:
             raise RuntimeError(f"flow {self.i}: signal {outcome}: {signal.checks}")
         entry = Order.objects.get(signal=signal, role="entry")
         trade = Trade.objects.get(signal=signal)
+        if not self.streaming:  # fills land at a random point of the poll interval
+            time.sleep(self.rng.uniform(0, self.interval))
         t0 = time.time()
         self.fake.fill(int(entry.broker_order_id), price="450.00")
         stop_id = wait_for(lambda: self.stop_of(trade), timeout)
@@ -194,9 +199,10 @@ def run(args) -> int:
         holder["loop"].run_until_complete(stream.run())
 
     thread = threading.Thread(target=run_stream, daemon=True)
-    thread.start()
-    if not wait_for(lambda: stream.stats.reconciles >= 1, 30):
-        raise RuntimeError("the account stream did not connect")
+    if args.flows:
+        thread.start()
+        if not wait_for(lambda: stream.stats.reconciles >= 1, 30):
+            raise RuntimeError("the account stream did not connect")
     latencies, missing = [], 0
     started = time.monotonic()
     for _ in range(args.flows):
@@ -213,8 +219,9 @@ def run(args) -> int:
         "events": stream.stats.events,
         "confirm_reads": stream.stats.confirmed,
     }
-    holder["loop"].call_soon_threadsafe(stream.stop)
-    thread.join(10)
+    if args.flows:
+        holder["loop"].call_soon_threadsafe(stream.stop)
+        thread.join(10)
 
     # --- polling fallback (no stream): the exit manager's tick every interval -------------
     interval = float(settings.EXIT_MANAGER_INTERVAL_SEC)
@@ -228,6 +235,7 @@ def run(args) -> int:
             exits_tick_run(now=T + timedelta(minutes=1), config=config)
 
     flows.streaming = False
+    flows.interval = interval
     poll_thread = threading.Thread(target=poller, daemon=True)
     poll_thread.start()
     poll_latencies, poll_missing = [], 0
