@@ -11,6 +11,8 @@ the poll seeing the same execution records nothing twice) and land at the broker
 
 An event that arrives before our submit has recorded the broker's id (a marketable order
 filled within its own POST) is found by its `tag` (the row lock waits for the sender to commit).
+A protective stop the broker kills after accepting it is handled at once
+(`trading.protection_guard`: one re-protect, then flatten + alert + REDUCING).
 Events the ledger cannot place directly are settled by one GET of the order they belong to:
 a multi-leg parent (its legs must be applied together), or a leg we have not linked yet (found
 through `parent_id`). Anything else is counted as unmatched and left to reconciliation.
@@ -28,6 +30,7 @@ from django.db import transaction
 
 from autotrader_site.metrics import ACCOUNT_STREAM_EVENTS_TOTAL
 from trading.brokers.base import BrokerOrder
+from trading.protection_guard import protection_check
 
 log = logging.getLogger(__name__)
 RECHECK_PENDING_SEC = 30.0
@@ -152,10 +155,13 @@ def event_apply(
             order = rows.select_for_update().filter(tag=event.tag, parent__isnull=True).first()
             if order is not None and order.broker_order_id != event.id:
                 order = None  # another order of ours carries that tag: not this one
-        if order is not None and not order.children.exists():
+        applied = order is not None and not order.children.exists()
+        if applied:
             apply(order=order, remote=event.as_broker_order(), now=event.transaction_date)
-            ACCOUNT_STREAM_EVENTS_TOTAL.labels(kind="order").inc()
-            return "applied"
+    if applied:
+        ACCOUNT_STREAM_EVENTS_TOTAL.labels(kind="order").inc()
+        protection_check(order=order, now=event.transaction_date)
+        return "applied"
     parent = order
     if parent is None and event.parent_id:
         parent = rows.filter(broker_order_id=event.parent_id, parent__isnull=True).first()
@@ -167,6 +173,8 @@ def event_apply(
         return "unmatched"
     sync(order=parent, now=event.transaction_date)
     ACCOUNT_STREAM_EVENTS_TOTAL.labels(kind="order").inc()
+    for child in parent.children.all():
+        protection_check(order=child, now=event.transaction_date)
     return "synced"
 
 
@@ -196,6 +204,7 @@ def unconfirmed_sync(
     for order in rows:
         target = order.parent if order.parent_id else order
         sync(order=target, now=clock_now())
+        protection_check(order=order, now=clock_now())
         done += 1
         # still "pending" at the broker (e.g. outside market hours): look again in a while,
         # not at every round (updated_at is moved ahead; .update() skips auto_now)

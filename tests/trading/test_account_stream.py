@@ -258,6 +258,44 @@ def test_an_accepted_order_no_event_confirms_is_read_back_within_the_bound(live)
 
 
 @DB
+def test_a_protective_stop_rejected_after_acceptance_is_replaced_then_the_symbol_flattened(
+    live, config
+):
+    from risk.selectors import trading_state_get
+    from tests.trading.helpers import make_signal, minutes
+    from trading.models import Trade
+    from trading.pipeline import signal_handle
+
+    live.quote("SPY", "99.99", "100.01")
+    signal = make_signal(bar_ts=T, entry="100.00", stop="99.00", t1=None, t2=None)
+    assert signal_handle(signal=signal, now=minutes(T, 1), config=config) == "submitted"
+    entry = Order.objects.get(signal=signal, role="entry")
+    live.fill(int(entry.broker_order_id), price="100.00")
+    assert event_apply(parse_event(live.events[-1], now=T)) == "applied"  # the fill event
+    trade = Trade.objects.get(signal=signal)
+    first = Order.objects.get(trade=trade, role="stop")
+    assert trade.status == "open" and first.status in ("submitted", "open")
+    live.reject(int(first.broker_order_id), "OrderRejectedByRisk")  # after its 200
+    assert event_apply(parse_event(live.events[-1], now=T)) == "applied"
+    first.refresh_from_db()
+    second = Order.objects.get(trade=trade, role="stop", status__in=("submitted", "open"))
+    assert first.status == "rejected" and second.pk != first.pk
+    assert live.orders[int(second.broker_order_id)]["quantity"] == trade.remaining_qty
+    assert trading_state_get().state == "ACTIVE"
+    live.reject(int(second.broker_order_id), "OrderRejectedByRisk")  # dies again
+    assert event_apply(parse_event(live.events[-1], now=T)) == "applied"
+    flatten = Order.objects.get(trade=trade, role="flatten")
+    sent = live.orders[int(flatten.broker_order_id)]
+    assert (sent["side"], sent["type"], sent["quantity"]) == (
+        "sell",
+        "market",
+        float(trade.qty),
+    )
+    assert trading_state_get().state == "REDUCING"
+    assert not Order.objects.filter(trade=trade, role="stop", status__in=("submitted", "open"))
+
+
+@DB
 def test_only_one_process_owns_the_stream_and_a_standby_takes_over(live):
     first = Runner(live, lease_sec=1.5).start()
     assert wait_for(lambda: first.stream.stats.connects == 1)
