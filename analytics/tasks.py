@@ -35,3 +35,19 @@ def sweep_summarize(rows: list[dict], sweep_id: int) -> dict:
     from analytics.sweeps import sweep_summary_store
 
     return sweep_summary_store(sweep_id=sweep_id, rows=rows)
+
+
+@shared_task(name="analytics.walkforward_cell")
+def walkforward_cell_task(fold: dict, overrides: dict, base: dict) -> dict:
+    """One fold x candidate of a walk-forward run: its in/out-of-sample figures."""
+    from analytics.walkforward import walkforward_cell
+
+    return walkforward_cell(fold=fold, overrides=overrides, base=base)
+
+
+@shared_task(name="analytics.walkforward_summarize")
+def walkforward_summarize_task(rows: list[dict], run_id: int) -> dict:
+    """The chord's body: choose per fold, stitch, score the search, close the run."""
+    from analytics.walkforward import walkforward_finish
+
+    return walkforward_finish(run_id=run_id, rows=rows)
