@@ -89,6 +89,9 @@ class DriftEntry(models.Model):
     sim_pnl = models.DecimalField(max_digits=16, decimal_places=4, null=True, blank=True)
     live_exit_reason = models.CharField(max_length=32, blank=True, default="")
     sim_exit_reason = models.CharField(max_length=32, blank=True, default="")
+    legs = models.JSONField(
+        default=list, blank=True, help_text="exit legs side by side: reason, qty, sim/live ts+price"
+    )
     modelled_cost_bps = models.FloatField(
         null=True, blank=True, help_text="adverse bps the cost model charges a market fill"
     )
