@@ -249,3 +249,15 @@ def drift_observe(summary: dict) -> list[str]:
                 threshold_bps=settings.DRIFT_ALERT_BPS,
             )
     return alerted
+
+
+def drift_symbols(*, start: date, end: date) -> list[str]:
+    """Signal symbols that journaled signals on [start, end] (New York dates): the ones the
+    simulation must replay together (their risk limits interact)."""
+    from strategies.models import Signal
+
+    lo = datetime.combine(start, time(0), NY)
+    hi = datetime.combine(end + timedelta(days=1), time(0), NY)
+    found = Signal.objects.filter(bar_ts__gte=lo, bar_ts__lt=hi).values_list("symbol", flat=True)
+    order = list(settings.SYMBOLS)
+    return sorted(set(found), key=lambda s: (order.index(s) if s in order else len(order), s))

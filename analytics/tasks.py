@@ -51,3 +51,18 @@ def walkforward_summarize_task(rows: list[dict], run_id: int) -> dict:
     from analytics.walkforward import walkforward_finish
 
     return walkforward_finish(run_id=run_id, rows=rows)
+
+
+@shared_task(name="analytics.drift_ledger_daily")
+def drift_ledger_daily(days: int = 1) -> dict:
+    """Pair the last few sessions' trades with their simulation (idempotent: re-running a day
+    replaces its entries); schedule it after the close."""
+    from analytics.drift import drift_ledger_update, drift_symbols
+
+    today = clock.now().date()
+    start = today - timedelta(days=max(days, 1) - 1)
+    symbols = drift_symbols(start=start, end=today)
+    if not symbols:
+        return {"symbols": [], "all": None}
+    summary = drift_ledger_update(symbols=symbols, start=start, end=today, now=clock.now())
+    return {"symbols": symbols, "all": summary["all"]}
