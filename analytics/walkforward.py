@@ -17,6 +17,7 @@ search (`analytics.overfitting`: PBO by CSCV and the deflated Sharpe ratio).
 
 from __future__ import annotations
 
+import logging
 import random
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -25,6 +26,7 @@ from functools import lru_cache
 
 import pandas as pd
 
+log = logging.getLogger(__name__)
 OBJECTIVES = ("total_pnl", "expectancy", "sharpe")
 
 
@@ -195,7 +197,8 @@ def walkforward_cell(*, fold: dict, overrides: dict, base: dict) -> dict:
 
 # --- the summary --------------------------------------------------------------------------
 def _key(overrides: dict) -> str:
-    return ", ".join(f"{k}={v}" for k, v in overrides.items()) or "base"
+    """A candidate's name, independent of key order (PostgreSQL's jsonb reorders keys)."""
+    return ", ".join(f"{k}={v}" for k, v in sorted(overrides.items())) or "base"
 
 
 def _score(part: dict, objective: str) -> float:
@@ -336,10 +339,16 @@ def walkforward_finish(*, run_id: int, rows: list[dict]) -> dict:
     from autotrader_site.clock import clock
 
     run = WalkForwardRun.objects.get(pk=run_id)
-    summary = walkforward_summarize(
-        rows=rows, folds=run.folds, candidates=run.candidates,
-        objective=run.plan.get("objective", "total_pnl"),
-    )  # fmt: skip
+    try:
+        summary = walkforward_summarize(
+            rows=rows, folds=run.folds, candidates=run.candidates,
+            objective=run.plan.get("objective", "total_pnl"),
+        )  # fmt: skip
+    except Exception as exc:  # a run must never stay "running" for ever
+        log.exception("walk-forward #%s: summary failed", run_id)
+        walkforward_run_finish(run_id=run_id, summary={"error": f"{type(exc).__name__}: {exc}"},
+                               status="failed", finished_at=clock.now())  # fmt: skip
+        return {"run_id": run_id, "status": "failed"}
     status = "failed" if rows and summary["failed"] == len(rows) else "done"
     walkforward_run_finish(run_id=run_id, summary=summary, status=status, finished_at=clock.now())
     return {"run_id": run_id, "status": status}

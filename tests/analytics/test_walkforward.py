@@ -93,6 +93,19 @@ def test_the_report_trades_the_in_sample_best_out_of_sample_by_hand():
     assert s["overfitting"]["candidates"] == 3 and s["overfitting"]["sessions"] == 4
 
 
+def test_candidates_are_matched_whatever_the_key_order_of_the_stored_json():
+    """PostgreSQL's jsonb stores object keys in its own order: the summary must not care."""
+    d = ["2024-01-01", "2024-01-02", "2024-01-03"]
+    folds = [{"index": 0, "train": d[:2], "test": d[2:]}]
+    stored = [{"B": 1, "A": 2}, {"B": 3, "A": 2}]  # as read back from the database
+    rows = [
+        {**_row(0, 0, 5.0, 1.0, dict.fromkeys(d, 0.0)), "overrides": {"A": 2, "B": 1}},
+        {**_row(0, 0, 9.0, 2.0, dict.fromkeys(d, 0.0)), "overrides": {"A": 2, "B": 3}},
+    ]
+    s = walkforward_summarize(rows=rows, folds=folds, candidates=stored)
+    assert s["folds"][0]["chosen"] == {"A": 2, "B": 3}
+
+
 def test_parameter_stability_of_a_constant_choice_is_one():
     st = parameter_stability([{"A": 1.5, "B": 2}, {"A": 1.5, "B": 3}, {"A": 1.5, "B": 2}])
     assert st["A"]["share"] == 1.0 and st["A"]["distinct"] == 1
@@ -145,8 +158,8 @@ def test_a_run_fans_out_over_a_real_celery_worker_on_redis():
     from tests.analytics.celery_worker import celery_worker
 
     queue = f"wf-test-{uuid.uuid4().hex[:10]}"
-    plan = WalkForwardPlan(grid={"RISK_STOP_ATR_MULTIPLIER": [1.0, 2.0]}, base=_spy_base(),
-                           train=8, test=4)  # fmt: skip
+    grid = {"RISK_STOP_ATR_MULTIPLIER": [1.0, 2.0], "TRADE_TIMEOUT_MIN": [20, 45]}
+    plan = WalkForwardPlan(grid=grid, base=_spy_base(), train=8, test=4)
     eager = app.conf.task_always_eager
     app.conf.task_always_eager = False
     try:
@@ -163,5 +176,5 @@ def test_a_run_fans_out_over_a_real_celery_worker_on_redis():
         app.conf.task_always_eager = eager
     run = WalkForwardRun.objects.get(pk=run.pk)
     assert run.status == "done", run.summary
-    assert run.summary["cells"] == len(run.folds) * 2 and run.summary["failed"] == 0
+    assert run.summary["cells"] == len(run.folds) * 4 and run.summary["failed"] == 0
     assert len(run.folds) == 3
