@@ -173,6 +173,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from our static files, no CDN
     "django_celery_beat",
     "channels",
     "marketdata",
@@ -338,6 +339,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Signals, risk, orders and positions of the AutoTrader service.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs pages load their JavaScript from our own static files (a firewalled VM has no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "autotrader_site.openapi.error_responses_document",
