@@ -41,21 +41,16 @@ def live_event_publish(*, kind: str, using: str = DEFAULT_DB_ALIAS) -> None:
     if not connection.in_atomic_block:
         _send({kind})
         return
-    pending: set[str] = getattr(connection, _PENDING_ATTR, None) or set()
-    setattr(connection, _PENDING_ATTR, pending)
-    pending.add(kind)
-    if not _flush_registered(connection, using):
-        transaction.on_commit(_flusher(using), using=using, robust=True)
-
-
-def _flush_registered(connection, using: str) -> bool:
-    """True when a flush of ours will run at commit whenever the current change is kept: its
-    savepoints are a subset of the current ones, so any rollback that drops the flush also drops
-    the change. (A flush registered inside a savepoint that a later change is outside of does
-    not count; a second flush is registered and the first to run sends everything.)"""
-    flusher = _flusher(using)
+    flushes = [sids for sids, func, _ in connection.run_on_commit if func is _flusher(using)]
+    if not flushes:  # kinds left by a rolled-back transaction are not news
+        setattr(connection, _PENDING_ATTR, set())
+    getattr(connection, _PENDING_ATTR).add(kind)
+    # A flush that runs whenever this change is kept: its savepoints are a subset of the current
+    # ones, so a rollback that drops the flush drops the change too. Otherwise register another
+    # (the first to run at commit sends everything pending).
     current = set(connection.savepoint_ids)
-    return any(func is flusher and sids <= current for sids, func, _ in connection.run_on_commit)
+    if not any(sids <= current for sids in flushes):
+        transaction.on_commit(_flusher(using), using=using, robust=True)
 
 
 @functools.cache
