@@ -500,7 +500,10 @@ DB_PASSWORD = env_str("DB_PASSWORD", "autotrader")
 
 # --- Observability -------------------------------------------------------------------------
 METRICS_REQUIRE_AUTH = env_bool("METRICS_REQUIRE_AUTH", False)
-PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")
+# Every process's samples reach /metrics: default <STATE_DIR>/metrics, fresh per run ("off": none).
+from autotrader_site.metrics_dir import multiproc_dir_default  # noqa: E402
+
+PROMETHEUS_MULTIPROC_DIR = multiproc_dir_default(STATE_DIR, env_str("PROMETHEUS_MULTIPROC_DIR", ""))
 ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL", "")
 ALERT_MIN_INTERVAL_SEC = env_int("ALERT_MIN_INTERVAL_SEC", 300, minimum=0)
 STREAM_STALL_SEC = env_int("STREAM_STALL_SEC", 120, minimum=1)
