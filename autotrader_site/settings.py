@@ -173,6 +173,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from our static files, no CDN
     "django_celery_beat",
     "channels",
     "marketdata",
@@ -344,6 +345,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Signals, risk, orders and positions of the AutoTrader service.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs pages load their JavaScript from our own static files (a firewalled VM has no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "autotrader_site.openapi.error_responses_document",
@@ -524,7 +529,10 @@ DB_PASSWORD = env_str("DB_PASSWORD", "autotrader")
 
 # --- Observability -------------------------------------------------------------------------
 METRICS_REQUIRE_AUTH = env_bool("METRICS_REQUIRE_AUTH", False)
-PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")
+# Every process's samples reach /metrics: default <STATE_DIR>/metrics, fresh per run ("off": none).
+from autotrader_site.metrics_dir import multiproc_dir_default  # noqa: E402
+
+PROMETHEUS_MULTIPROC_DIR = multiproc_dir_default(STATE_DIR, env_str("PROMETHEUS_MULTIPROC_DIR", ""))
 ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL", "")
 ALERT_MIN_INTERVAL_SEC = env_int("ALERT_MIN_INTERVAL_SEC", 300, minimum=0)
 # drift ledger (analytics.drift): alert when a setup's live fills drift from the simulation

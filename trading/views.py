@@ -13,7 +13,7 @@ from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from autotrader_site.pagination import EstimatedCountPagination
+from autotrader_site.pagination import KeysetPagination
 from autotrader_site.permissions import CanTrade, WriteThrottle, is_superuser
 from marketdata.serializers import PositivePriceField, SymbolField
 from trading import services
@@ -41,7 +41,7 @@ class OrderListApi(generics.ListAPIView):
 
     serializer_class = OrderOutputSerializer
     filterset_class = OrderFilter
-    pagination_class = EstimatedCountPagination
+    pagination_class = KeysetPagination
 
     def get_queryset(self):
         return Order.objects.order_by("-created_at", "-id")
@@ -50,7 +50,7 @@ class OrderListApi(generics.ListAPIView):
 class FillListApi(generics.ListAPIView):
     serializer_class = FillOutputSerializer
     filterset_class = FillFilter
-    pagination_class = EstimatedCountPagination
+    pagination_class = KeysetPagination
 
     def get_queryset(self):
         return Fill.objects.order_by("-ts", "-id")
@@ -61,7 +61,7 @@ class TradeListApi(generics.ListAPIView):
 
     serializer_class = TradeOutputSerializer
     filterset_class = TradeFilter
-    pagination_class = EstimatedCountPagination
+    pagination_class = KeysetPagination
 
     def get_queryset(self):
         return Trade.objects.order_by("-created_at", "-id")
@@ -260,7 +260,7 @@ class AccountSnapshotListApi(generics.ListAPIView):
     """Stored account snapshots (equity curve), newest first."""
 
     serializer_class = AccountSnapshotOutputSerializer
-    pagination_class = EstimatedCountPagination
+    pagination_class = KeysetPagination
 
     def get_queryset(self):
         return AccountSnapshot.objects.order_by("-ts")
