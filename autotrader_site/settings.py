@@ -432,6 +432,10 @@ REPLAY_WARMUP_BARS = env_int("REPLAY_WARMUP_BARS", 60, minimum=0)
 PAPER_SLIPPAGE_BPS = env_float("PAPER_SLIPPAGE_BPS", 1.0, minimum=0.0)
 PAPER_SPREAD_BPS = env_float("PAPER_SPREAD_BPS", 2.0, minimum=0.0)
 PAPER_STARTING_CASH_USD = env_decimal("PAPER_STARTING_CASH_USD", "100000", minimum="0")
+# paper and backtest fill model options (trading.core.fills.FillCosts)
+PAPER_COMMISSION_PER_SHARE_USD = env_decimal("PAPER_COMMISSION_PER_SHARE_USD", "0", minimum="0")
+PAPER_COMMISSION_PER_ORDER_USD = env_decimal("PAPER_COMMISSION_PER_ORDER_USD", "0", minimum="0")
+PAPER_FILL_VOLUME_CAP_PCT = env_decimal("PAPER_FILL_VOLUME_CAP_PCT", "0", minimum="0")
 
 # --- Strategy ------------------------------------------------------------------------------
 SYMBOLS = env_symbols("SYMBOLS", "TSLA,SPY,QQQ,SPX,NDX")
