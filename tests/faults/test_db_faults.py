@@ -15,9 +15,10 @@ def _assert_recovered_without_loss(figures: dict) -> None:
     assert figures["orders_orphan"] == 0
     assert figures["orders_duplicate"] == 0
     assert figures["positions_mismatch"] == 0
-    # Known gap until claim-and-resume (issue 17, phase 2), reported, not asserted: a task
-    # whose connection dies under it is acknowledged undecided (flows_lost) and a crash after
-    # the decision leaves the journal at `approved` (signals_mislabelled).
+    # claim-and-resume: a task whose connection dies under it is retried and finishes
+    assert figures["flows_lost"] == 0
+    # the journal follows the ledger (reconciliation sets what the order tells)
+    assert figures["signals_mislabelled"] == 0
 
 
 @pytest.mark.slow

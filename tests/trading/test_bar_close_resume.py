@@ -79,3 +79,48 @@ def test_an_error_of_the_signal_itself_is_still_recorded_as_failed(paper):
     pipeline._signal_failed(candidate, ValueError("bad levels"))
     signal.refresh_from_db()
     assert signal.outcome == "failed"
+
+
+def _approved_signal(n: int) -> Signal:
+    return Signal.objects.create(
+        setup="EMA_CROSS",
+        symbol="SPY",
+        execution_symbol="SPY",
+        bar_ts=BAR_TS.replace(minute=n),
+        entry_price=Decimal("100"),
+        stop_price=Decimal("99"),
+        outcome="approved",
+    )
+
+
+def _entry(signal: Signal, *, status: str, broker_order_id: str = "") -> None:
+    from trading.models import Order
+
+    Order.objects.create(
+        tag=f"sig-{signal.pk}-entry",
+        broker="tradier",
+        broker_order_id=broker_order_id,
+        signal=signal,
+        role="entry",
+        symbol="SPY",
+        side="buy",
+        qty=10,
+        order_type="market",
+        status=status,
+        created_at=BAR_TS,
+    )
+
+
+@pytest.mark.django_db
+def test_the_journal_follows_the_ledger_after_a_crash_between_decision_and_record():
+    from trading.reconciliation import signals_follow_ledger
+
+    sent, never, in_flight = _approved_signal(1), _approved_signal(2), _approved_signal(3)
+    _entry(sent, status="open", broker_order_id="257460")  # reached Tradier, not recorded
+    _entry(never, status="cancelled")  # reconciliation cancelled it: it never reached Tradier
+    _entry(in_flight, status="new")  # being sent (or the retry will send it)
+    changed = signals_follow_ledger()
+    outcomes = {s.pk: s.outcome for s in Signal.objects.all()}
+    assert outcomes == {sent.pk: "submitted", never.pk: "failed", in_flight.pk: "approved"}
+    assert sorted(changed) == sorted([f"{sent.pk}:submitted", f"{never.pk}:failed"])
+    assert signals_follow_ledger() == []  # settled: nothing more to say
