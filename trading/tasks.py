@@ -22,10 +22,10 @@ log = logging.getLogger(__name__)
 BAR_CLOSE_RETRY = {
     "acks_late": True,
     "autoretry_for": (OperationalError, InterfaceError),
-    "retry_backoff": 0.5,
-    "retry_backoff_max": 5,
+    "retry_backoff": 1,  # an int: Celery's jitter draws randrange(countdown + 1)
+    "retry_backoff_max": 8,
     "retry_jitter": True,
-    "max_retries": 12,  # ≈ 40 s of outage
+    "max_retries": 12,  # up to ≈ 80 s of outage
 }
 
 
