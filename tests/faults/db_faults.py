@@ -51,6 +51,12 @@ def _pg_restart() -> bool:
     return True
 
 
+def _worker_log():
+    """FAULTS_WORKER_LOG=<path>: the worker's log goes there (to see why a flow was lost)."""
+    path = os.environ.get("FAULTS_WORKER_LOG")
+    return open(path, "w") if path else subprocess.DEVNULL  # noqa: SIM115 - the worker's life
+
+
 def _redis_restart() -> bool:
     """Restart the scenario's own Redis (FAULTS_REDIS_OWN, set by run_db_faults)."""
     from tests.faults.own_servers import OwnRedis
@@ -104,12 +110,12 @@ def run_driver(
                 "--without-gossip",
                 "--without-mingle",
                 "-l",
-                "ERROR",
+                "INFO" if os.environ.get("FAULTS_WORKER_LOG") else "ERROR",
             ],
             cwd=ROOT,
             env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=_worker_log(),
+            stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         signals = [signal_make(n, rng) for n in range(flows)]
