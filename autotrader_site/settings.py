@@ -550,7 +550,7 @@ HEARTBEAT_DIR = Path(env_str("HEARTBEAT_DIR", "") or str(STATE_DIR / "heartbeats
 HEARTBEAT_INTERVAL_SEC = env_float("HEARTBEAT_INTERVAL_SEC", 10.0, minimum=0.1)
 HEARTBEAT_MAX_AGE_SEC = env_float("HEARTBEAT_MAX_AGE_SEC", 60.0, minimum=1.0)
 # a stopping process (SIGTERM) exits hard this long after the signal if its flush hangs
-SHUTDOWN_DEADLINE_SEC = env_float("SHUTDOWN_DEADLINE_SEC", 4.5, minimum=0.5)
+SHUTDOWN_DEADLINE_SEC = env_float("SHUTDOWN_DEADLINE_SEC", 4.0, minimum=0.5)
 EVENTS_JOURNAL = Path(env_str("EVENTS_JOURNAL", str(STATE_DIR / "events.jsonl")))
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

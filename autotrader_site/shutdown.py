@@ -33,7 +33,7 @@ EXIT_TOO_SLOW = 70  # the watchdog's exit status (EX_SOFTWARE): the stop was not
 def shutdown_deadline() -> float:
     from django.conf import settings
 
-    return float(getattr(settings, "SHUTDOWN_DEADLINE_SEC", 4.5))
+    return float(getattr(settings, "SHUTDOWN_DEADLINE_SEC", 4.0))
 
 
 class GracefulStop:

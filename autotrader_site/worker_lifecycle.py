@@ -14,7 +14,7 @@ import contextlib
 import os
 import signal
 
-from celery.signals import worker_shutting_down
+from celery.signals import worker_ready, worker_shutting_down
 
 from autotrader_site.shutdown import GracefulStop
 
@@ -33,6 +33,32 @@ class _WorkerStop(GracefulStop):
         super()._exit(code)
 
 
+_stop = None
+
+
+def _arm() -> None:
+    global _stop
+    if _stop is None:
+        _stop = _WorkerStop("worker")
+        _stop.arm()
+
+
+@worker_ready.connect
+def _arm_on_the_signal_itself(**kwargs) -> None:
+    """Celery runs its soft-shutdown wait inside its SIGTERM handler and only then sends
+    worker_shutting_down: wrap the handler so the watchdog starts when the signal arrives."""
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+        celery_handler = signal.getsignal(sig)
+        if not callable(celery_handler):
+            continue
+
+        def handler(signum, frame, _then=celery_handler):
+            _arm()
+            _then(signum, frame)
+
+        signal.signal(sig, handler)
+
+
 @worker_shutting_down.connect
 def _arm_stop_watchdog(sig=None, how=None, exitcode=None, **kwargs) -> None:
-    _WorkerStop("worker").arm()
+    _arm()  # a stop that did not come through a signal
