@@ -180,6 +180,7 @@ INSTALLED_APPS = [
     "risk",
     "trading",
     "analytics",
+    "wiring",
 ]
 
 MIDDLEWARE = [
