@@ -181,6 +181,7 @@ INSTALLED_APPS = [
     "risk",
     "trading",
     "analytics",
+    "wiring",
 ]
 
 MIDDLEWARE = [

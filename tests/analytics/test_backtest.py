@@ -126,9 +126,11 @@ def test_fast_mode_equals_event_mode_on_the_shared_spy_sessions(name):
     _assert_same(event, fast)
 
 
-# Expected statistics of every setup on the shared SPY sessions with the default settings
-# (LEAN-style regression: a behaviour change in features, setups, risk, fills or exits shows
-# here; update deliberately, with the reason in the commit).
+# CHARACTERISATION TEST: these numbers were copied from the program's own output (a LEAN-style
+# regression pin, not a worked-out expectation). The fast-vs-event equality tests, the parity
+# suite and the kernel differential test carry the correctness weight; this one only makes a
+# behaviour change in features, setups, risk, fills or exits visible. Update deliberately, with
+# the reason in the commit.
 EXPECTED_SPY_2011_01 = {
     "ALL": (465, 0.206452, -12225.78),
     "EMA_CROSS": (66, 0.242424, -1671.07),
@@ -142,6 +144,7 @@ EXPECTED_SPY_2011_01 = {
 
 
 def test_per_setup_statistics_on_the_shared_spy_january_are_pinned():
+    """Characterisation: pinned from program output (see EXPECTED_SPY_2011_01)."""
     frame = bars_frame_from_csv(shared_file("data/SPY_1m_2011-01.csv"))
     result = run_fast({"SPY": frame}, BacktestConfig.from_settings(), symbols=["SPY"])
     stats = result.stats()
