@@ -310,6 +310,11 @@ bursts = st.lists(
 )
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="phase 1: trading.pipeline's exposure snapshot does not yet fill pending_cash, "
+    "ideas and open_risk (wired into the lifecycle core in phase 2, issue 13)",
+)
 @settings(
     max_examples=int(os.environ.get("MONEY_PROPERTY_EXAMPLES", "4")),
     deadline=None,
@@ -323,11 +328,6 @@ bursts = st.lists(
         {"SPY": st.sampled_from([0, 20, 60]), "QQQ": st.sampled_from([0, 40])}
     ),
     realised_loss=st.sampled_from([0, 150, 280]),
-)
-@pytest.mark.xfail(
-    strict=True,
-    reason="phase 1: trading.pipeline's exposure snapshot does not yet fill pending_cash, "
-    "ideas and open_risk (wired into the lifecycle core in phase 2, issue 13)",
 )
 def test_positions_plus_pending_never_exceed_the_money_limits(
     deciders, burst, holdings, realised_loss
