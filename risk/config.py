@@ -180,6 +180,23 @@ class RiskConfig:
     def with_(self, **changes) -> RiskConfig:
         return replace(self, **changes)
 
+    def money_rules_active(self) -> list[str]:
+        """The money-safety rules (issue 13) this configuration switches on, by setting name:
+        an engine that does not implement one must not run the configuration."""
+        active = {
+            "RISK_MAX_ORDER_NOTIONAL_PCT": self.max_order_notional_pct > 0,
+            "RISK_MAX_SYMBOL_EXPOSURE_PCT": self.max_symbol_exposure_pct > 0,
+            "RISK_MAX_GROSS_EXPOSURE_PCT": self.max_gross_exposure_pct > 0,
+            "RISK_MAX_DAILY_LOSS_R": self.max_daily_loss_r > 0,
+            "RISK_DUPLICATE_EXPOSURE": self.duplicate_exposure,
+            "RISK_MIN_STOP_*": bool(
+                self.min_stop_atr > 0 or self.min_stop_ticks > 0 or self.min_stop_spreads > 0
+            ),
+            "RISK_MIN_T1_COST_MULTIPLE": self.min_t1_cost_multiple > 0,
+            "COST_*": self.costs != CostModel(tick_usd=self.costs.tick_usd),
+        }
+        return [name for name, on in active.items() if on]
+
     @property
     def daily_loss_limit_usd(self) -> Decimal:
         """The daily loss limit in USD (0 = none): the tighter of max_daily_loss_usd and

@@ -321,7 +321,7 @@ def _money_checks(intent, exposure, config, params, symbol) -> tuple[list[Check]
         )
     if unknown:
         checks.append(Check("GROSS_EXPOSURE_EXCEEDS_MAX", False, unknown))
-    checks += _cash_checks(exposure, config, notional + costs.fees("buy", qty, fill))
+    checks += _cash_checks(exposure, config, notional + costs.fees("buy", qty, fill), qty)
     checks += _daily_loss_checks(exposure, config, risk)
     if config.duplicate_exposure and intent.setup:
         same = [i for i in exposure.ideas if i[0] == intent.setup and i[1].upper() == symbol]
@@ -347,7 +347,10 @@ def _money_checks(intent, exposure, config, params, symbol) -> tuple[list[Check]
     return checks, _Sized(qty, notional, stop, fill, risk)
 
 
-def _cash_checks(exposure: Exposure, config: RiskConfig, cost: Decimal) -> list[Check]:
+def _cash_checks(exposure: Exposure, config: RiskConfig, cost: Decimal, qty: int) -> list[Check]:
+    """The order, fees included, must leave MIN_CASH_USD of what entries in flight have not
+    reserved. A size of 0 (sizing found no cash: QTY_ZERO says so) fails here only when
+    MIN_CASH_USD is set."""
     spendable = exposure.spendable
     if spendable is None:
         if config.min_cash_usd > 0:
@@ -357,7 +360,7 @@ def _cash_checks(exposure: Exposure, config: RiskConfig, cost: Decimal) -> list[
     return [
         Check(
             "INSUFFICIENT_CASH",
-            left >= config.min_cash_usd and spendable > config.min_cash_usd,
+            left >= config.min_cash_usd if (qty >= 1 or config.min_cash_usd > 0) else True,
             f"cash {spendable + exposure.pending_cash:.2f} - pending {exposure.pending_cash:.2f}"
             f" - this order {cost:.2f} = {left:.2f} (MIN_CASH_USD {config.min_cash_usd})",
         )

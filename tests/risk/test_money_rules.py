@@ -75,12 +75,14 @@ def test_pending_entries_reserve_cash_so_a_second_same_bar_entry_is_sized_on_wha
     # 99,500 reserved: 500 left buys 4 shares at 100.01
     tight = Exposure(cash=D("100000"), pending_cash=D("99500"))
     assert evaluate(WIDE, tight, RiskConfig(costs=SPY), NOON).qty == 4
-    # everything reserved: nothing fits, and the cash rule says why
+    # everything reserved: nothing fits, and the size says why
     full = Exposure(cash=D("100000"), pending_cash=D("100000"))
-    assert failed(evaluate(WIDE, full, RiskConfig(costs=SPY), NOON)) == {
-        "QTY_ZERO",
-        "INSUFFICIENT_CASH",
-    }
+    decision = evaluate(WIDE, full, RiskConfig(costs=SPY), NOON)
+    assert failed(decision) == {"QTY_ZERO"}
+    assert "buying power 0.00" in next(c.message for c in decision.checks if c.code == "QTY_ZERO")
+    # a MIN_CASH_USD floor makes the cash rule fail too
+    floor = RiskConfig(costs=SPY, min_cash_usd=D("1000"))
+    assert failed(evaluate(WIDE, full, floor, NOON)) == {"QTY_ZERO", "INSUFFICIENT_CASH"}
 
 
 def test_a_fixed_quantity_beyond_the_cash_left_is_blocked_not_resized():

@@ -21,6 +21,12 @@ class Command(BaseCommand):
         parser.add_argument("--tz", default="", help="timezone of naive times")
         parser.add_argument("--mode", choices=MODES, default="event")
         parser.add_argument("--engine", choices=("auto", "kernel", "ledger"), default="auto")
+        parser.add_argument(
+            "--index",
+            default="",
+            help="also trade a synthetic index executed in --symbol, e.g. SPX:10 (prices x 10):"
+            " the index/proxy pair DUPLICATE_EXPOSURE must treat as one idea",
+        )
 
     def handle(self, *args, **o):
         symbol = o["symbol"].upper()
@@ -31,11 +37,20 @@ class Command(BaseCommand):
         frame = pd.concat(frames).sort_index()
         frame = frame[~frame.index.duplicated(keep="first")]
         config = BacktestConfig.from_settings()
+        frames, symbols = {symbol: frame}, (symbol,)
+        if o["index"]:
+            index, _, factor = o["index"].upper().partition(":")
+            if config.strategy.execution_symbol(index) != symbol:
+                raise CommandError(f"{index} does not execute in {symbol} (SYMBOL_EXECUTION_MAP)")
+            scaled = frame.copy()
+            prices = ["open", "high", "low", "close"]
+            scaled[prices] = scaled[prices] * float(factor or 10)
+            frames[index], symbols = scaled, (index, symbol)
         result = backtest_run(
-            spec=DataSpec("file", (symbol,)),
+            spec=DataSpec("file", symbols),
             config=config,
             mode=o["mode"],
-            frames={symbol: frame},
+            frames=frames,
             engine=o["engine"],
         )
         figures = money_figures(
