@@ -45,3 +45,32 @@ def test_stopout_loss_over_risk_plain_and_gapped():
     assert figures["plain"] == 1 and figures["gapped"] == 1
     assert figures["plain_worst_loss_over_risk"] == 1.04  # 104 lost on a 100 budget
     assert figures["gapped_worst_loss_over_risk"] == 2.0
+
+
+def test_money_figures_command_reports_the_index_and_its_proxy_as_one_idea(tmp_path, settings):
+    """SPX (SPY x 10) executes in SPY: the report counts its trades under SPY."""
+    import json
+    from datetime import date
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    from analytics.bars import bars_frame_from_data
+    from marketdata.replay import synthetic_sessions
+
+    settings.RISK_MAX_DAILY_LOSS_R = 0
+    frame = bars_frame_from_data(
+        synthetic_sessions(symbol="SPY", sessions=2, seed=5, end=date(2024, 3, 15))
+    )
+    out = frame[["open", "high", "low", "close", "volume"]].copy()
+    out.index = out.index.strftime("%Y-%m-%dT%H:%M:%SZ")
+    path = tmp_path / "spy.csv"
+    out.to_csv(path, index_label="ts")
+    buffer = StringIO()
+    call_command("money_figures", str(path), "--index", "SPX:10", stdout=buffer)
+    body = json.loads(buffer.getvalue())
+    assert body["sessions"] == 2
+    money = body["money"]
+    assert money["trades"] == body["stats"]["ALL"]["trades"] > 0
+    assert money["min_cash"] <= 100_000 and money["max_gross_exposure"] <= 100_000
+    assert body["signals"]["fired"] == body["signals"]["approved"] + body["signals"]["blocked"]
