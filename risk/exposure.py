@@ -104,3 +104,31 @@ def open_risk(trades: Iterable[LiveTrade], costs_for: Callable[[str], CostModel]
         )
         total += max(loss, _ZERO)
     return total
+
+
+def money_exposure(
+    *,
+    now: datetime,
+    working_entries: Iterable[WorkingEntry],
+    idea_rows: Iterable[IdeaRow],
+    live_trades: Iterable[LiveTrade],
+    window_sec: int,
+    costs_for: Callable[[str], CostModel],
+) -> dict:
+    """The money-safety fields of `Exposure` in one call (the core's exposure() passes its
+    ledger rows): Exposure(**counts, **money_exposure(...))."""
+    by_symbol, cash = pending_totals(working_entries, costs_for)
+    return {
+        "pending_notional_by_symbol": by_symbol,
+        "pending_cash": cash,
+        "ideas": ideas_in_window(idea_rows, now=now, window_sec=window_sec),
+        "open_risk": open_risk(live_trades, costs_for),
+    }
+
+
+def daily_halt_lifted(*, halted_at: datetime, now: datetime) -> bool:
+    """A halt of the daily loss limit ends with its trading day: True once `now` is in a later
+    New York trading day than `halted_at` (the next session may start)."""
+    from risk.calendar import NY
+
+    return now.astimezone(NY).date() > halted_at.astimezone(NY).date()

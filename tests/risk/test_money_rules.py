@@ -16,8 +16,10 @@ from risk.exposure import (
     IdeaRow,
     LiveTrade,
     WorkingEntry,
+    daily_halt_lifted,
     entry_worst_price,
     ideas_in_window,
+    money_exposure,
     open_risk,
     pending_totals,
 )
@@ -323,3 +325,26 @@ def test_partial_exit_of_one_means_all_of_it():
     assert partial_exit_qty(2, D("0.99")) == 1  # below 1 keeps a share for T2
     assert partial_exit_qty(1, D("0.5")) == 0
     assert partial_exit_qty(5, D("0")) == 0
+
+
+def test_money_exposure_builds_every_field_from_ledger_rows():
+    fields = money_exposure(
+        now=NOON,
+        working_entries=[WorkingEntry("SPY", 10, None, D("100"))],
+        idea_rows=[IdeaRow("ORB", "spy", NOON, live=True)],
+        live_trades=[LiveTrade("SPY", 10, D("100.01"), D("99"))],
+        window_sec=300,
+        costs_for=lambda s: SPY,
+    )
+    assert fields["pending_cash"] == D("1000.10")
+    assert fields["pending_notional_by_symbol"] == {"SPY": D("1000.10")}
+    assert fields["ideas"] == (("ORB", "SPY", NOON),)
+    # 10 x (100.01 - 98.99) + SEC 0.03 (10 x 98.99 x 27.80e-6 = 0.0275) + TAF 0.01
+    assert fields["open_risk"] == D("10.24")
+    assert Exposure(cash=D("5000"), **fields).spendable == D("3999.90")
+
+
+def test_a_daily_halt_lifts_on_the_next_new_york_day():
+    late = datetime(2025, 9, 17, 19, 50, tzinfo=UTC)  # 15:50 EDT Wednesday
+    assert not daily_halt_lifted(halted_at=late, now=datetime(2025, 9, 18, 3, 59, tzinfo=UTC))
+    assert daily_halt_lifted(halted_at=late, now=datetime(2025, 9, 18, 4, 0, tzinfo=UTC))
