@@ -22,7 +22,7 @@ from django.db import connection, connections
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow, pytest.mark.timeout(900)]
 
 NOW = datetime(2025, 9, 19, 15, 0, tzinfo=UTC)  # 11:00 ET, a regular Friday
 BAR_TS = NOW - timedelta(minutes=1)
