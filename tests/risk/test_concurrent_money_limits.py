@@ -310,11 +310,6 @@ bursts = st.lists(
 )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="phase 1: trading.pipeline's exposure snapshot does not yet fill pending_cash, "
-    "ideas and open_risk (wired into the lifecycle core in phase 2, issue 13)",
-)
 @settings(
     max_examples=int(os.environ.get("MONEY_PROPERTY_EXAMPLES", "4")),
     deadline=None,
