@@ -385,6 +385,9 @@ class OrmLedger:
     def live_trades(self, symbol: str | None = None) -> list:
         return list(open_trades(symbol=symbol))
 
+    def decided_since(self, start: datetime) -> list:
+        return list(Trade.objects.filter(created_at__gte=start).order_by("created_at", "id"))
+
     def working(self, trade, roles=None) -> list:
         return list(trade_orders(trade, roles=roles))
 

@@ -179,6 +179,9 @@ class MemoryLedger:
             return list(self.live)
         return [t for t in self.live if t.candidate.execution_symbol == symbol]
 
+    def decided_since(self, start: datetime) -> list:
+        return [t for t in reversed(self.trades) if t.created_at >= start]
+
     def working(self, trade, roles=None) -> list:
         return [
             o for o in trade.orders if o.status in WORKING and (roles is None or o.role in roles)
@@ -218,6 +221,7 @@ class MemoryLedger:
             buying_power=self.cash,
             with_day_pnl=self.risk.max_daily_loss_usd > 0,
             costs=self.risk.costs,
+            idea_window_sec=self.risk.idea_window_sec,
         )
 
     def open_order_count(self) -> int:

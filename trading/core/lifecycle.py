@@ -402,7 +402,16 @@ def escalate_due(ledger, *, now: datetime, config: RiskConfig) -> int:
     )
 
 
-def exposure(ledger, *, now: datetime, cash=None, buying_power=None, with_day_pnl=True, costs=None):
+def exposure(
+    ledger,
+    *,
+    now: datetime,
+    cash=None,
+    buying_power=None,
+    with_day_pnl=True,
+    costs=None,
+    idea_window_sec: int | None = None,
+):
     """Everything the risk rules read, from the ledger in one place (call it inside the
     decision lock): live trades, working non-protective orders, position notional, working
     entries' worst-case notional (the cash they reserve), ideas in flight, day P&L, state."""
@@ -429,9 +438,27 @@ def exposure(ledger, *, now: datetime, cash=None, buying_power=None, with_day_pn
         trading_state=ledger.trading_state(),
         pending_notional_by_symbol=pending,
         pending_cash=sum(pending.values(), ZERO),
-        ideas=tuple((t.setup, t.execution_symbol, t.created_at) for t in trades),
+        ideas=_ideas(ledger, trades, now=now, window_sec=idea_window_sec),
         open_risk=_open_risk(trades, costs),
     )
+
+
+def _ideas(ledger, live, *, now: datetime, window_sec: int | None):
+    """risk.exposure.ideas_in_window: live trades, and trades decided within the window."""
+    from risk.exposure import IdeaRow, ideas_in_window
+
+    if window_sec is None:
+        from django.conf import settings
+
+        window_sec = settings.RISK_IDEA_WINDOW_SEC
+    live_ids = {id(t) for t in live}
+    live_pks = {getattr(t, "pk", None) for t in live} - {None}
+    rows = [IdeaRow(t.setup, t.execution_symbol, t.created_at, True) for t in live]
+    for t in ledger.decided_since(now - timedelta(seconds=window_sec)):
+        if id(t) in live_ids or getattr(t, "pk", None) in live_pks:
+            continue
+        rows.append(IdeaRow(t.setup, t.execution_symbol, t.created_at, False))
+    return ideas_in_window(rows, now=now, window_sec=window_sec)
 
 
 def _reference_price(trade) -> Decimal | None:
