@@ -16,7 +16,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--data", default="db", help="db (stored bars) or a CSV file")
+        parser.add_argument("--data", default="db", help="db (stored bars), a CSV or Parquet file")
+        parser.add_argument("--tz", default="", help="timezone of naive times in --data")
         parser.add_argument("--symbol", default="SPY", help="signal symbol(s), comma-separated")
         parser.add_argument("--start", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
         parser.add_argument("--end", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
@@ -57,7 +58,7 @@ class Command(BaseCommand):
             return self._lookahead(symbols, setups, o)
         try:
             config = BacktestConfig.from_settings(setups=setups, worst_case=o["worst_case"])
-            spec = DataSpec(o["data"], symbols, o["start"], o["end"])
+            spec = DataSpec(o["data"], symbols, o["start"], o["end"], tz=o["tz"] or None)
             result = backtest_run(
                 spec=spec,
                 config=config,
@@ -118,9 +119,11 @@ class Command(BaseCommand):
         out = self.stdout
         engine = result.params.get("engine")
         label = f"{result.mode} ({engine})" if engine else result.mode
+        counts = result.signal_counts()
         out.write(
             f"{label}: {result.bars:,} bars, {len(result.sessions)} sessions, "
-            f"{len(result.signals)} signals, {len(result.closed_trades())} trades in "
+            f"{len(result.signals)} signals ({counts['approved']} approved, "
+            f"{counts['blocked']} blocked), {len(result.closed_trades())} trades in "
             f"{result.elapsed_sec:.2f}s ({result.bars / max(result.elapsed_sec, 1e-9):,.0f} bars/s)"
         )
         out.write(
