@@ -1,15 +1,13 @@
 """The paper broker (DRY_RUN=1): accepts orders after Tradier's own validation and keeps its
 book in the ledger itself, so the same order state machine, fills and reconciliation apply.
 
-Fills happen only when a bar arrives (`bar_fills`), with the pure rules of
-`trading.fill_model`: an order placed at a bar's close fills on a later bar.
+Fills happen only when a bar arrives (`trading.core.lifecycle.fills_on_bar`), with the pure
+rules of `trading.core.fills`: an order placed at a bar's close fills on a later bar.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -24,27 +22,25 @@ from trading.brokers.base import (
     validate_request,
 )
 from trading.brokers.order_shapes import needs_entry_price, with_marketable_entry
-from trading.fill_model import ORDER_PRIORITY, BarPrices, FillCosts, fill_price
-
-BAR = timedelta(minutes=1)
+from trading.core.fills import FillCosts
 
 
-@dataclass(frozen=True)
-class PaperFill:
-    order_id: int
-    qty: int
-    price: Decimal
-    ts: datetime
+def fill_costs_from_settings() -> FillCosts:
+    """The paper fill model as configured (PAPER_* settings); backtests read the same."""
+    return FillCosts(
+        slippage_bps=Decimal(str(settings.PAPER_SLIPPAGE_BPS)),
+        spread_bps=Decimal(str(settings.PAPER_SPREAD_BPS)),
+        commission_per_share=Decimal(settings.PAPER_COMMISSION_PER_SHARE_USD),
+        commission_per_order=Decimal(settings.PAPER_COMMISSION_PER_ORDER_USD),
+        volume_cap_pct=Decimal(settings.PAPER_FILL_VOLUME_CAP_PCT),
+    )
 
 
 class PaperBroker:
     name = "paper"
 
     def __init__(self, costs: FillCosts | None = None) -> None:
-        self.costs = costs or FillCosts(
-            slippage_bps=Decimal(str(settings.PAPER_SLIPPAGE_BPS)),
-            spread_bps=Decimal(str(settings.PAPER_SPREAD_BPS)),
-        )
+        self.costs = costs or fill_costs_from_settings()
 
     @staticmethod
     def _new_id() -> str:
@@ -149,29 +145,6 @@ class PaperBroker:
     def quote_around(self, symbol: str, mid: Decimal) -> Quote:
         half = mid * self.costs.spread_bps / Decimal(20000)
         return Quote(symbol, bid=mid - half, ask=mid + half, last=mid)
-
-    # --- fills ---------------------------------------------------------------------------
-    def bar_fills(self, orders, bar) -> list[PaperFill]:
-        """Fills of `orders` (working Order rows of the bar's symbol, already eligible: placed
-        before the bar started) on `bar`, in the conservative intrabar order."""
-        prices = BarPrices.of(bar)
-        fills = []
-        ranked = sorted(orders, key=lambda o: (ORDER_PRIORITY.get(o.order_type, 9), o.pk))
-        for order in ranked:
-            open_qty = order.qty - order.filled_qty
-            if open_qty <= 0:
-                continue
-            price = fill_price(
-                side=order.side,
-                order_type=order.order_type,
-                bar=prices,
-                costs=self.costs,
-                price=order.price,
-                stop=order.stop_price,
-            )
-            if price is not None:
-                fills.append(PaperFill(order.pk, open_qty, price, bar.ts))
-        return fills
 
     # --- helpers -------------------------------------------------------------------------
     @staticmethod
