@@ -298,6 +298,29 @@ def test_a_protective_stop_rejected_after_acceptance_is_replaced_then_the_symbol
 
 
 @DB
+def test_polling_is_the_fallback_only_while_the_stream_is_down(live, settings):
+    from trading.account_stream import _key
+    from trading.pipeline import exits_tick_run
+
+    settings.TRADIER_ACCOUNT_ID = live.account
+    order = place_limit(live)
+    path = f"/v1/accounts/{live.account}/orders/{order.broker_order_id}"
+
+    def gets():
+        return sum(1 for r in live.requests if r.method == "GET" and r.url.path == path)
+
+    redis = redis_client()
+    redis.set(_key(live.account, "live"), "test", px=5000)  # a stream is live
+    try:
+        exits_tick_run(now=T)
+        assert gets() == 0
+    finally:
+        redis.delete(_key(live.account, "live"))
+    exits_tick_run(now=T)  # no stream: the exit manager polls each working order
+    assert gets() == 1
+
+
+@DB
 def test_only_one_process_owns_the_stream_and_a_standby_takes_over(live):
     first = Runner(live, lease_sec=1.5).start()
     assert wait_for(lambda: first.stream.stats.connects == 1)
