@@ -77,8 +77,11 @@ def compute_features(
     lookback_days: int | None = None,
     lookback_min: int | None = None,
     rvol_profile_min_sessions: int | None = None,
+    features=(),
 ) -> pd.DataFrame:
-    """Features of DESIGN §3 for every bar of `bars` (see module docstring)."""
+    """Features of DESIGN §3 for every bar of `bars` (see module docstring), plus the bar's
+    own open/high/low/close/volume, the day's pre-market high/low and the library features
+    named in `features` (`strategies.features.library`)."""
     params = _settings_defaults()
     if lookback_days is not None:
         params["lookback_days"] = lookback_days
@@ -212,6 +215,29 @@ def compute_features(
         + (cols["ema15m_20"] / cols["ema15m_50"] - 1.0)
         + cols["ema_20_slope"]
     ) / 3.0
+
+    # pre-market (04:00-09:30 New York) high/low of each regular row's day
+    wall_min = (wall // 60_000_000_000) % 1440
+    pre = (wall_min >= 240) & (wall_min < 570)
+    pre_h = np.full(len(day_num), np.nan)
+    pre_l = np.full(len(day_num), np.nan)
+    if pre.any():
+        hi_all = bars["high"].to_numpy(float)
+        lo_all = bars["low"].to_numpy(float)
+        np.fmax.at(pre_h, day_of_row[pre], hi_all[pre])
+        np.fmin.at(pre_l, day_of_row[pre], lo_all[pre])
+    cols["premarket_high"] = pre_h[day_of_row[r]]
+    cols["premarket_low"] = pre_l[day_of_row[r]]
+    cols["open"], cols["high"], cols["low"] = bars["open"].to_numpy(float)[r], h, lo
+    cols["close"], cols["volume"] = c, v
+    cols["minute"] = minute.astype(float)
+    if features:
+        from strategies.features.library import specs_for, vector_column
+
+        lib_in = {**cols, "_sess": sess, "_pre_high": cols["premarket_high"]}
+        lib_in["_pre_low"] = cols["premarket_low"]
+        for spec in specs_for(features):
+            cols.update(vector_column(spec, lib_in))
 
     for name, values in cols.items():
         full = np.full(n_all, np.nan)
