@@ -108,7 +108,8 @@ def test_orb_only_inside_its_time_window(cfg):
     ]
     d = dict(run(seq.bars, replace(c, orb_end=time(10, 15))))[seq.expected]
     assert not d.fired
-    assert d.reasons == ["not met: time_between(ORB_START, ORB_END) (ORB_START=10:00, ORB_END=10:15)"]
+    window = "time_between(ORB_START, ORB_END) (ORB_START=10:00, ORB_END=10:15)"
+    assert d.reasons == [f"not met: {window}"]
 
 
 def test_thresholds_come_from_settings(settings):
