@@ -29,10 +29,16 @@ def _row_decision(name: str, row: dict, ctx: SetupContext, cfg) -> Decision:
     if missing:
         return Decision(name, WARMING_UP, [f"warming up: {', '.join(missing)}"])
     consts = prog.condition.constants
+    local = ctx.close_et
+    row = {
+        **row,
+        "minute": local.hour * 60 + local.minute - 571,  # session minute of the bar's start
+        "session_date": local.date(),
+    }
     failed = [
         unparse(c)
         for c in prog.clauses
-        if not _has_state(c) and not bar_of(c, consts, ctx.symbol)(row)
+        if not _has_state(c) and _names_known(c, row) and not bar_of(c, consts, ctx.symbol)(row)
     ]
     if failed:
         return Decision(name, NOT_FIRED, [f"not met: {t}" for t in failed])
@@ -40,6 +46,12 @@ def _row_decision(name: str, row: dict, ctx: SetupContext, cfg) -> Decision:
         prog.levels[k].bar(ctx.symbol)(row) for k in ("stop", "target_one", "target_two")
     )
     return Decision(name, FIRED, [prog.reason], row["close"], stop, t1, t2, prog.version)
+
+
+def _names_known(clause, row: dict) -> bool:
+    from strategies.setups.definition import _names_in
+
+    return all(n in row or n.isupper() for n in _names_in(clause))
 
 
 class _RowSetups(Mapping):
