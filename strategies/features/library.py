@@ -767,15 +767,9 @@ def vector_column(spec: Spec, cols: dict) -> dict[str, np.ndarray]:
             return out
         if k == "bb":
             n = p[0]
-            cs = np.cumsum(np.r_[0.0, c])
-            cs2 = np.cumsum(np.r_[0.0, c * c])
-            mean = np.full(n_rows, np.nan)
-            var = np.full(n_rows, np.nan)
-            if n_rows >= n:
-                mean[n - 1 :] = (cs[n:] - cs[:-n]) / n
-                var[n - 1 :] = (cs2[n:] - cs2[:-n]) / n - mean[n - 1 :] ** 2
-            sd = np.sqrt(np.maximum(var, 0.0))
-            sd[np.isnan(var)] = np.nan
+            roll = pd.Series(c).rolling(n, min_periods=n)
+            mean = roll.mean().to_numpy()
+            sd = roll.std(ddof=0).to_numpy()
             upper, mid, lower = spec.names
             return {upper: mean + 2 * sd, mid: mean, lower: mean - 2 * sd}
         if k == "stoch":
