@@ -663,6 +663,18 @@ class FeatureLibrary:
 
 
 # === vectorised twins =======================================================================
+# Sequential kernels (strategies.features.kernels) do the arithmetic of the calculators above
+# in the same order, so both paths give the same floats (a comparison never flips between them).
+def _kernels():
+    from strategies.features import kernels
+
+    return kernels
+
+
+def _f(x) -> np.ndarray:
+    return np.ascontiguousarray(x, dtype=float)
+
+
 def _ema(x: np.ndarray, n: int, alpha: float | None = None) -> np.ndarray:
     from strategies.features.vectorised import ema_seeded
 
@@ -674,15 +686,6 @@ def _rolling(x: np.ndarray, n: int, how: str) -> np.ndarray:
     return getattr(r, how)().to_numpy()
 
 
-def _sma(x: np.ndarray, n: int) -> np.ndarray:
-    """Running-sum SMA (the incremental definition, so both round the same way)."""
-    out = np.full(len(x), np.nan)
-    if len(x) >= n:
-        cs = np.cumsum(np.r_[0.0, x])
-        out[n - 1 :] = (cs[n:] - cs[:-n]) / n
-    return out
-
-
 def _shift(x: np.ndarray, k: int = 1, fill=np.nan) -> np.ndarray:
     out = np.full(len(x), fill, dtype=float)
     if k < len(x):
@@ -691,74 +694,64 @@ def _shift(x: np.ndarray, k: int = 1, fill=np.nan) -> np.ndarray:
 
 
 def _bucketed(cols: dict, c: np.ndarray, size: int, ma: str, n: int) -> np.ndarray:
+    """5/15-minute SMA/EMA per 1-minute row (buckets aligned to 09:30 within each session)."""
     sess, minute = cols["_sess"], cols["minute"].astype(np.int64)
     keys = sess * 1000 + minute // size
-    new = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
-    bucket = np.cumsum(new) - 1
-    last = np.r_[new[1:], True] if len(keys) else new
-    finals = c[last]
-    out = np.full(len(c), np.nan)
     if ma == "ema":
         from strategies.features.vectorised import _higher_timeframe_ema
 
         return _higher_timeframe_ema(keys, c, n)
     if n == 1:
         return c.copy()
-    cs = np.cumsum(np.r_[0.0, finals])
-    full = bucket >= n - 1
-    b = bucket[full]
-    out[full] = (cs[b] - cs[b - (n - 1)] + c[full]) / n
-    return out
+    new = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
+    bucket = np.cumsum(new) - 1
+    last = np.r_[new[1:], True] if len(keys) else new
+    return _kernels().bucket_sma(_f(c[last]), bucket.astype(np.int64), _f(c), n)
+
+
+def _session_start(sess: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(is the session's first row, index of each row's session start)."""
+    n = len(sess)
+    idx = np.arange(n)
+    first = np.r_[True, sess[1:] != sess[:-1]] if n else np.zeros(0, bool)
+    start = np.maximum.accumulate(np.where(first, idx, 0)) if n else idx
+    return first, start
 
 
 def vector_column(spec: Spec, cols: dict) -> dict[str, np.ndarray]:
     """The vectorised twin of `calculator(spec)` over one symbol's regular-session rows
     (`cols`: name -> array, plus `_sess` and, for premarket, `_pre_high`/`_pre_low`)."""
     k, p = spec.kind, spec.params
-    c, h, lo = cols["close"], cols.get("high"), cols.get("low")
-    n_rows = len(c)
+    c = _f(cols["close"])
+    h = _f(cols["high"]) if "high" in cols else None
+    lo = _f(cols["low"]) if "low" in cols else None
+    kern = _kernels()
     with np.errstate(invalid="ignore", divide="ignore"):
         if k == "ma":
             ma, tf, n = p
             name = spec.names[0]
             if tf:
                 return {name: _bucketed(cols, c, int(tf[:-1]), ma, n)}
-            return {name: _ema(c, n) if ma == "ema" else _sma(c, n)}
+            return {name: _ema(c, n) if ma == "ema" else kern.window_sum(c, n) / n}
         if k == "rsi":
-            n = p[0]
-            d = np.diff(c, prepend=np.nan)
-            g, lo_ = np.where(d > 0, d, 0.0), np.where(d < 0, -d, 0.0)
-            out = np.full(n_rows, np.nan)
-            if n_rows > n:
-                ag, al = g[1 : n + 1].sum() / n, lo_[1 : n + 1].sum() / n
-                gains, losses = np.empty(n_rows - n), np.empty(n_rows - n)
-                gains[0], losses[0] = ag, al
-                # Wilder's recursion is sequential; a loop over floats (no numpy per element)
-                gl, ll = g[n + 1 :].tolist(), lo_[n + 1 :].tolist()
-                for j in range(len(gl)):
-                    ag = (ag * (n - 1) + gl[j]) / n
-                    al = (al * (n - 1) + ll[j]) / n
-                    gains[j + 1], losses[j + 1] = ag, al
-                total = gains + losses
-                out[n:] = np.where(total != 0, 100.0 * gains / total, 0.0)
-            return {spec.names[0]: out}
+            return {spec.names[0]: kern.rsi(c, p[0])}
         if k == "atr":
             n = p[0]
             pc = _shift(c)
             tr = np.fmax(h - lo, np.fmax(np.abs(h - pc), np.abs(lo - pc)))
             return {spec.names[0]: _ema(tr, n, alpha=1.0 / n)}
         if k == "adx":
-            return _vector_adx(p[0], h, lo, c, spec.names)
+            return dict(zip(spec.names, kern.adx(h, lo, c, p[0]), strict=True))
         if k == "macd":
-            out = {name: np.full(n_rows, np.nan) for name in spec.names}
-            if n_rows >= 26:
+            out = {name: np.full(len(c), np.nan) for name in spec.names}
+            if len(c) >= 26:
                 slow = _ema(c, 26)
-                fast = np.full(n_rows, np.nan)
-                tail = c[25:].astype(float).copy()
-                tail[0] = c[14:26].sum() / 12
-                fast[25:] = pd.Series(tail).ewm(alpha=2.0 / 13, adjust=False).mean().to_numpy()
+                seed = 0.0
+                for x in c[14:26].tolist():  # the calculator's seed: a left-to-right sum
+                    seed += x
+                fast = kern.ema_from(c, 25, seed / 12, 2.0 / 13)
                 line = fast - slow
-                sig = np.full(n_rows, np.nan)
+                sig = np.full(len(c), np.nan)
                 sig[25:] = _ema(line[25:], 9)
                 ok = ~np.isnan(sig)
                 out["macd"] = np.where(ok, line, np.nan)
@@ -766,27 +759,20 @@ def vector_column(spec: Spec, cols: dict) -> dict[str, np.ndarray]:
                 out["macd_hist"] = np.where(ok, line - sig, np.nan)
             return out
         if k == "bb":
-            n = p[0]
-            roll = pd.Series(c).rolling(n, min_periods=n)
-            mean = roll.mean().to_numpy()
-            sd = roll.std(ddof=0).to_numpy()
+            mean, sd = kern.window_mean_sd(c, p[0])
             upper, mid, lower = spec.names
-            return {upper: mean + 2 * sd, mid: mean, lower: mean - 2 * sd}
+            return {upper: mean + 2.0 * sd, mid: mean, lower: mean - 2.0 * sd}
         if k == "stoch":
             n = p[0]
-            hh, ll = _rolling(h, n, "max"), _rolling(lo, n, "min")
-            span = hh - ll
-            fast = np.where(span != 0, 100.0 * (c - ll) / span, 0.0)
-            fast[np.isnan(hh)] = np.nan
-            slow = _rolling(fast, 3, "mean")
-            return {spec.names[0]: np.where(np.isnan(_rolling(slow, 3, "mean")), np.nan, slow),
-                    spec.names[1]: _rolling(slow, 3, "mean")}  # fmt: skip
+            hh, ll = _f(_rolling(h, n, "max")), _f(_rolling(lo, n, "min"))
+            return dict(zip(spec.names, kern.stoch(h, lo, c, hh, ll), strict=True))
         if k == "extreme":
             which, n = p
             src = h if which == "highest" else lo
             return {spec.names[0]: _rolling(src, n, "max" if which == "highest" else "min")}
         sess = cols["_sess"]
         g = pd.Series(sess)
+        first, start = _session_start(sess)
         if k == "prior_day":
             day_h = pd.Series(h).groupby(g).max().to_numpy()
             day_l = pd.Series(lo).groupby(g).min().to_numpy()
@@ -803,63 +789,11 @@ def vector_column(spec: Spec, cols: dict) -> dict[str, np.ndarray]:
             return {"opening_gap": gap[sess]}
         if k == "vwap_slope":
             n = p[0]
-            v = cols["vwap"]
+            v = _f(cols["vwap"])
             old = _shift(v, n)
-            first_pos = np.r_[True, sess[1:] != sess[:-1]] if n_rows else np.zeros(0, bool)
-            idx = np.arange(n_rows)
-            start = np.maximum.accumulate(np.where(first_pos, idx, 0)) if n_rows else idx
-            old[idx - start < n] = np.nan
+            old[np.arange(len(v)) - start < n] = np.nan
             return {spec.names[0]: np.where(old != 0, v / old - 1.0, np.nan)}
         if k == "new_extreme":
-            first_pos = np.r_[True, sess[1:] != sess[:-1]] if n_rows else np.zeros(0, bool)
             ph, pl = _shift(cols["hod"]), _shift(cols["lod"])
-            return {
-                "new_high": ~first_pos & (h > ph),
-                "new_low": ~first_pos & (lo < pl),
-            }
+            return {"new_high": ~first & (h > ph), "new_low": ~first & (lo < pl)}
     raise AssertionError(k)
-
-
-def _vector_adx(n, h, lo, c, names):
-    m = len(c)
-    out = {name: np.full(m, np.nan) for name in names}
-    if m <= n:
-        return out
-    up = h[1:] - h[:-1]
-    down = lo[:-1] - lo[1:]
-    pdm = np.where((up > down) & (up > 0), up, 0.0)
-    mdm = np.where((down > up) & (down > 0), down, 0.0)
-    pc = c[:-1]
-    tr = np.fmax(h[1:] - lo[1:], np.fmax(np.abs(h[1:] - pc), np.abs(lo[1:] - pc)))
-    if len(tr) < n:
-        return out
-    trs, pds, mds = tr[:n].sum(), pdm[:n].sum(), mdm[:n].sum()
-    tr_l, pd_l, md_l = tr.tolist(), pdm.tolist(), mdm.tolist()
-    pdi = np.full(m, np.nan)
-    mdi = np.full(m, np.nan)
-    dx = np.full(m, np.nan)
-    for j in range(n - 1, len(tr_l)):
-        if j >= n:
-            trs = trs - trs / n + tr_l[j]
-            pds = pds - pds / n + pd_l[j]
-            mds = mds - mds / n + md_l[j]
-        if trs != 0:
-            p_, q_ = 100.0 * pds / trs, 100.0 * mds / trs
-            s = p_ + q_
-            d_ = 100.0 * abs(p_ - q_) / s if s != 0 else 0.0
-        else:
-            p_ = q_ = d_ = 0.0
-        pdi[j + 1], mdi[j + 1], dx[j + 1] = p_, q_, d_
-    adx = np.full(m, np.nan)
-    dxs = dx[n:].tolist()
-    if len(dxs) >= n:
-        a = sum(dxs[:n]) / n
-        adx[2 * n - 1] = a
-        for j in range(n, len(dxs)):
-            a = (a * (n - 1) + dxs[j]) / n
-            adx[n + j] = a
-    out[names[0]], out[names[1]], out[names[2]] = adx, pdi, mdi
-    # +DI/-DI are reported only once ADX is (the incremental engine does the same)
-    out[names[1]] = np.where(np.isnan(adx), np.nan, pdi)
-    out[names[2]] = np.where(np.isnan(adx), np.nan, mdi)
-    return out

@@ -38,15 +38,12 @@ def _settings_defaults() -> dict:
 
 
 def ema_seeded(x: np.ndarray, n: int, alpha: float | None = None) -> np.ndarray:
-    """EMA with k = 2/(n+1) (or `alpha`) seeded with the mean of the first n values; NaN before."""
-    out = np.full(len(x), np.nan)
-    if len(x) < n:
-        return out
-    alpha = 2.0 / (n + 1) if alpha is None else alpha
-    tail = x[n - 1 :].astype(float).copy()
-    tail[0] = np.cumsum(x[:n])[-1] / n
-    out[n - 1 :] = pd.Series(tail).ewm(alpha=alpha, adjust=False).mean().to_numpy()
-    return out
+    """EMA with k = 2/(n+1) (or `alpha`) seeded with the mean of the first n values; NaN before.
+    The same arithmetic, in the same order, as the engine's `_Ema` (numba kernel)."""
+    from strategies.features.kernels import ema_seeded as kernel
+
+    k = 2.0 / (n + 1) if alpha is None else alpha
+    return kernel(np.ascontiguousarray(x, dtype=float), n, k)
 
 
 def _higher_timeframe_ema(keys: np.ndarray, close: np.ndarray, n: int) -> np.ndarray:
@@ -145,9 +142,11 @@ def compute_features(
     ref = typical[starts][sess]
     x = typical - ref
     g = pd.Series(sess)
-    cum_v = pd.Series(v).groupby(g).cumsum().to_numpy()
-    cum_vx = pd.Series(v * x).groupby(g).cumsum().to_numpy()
-    cum_vx2 = pd.Series(v * x * x).groupby(g).cumsum().to_numpy()
+    from strategies.features.kernels import session_cumsum
+
+    cum_v = session_cumsum(np.ascontiguousarray(v), first_of_session)
+    cum_vx = session_cumsum(np.ascontiguousarray(v * x), first_of_session)
+    cum_vx2 = session_cumsum(np.ascontiguousarray(v * x * x), first_of_session)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_x = np.where(cum_v > 0, cum_vx / cum_v, np.nan)
         vwap = ref + mean_x

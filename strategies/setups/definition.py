@@ -110,7 +110,7 @@ class Definition:
 def _scalar_position(node, text: str) -> tuple[int, int, str]:
     """(line, column, style) of a YAML scalar's first character of content (1-based)."""
     mark = node.start_mark
-    style = node.style or ""
+    style = getattr(node, "style", None) or ""
     if style in ("|", ">"):
         # content starts on the next line, at the block's indentation
         lines = text.splitlines()
@@ -240,10 +240,10 @@ class SetupProgram:
             try:
                 return compile_expr(text, constants=constants, want=want)
             except SetupError as exc:
-                line, col, _ = definition.positions.get(key, (None, None, ""))
+                line, col, style = definition.positions.get(key, (None, None, ""))
                 if line is None:
                     raise SetupError(f"{key}: {exc.message}", exc.line, exc.column) from None
-                raise _at(exc, key, line, col) from None
+                raise _at(exc, key, line, col, style) from None
 
         condition = compiled("condition", definition.condition, BOOL)
         levels = {}
@@ -348,9 +348,11 @@ def _values(names: tuple[str, ...], row: dict, consts: dict) -> str:
     return f" ({', '.join(parts)})" if parts else ""
 
 
-def _at(exc: SetupError, key: str, line: int, col: int) -> SetupError:
-    """Move an expression error (line/column in the expression) to its place in the file."""
+def _at(exc: SetupError, key: str, line: int, col: int, style: str) -> SetupError:
+    """Move an expression error (line/column in the expression) to its place in the file: a
+    block scalar (| or >) is indented by col - 1 on every line, a flow scalar only starts there."""
     if exc.line is None:
         return SetupError(f"{key}: {exc.message}", line, col)
-    column = col + exc.column - 1 if exc.line == 1 else exc.column
+    block = style in ("|", ">")
+    column = col + exc.column - 1 if (block or exc.line == 1) else exc.column
     return SetupError(f"{key}: {exc.message}", line + exc.line - 1, column)
