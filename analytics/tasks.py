@@ -35,3 +35,6 @@ def sweep_summarize(rows: list[dict], sweep_id: int) -> dict:
     from analytics.sweeps import sweep_summary_store
 
     return sweep_summary_store(sweep_id=sweep_id, rows=rows)
+
+
+from analytics.setup_backtest import setup_backtest_task  # noqa: E402,F401 - registers the task
