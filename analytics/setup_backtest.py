@@ -56,6 +56,8 @@ def _report_url(run_id: int) -> str:
 
 
 class SetupBacktestApi(APIView):
+    serializer_class = BacktestInput
+
     def post(self, request, name: str):
         from strategies.setups.registry import setup_get
 
@@ -66,10 +68,13 @@ class SetupBacktestApi(APIView):
         data = BacktestInput(data=request.data)
         data.is_valid(raise_exception=True)
         v = data.validated_data
-        result = setup_backtest_task.delay(
-            name, v["symbol"].upper(), v["start"] and v["start"].isoformat(),
-            v["end"] and v["end"].isoformat(), v["mode"],
-        )  # fmt: skip
+        try:
+            result = setup_backtest_task.delay(
+                name, v["symbol"].upper(), v["start"] and v["start"].isoformat(),
+                v["end"] and v["end"].isoformat(), v["mode"],
+            )  # fmt: skip
+        except (ValueError, OSError) as exc:  # eager mode: e.g. no stored bars for the symbol
+            return Response({"detail": str(exc)}, status=400)
         body = {"task_id": result.id, "status_url": f"/api/v1/setups/backtests/{result.id}"}
         if result.ready() and result.successful():  # eager mode: already stored
             body.update(run_id=result.result, report_url=_report_url(result.result))

@@ -64,6 +64,8 @@ class SetupListApi(APIView):
     """GET: every setup (and the ones that failed to load); POST {text}: create or edit an
     admin setup (starts in paper mode)."""
 
+    serializer_class = DefinitionInput
+
     def get(self, request):
         rows = [_entry_dict(e) for e in setups_all().values()]
         rows += [_entry_dict(e) for e in setups_broken()]
@@ -88,6 +90,8 @@ class SetupListApi(APIView):
 class SetupValidateApi(APIView):
     """POST {text}: is it a valid definition? (line and column of the first error)."""
 
+    serializer_class = DefinitionInput
+
     def post(self, request):
         data = DefinitionInput(data=request.data)
         data.is_valid(raise_exception=True)
@@ -100,6 +104,8 @@ class EnableInput(serializers.Serializer):
 
 
 class SetupEnableApi(APIView):
+    serializer_class = EnableInput
+
     def post(self, request, name: str):
         _need(request, EDIT_PERMISSION)
         data = EnableInput(data=request.data)
@@ -122,6 +128,8 @@ class LiveInput(serializers.Serializer):
 class SetupLiveApi(APIView):
     """POST {version, live}: approve that version for live trading (trading permission), or
     send the setup back to paper ({live: false})."""
+
+    serializer_class = LiveInput
 
     def post(self, request, name: str):
         _need(request, TRADE_PERMISSION)
@@ -148,6 +156,8 @@ class PreviewInput(serializers.Serializer):
 class SetupPreviewApi(APIView):
     """GET ?symbol=&start=&end=: where the setup would have fired on stored bars, as chart
     markers ({time, position, shape, text} like the dashboard's markers) plus the levels."""
+
+    serializer_class = PreviewInput
 
     def get(self, request, name: str):
         data = PreviewInput(data=request.query_params)

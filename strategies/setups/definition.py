@@ -128,6 +128,8 @@ def parse_definition(text: str, *, source: str = "", cfg: StrategyConfig | None 
     try:
         node = yaml.compose(text)
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise SetupError("YAML: nested too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
