@@ -59,7 +59,7 @@ def setups_decide(
             Decision(
                 name,
                 e.status,
-                list(e.reasons),
+                e.reasons,
                 e.entry,
                 e.stop,
                 e.target_one,

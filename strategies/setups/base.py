@@ -20,14 +20,23 @@ class SetupContext:
 
 @dataclass(slots=True)
 class Decision:
+    """`reasons` may be given as a zero-argument callable: it is called (once) when the reasons
+    are first read, so a bar nobody looks at never pays for formatting them."""
+
     setup: str
     status: str
-    reasons: list[str] = field(default_factory=list)
+    reasons_of: object = field(default_factory=list)  # list[str] or () -> list[str]
     entry: float | None = None
     stop: float | None = None
     target_one: float | None = None
     target_two: float | None = None
     version: str = ""  # content hash of the setup definition that decided
+
+    @property
+    def reasons(self) -> list[str]:
+        if callable(self.reasons_of):
+            self.reasons_of = self.reasons_of()
+        return self.reasons_of
 
     @property
     def fired(self) -> bool:

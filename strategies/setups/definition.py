@@ -22,6 +22,7 @@ import hashlib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from functools import partial
 
 import numpy as np
 import yaml
@@ -205,12 +206,13 @@ def parse_definition(text: str, *, source: str = "", cfg: StrategyConfig | None 
     return definition
 
 
-@dataclass
+@dataclass(slots=True)
 class Evaluation:
-    """One setup on one bar, before cooldown."""
+    """One setup on one bar, before cooldown. `reasons` is a list or a zero-argument callable
+    producing it (formatted only when someone reads it: see `Decision`)."""
 
     status: str
-    reasons: list[str]
+    reasons: object
     entry: float | None = None
     stop: float | None = None
     target_one: float | None = None
@@ -283,13 +285,8 @@ class SetupProgram:
                 return Evaluation(
                     WARMING_UP, [f"warming up: {', '.join(missing)} not available yet"]
                 )
-            failed = [
-                f"not met: {text}{_values(names, row, consts)}"
-                for ok, (_, text, names) in zip(held, clauses, strict=True)
-                if not ok
-            ]
-            if failed:
-                return Evaluation(NOT_FIRED, failed)
+            if not all(held):
+                return Evaluation(NOT_FIRED, partial(_failed_reasons, held, clauses, row, consts))
             return Evaluation(
                 FIRED,
                 [reason],
@@ -314,6 +311,14 @@ class SetupProgram:
         for key, expr in self.levels.items():
             out[key] = np.asarray(expr.vec(cols), dtype=float)
         return out
+
+
+def _failed_reasons(held: list, clauses: list, row: dict, consts: dict) -> list[str]:
+    return [
+        f"not met: {text}{_values(names, row, consts)}"
+        for ok, (_, text, names) in zip(held, clauses, strict=True)
+        if not ok
+    ]
 
 
 def _names_in(node) -> tuple[str, ...]:
