@@ -1,8 +1,13 @@
-"""Admin for the signal journal: filter by setup, outcome and date; the reasons on every row."""
+"""Admin for the signal journal (filter by setup, outcome and date; the reasons on every row) and
+for trader-written setups (edit, approve for live, preview, backtest; the audit log)."""
 
-from django.contrib import admin
+from django import forms
+from django.contrib import admin, messages
+from django.middleware.csrf import get_token
+from django.utils.html import format_html
 
-from strategies.models import FeatureSnapshot, Signal
+from autotrader_site.permissions import TRADE_PERMISSION
+from strategies.models import FeatureSnapshot, SetupAudit, SetupControl, Signal, UserSetup
 
 
 @admin.register(Signal)
@@ -50,13 +55,6 @@ class FeatureSnapshotAdmin(admin.ModelAdmin):
 
 
 # --- trader-written setups ---------------------------------------------------------------------
-from django import forms  # noqa: E402
-from django.contrib import messages  # noqa: E402
-from django.middleware.csrf import get_token  # noqa: E402
-from django.utils.html import format_html  # noqa: E402
-
-from autotrader_site.permissions import TRADE_PERMISSION  # noqa: E402
-from strategies.models import SetupAudit, SetupControl, UserSetup  # noqa: E402
 
 
 class UserSetupForm(forms.ModelForm):

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from lark import Lark, Token, Transformer, v_args
+from lark import Lark, Transformer, v_args
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
 
 
@@ -23,18 +23,6 @@ class SetupError(ValueError):
         self.column = column
         where = f"line {line}, column {column}: " if line is not None else ""
         super().__init__(f"{where}{message}")
-
-    def shifted(self, line: int, column: int, *, source: str = "") -> SetupError:
-        """The same error with its position moved into an enclosing text (a YAML file)."""
-        if self.line is None:
-            new_line, new_col = line, column
-        elif self.line == 1:
-            new_line, new_col = line, column + (self.column or 1) - 1
-        else:
-            new_line, new_col = line + self.line - 1, self.column
-        err = SetupError(self.message, new_line, new_col)
-        err.source = source
-        return err
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,12 +87,6 @@ class Logic(Node):
 @dataclass(frozen=True, slots=True)
 class Not(Node):
     operand: Node
-
-
-def _pos(item) -> tuple[int, int]:
-    if isinstance(item, Token):
-        return item.line, item.column
-    return item.line, item.column
 
 
 @v_args(inline=True)
@@ -183,9 +165,3 @@ def parse(text: str) -> Node:
         column = exc.column if exc.column and exc.column > 0 else len(text.splitlines()[-1]) + 1
         raise SetupError(_describe(exc, text), line, column) from None
     return _ToAst().transform(tree)
-
-
-def source_of(node: Node, text: str) -> str:
-    """The text a top-level clause came from (its line), for reasons shown to the trader."""
-    lines = text.splitlines()
-    return lines[node.line - 1].strip() if 0 < node.line <= len(lines) else ""
