@@ -114,3 +114,26 @@ def test_a_stored_definition_that_no_longer_parses_is_skipped_not_fatal(settings
     for b in stored_bars:
         evaluate_bar(symbol="SPY", bar_ts=b.ts)
     assert Signal.objects.filter(setup="EMA_CROSS").exists()
+
+
+def test_admin_creates_validates_and_approves_a_setup(superuser, django_user_model):
+    from django.test import Client
+
+    from strategies.models import UserSetup
+
+    client = Client()
+    client.force_login(django_user_model.objects.get(username="root"))
+    bad = client.post("/admin/strategies/usersetup/add/", {"text": "name: X\ncondition: rvol >=\n",
+                                                           "enabled": "on"})  # fmt: skip
+    assert bad.status_code == 200 and b"line 2, column" in bad.content
+    assert not UserSetup.objects.exists()
+    ok = client.post("/admin/strategies/usersetup/add/", {"text": TEXT, "enabled": "on"})
+    assert ok.status_code == 302
+    row = UserSetup.objects.get(name="API_CROSS")
+    page = client.get(f"/admin/strategies/usersetup/{row.pk}/change/")
+    assert b"paper" in page.content and b"/api/v1/setups/API_CROSS/backtest" in page.content
+    client.post("/admin/strategies/usersetup/", {"action": "approve_live",
+                                                 "_selected_action": [row.pk]})  # fmt: skip
+    from strategies.setups.registry import setup_get
+
+    assert setup_get("API_CROSS").mode == "live"

@@ -185,14 +185,19 @@ def test_setups_list_shows_source_version_enabled_and_mode(setups_dir, capsys):
     assert any("NOT LOADED" in line and "line 2, column 28" in line for line in out)
 
 
-def test_changed_file_is_picked_up_without_a_restart(setups_dir):
+def test_changed_file_is_picked_up_without_a_restart(setups_dir, monkeypatch):
+    from strategies.setups import registry
+
     path = setups_dir / "my_reclaim.yaml"
     path.write_text(FILE_SETUP)
     setups_changed()
     first = setup_get("MY_RECLAIM").version
-    path.write_text(FILE_SETUP.replace("0.8", "0.9"))
-    setups_changed()  # what the periodic stat check does once the mtime moves
-    assert setup_get("MY_RECLAIM").version not in ("", first)
+    monkeypatch.setattr(registry, "RECHECK_SEC", 0.0)  # stat the folder on every read
+    path.write_text(FILE_SETUP.replace("0.8", "0.85"))  # no explicit invalidation
+    assert setup_get("MY_RECLAIM").version == version_of(FILE_SETUP.replace("0.8", "0.85"))
+    assert first != setup_get("MY_RECLAIM").version
+    path.unlink()
+    assert setup_get("MY_RECLAIM") is None
 
 
 def test_backtest_command_accepts_a_file_setup(setups_dir, tmp_path):
