@@ -17,6 +17,7 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from autotrader_site.metrics import BAR_TO_DECISION_SECONDS
 from marketdata.types import BarData
@@ -35,6 +36,9 @@ from trading.selectors import exposure_snapshot, working_orders
 from trading.services.orders import order_sync
 
 log = logging.getLogger(__name__)
+
+# errors of a database connection that died (kill, restart): retried, never a signal's outcome
+DATABASE_GONE = (OperationalError, InterfaceError)
 BAR = timedelta(minutes=1)
 
 
@@ -147,8 +151,20 @@ def kill_switch_check(*, now: datetime, config: RiskConfig) -> bool:
     return lifecycle.kill_switch(_ledger(), now=now, config=config)
 
 
+def signals_undecided(*, symbol: str, bar_ts: datetime) -> list:
+    """The bar's signals an interrupted attempt left undecided (claim-and-resume: the bar is
+    claimed — evaluated, its signals stored — but the task died before deciding them)."""
+    from strategies.models import Signal
+
+    return list(Signal.objects.filter(symbol=symbol, bar_ts=bar_ts, outcome="generated"))
+
+
 def _signal_failed(candidate: Candidate, exc: Exception) -> None:
-    """A signal that crashed in risk/trading is marked failed (never left generated)."""
+    """A signal that crashed in risk/trading is marked failed (never left generated) — except
+    when the database went away under it: that is not the signal's fault, the task retries
+    (trading.tasks.BAR_CLOSE_RETRY) and the retry decides it."""
+    if isinstance(exc, DATABASE_GONE):
+        raise exc
     signal = candidate.ref
     log.error("signal %s failed in risk/trading", signal.pk, exc_info=exc)
     try:
@@ -181,6 +197,8 @@ def process_bar_close(*, bar: BarData, config: RiskConfig | None = None) -> list
 
     def strategy() -> list[Candidate]:
         signals.extend(_strategies().evaluate_bar(symbol=bar.symbol, bar_ts=bar.ts, now=now) or [])
+        if not signals:  # evaluated by an earlier attempt that did not finish: resume it
+            signals.extend(signals_undecided(symbol=bar.symbol, bar_ts=bar.ts))
         return [candidate_of(s) for s in signals if s.outcome == "generated"]
 
     ctx = StepContext(
