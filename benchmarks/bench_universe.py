@@ -7,10 +7,11 @@ of one session per symbol seeded first, dropped at the end), a redis-server of i
 port (broker and channel layer), the feed server in this process. A probe loaded into the
 workers (benchmarks/universe_probe.py) records when each bar-close task finished.
 
-Minute m of the feed ends at wall time `start + 60 (m + 1)`: the streamer closes it when the
+Minute m of a phase's feed ends at wall time `start + 60 (m + 1)`: the streamer closes it when the
 aggregates of the next seconds arrive and the grace (--grace, POLYGON_WS_BAR_GRACE_SEC) has
-passed, stores it, publishes it; the decision of a symbol is its task's end. Each phase starts
-with --warmup minutes that are not counted (workers starting, first bars).
+passed, stores it, publishes it; the decision of a symbol is its task's end. Each phase is its own
+real-time segment of the feed, starting with an empty queue (the feed pauses until the previous
+phase's decisions are all made), and begins with --warmup minutes that are not counted.
 
 Also, before the real-time part, the streamer's own capacity: --burst frames of N aggregates
 sent as fast as the server can, timed until the streamer has stored every tick, against a bare
@@ -121,11 +122,10 @@ class Feed:
         self.loop = asyncio.new_event_loop()
         self.streamer_ready = threading.Event()
         self.burst_sent_at: float | None = None
-        self.realtime_start: float | None = None  # wall time of feed second 0's start
-        self.realtime_seconds = 0
-        self.sent_seconds = 0
+        self.segment: tuple[float, int, int] | None = None  # (wall start, seconds, first second)
         self._go = threading.Event()
-        self._realtime_go = threading.Event()
+        self._segment_go = threading.Event()
+        self.segment_done = threading.Event()
 
     def frame(self, second_start: datetime) -> str:
         import orjson
@@ -194,23 +194,27 @@ class Feed:
             self.burst_sent_at = time.time()
             for frame in self.burst:
                 await ws.send(frame)
-        await asyncio.get_running_loop().run_in_executor(None, self._realtime_go.wait)
-        start = self.realtime_start
         feed_t0 = datetime.combine(FEED_DAY, datetime.min.time().replace(hour=10), ET)
-        for k in range(self.realtime_seconds):
-            await asyncio.sleep(max(0.0, start + k + 1 - time.time()))  # the second has ended
-            await ws.send(self.frame(feed_t0 + timedelta(seconds=k)))
-            self.sent_seconds = k + 1
-        await asyncio.Future()  # keep the connection open
+        while True:  # real-time segments, one per phase; the connection stays open between
+            await asyncio.get_running_loop().run_in_executor(None, self._segment_go.wait)
+            self._segment_go.clear()
+            start, seconds, first = self.segment
+            for k in range(seconds):
+                await asyncio.sleep(max(0.0, start + k + 1 - time.time()))  # the second ended
+                await ws.send(self.frame(feed_t0 + timedelta(seconds=first + k)))
+            self.segment_done.set()
 
     def release_burst(self) -> None:
         self._go.set()
 
-    def start_realtime(self, seconds: int) -> float:
-        self.realtime_seconds = seconds
-        self.realtime_start = float(int(time.time()) + 2)
-        self._realtime_go.set()
-        return self.realtime_start
+    def start_segment(self, seconds: int, first: int) -> float:
+        """Send feed seconds first .. first+seconds-1 in real time from the next wall second;
+        returns the wall time that feed second `first` starts at."""
+        start = float(int(time.time()) + 2)
+        self.segment = (start, seconds, first)
+        self.segment_done.clear()
+        self._segment_go.set()
+        return start
 
 
 # --- processes -----------------------------------------------------------------------------------
@@ -290,31 +294,62 @@ def bare_reader(url: str, expected_frames: int) -> None:
 
 
 # --- the measurement -----------------------------------------------------------------------------
-def latencies(redis_url: str, realtime_start: float, minutes: range, n: int) -> dict:
+def decisions(redis_url: str) -> dict[str, list[tuple[str, float]]]:
+    """Bar ts -> [(symbol, wall time the bar-close task ended)] from the workers' probe."""
     import redis
 
-    feed_t0 = datetime.combine(FEED_DAY, datetime.min.time().replace(hour=10), ET)
-    client = redis.Redis.from_url(redis_url)
-    done: dict[str, list[float]] = {}
-    for raw in client.lrange(PROBE_KEY, 0, -1):
+    done: dict[str, list[tuple[str, float]]] = {}
+    for raw in redis.Redis.from_url(redis_url).lrange(PROBE_KEY, 0, -1):
         symbol, ts, at, _state = json.loads(raw)
-        done.setdefault(ts, []).append(at)
-    out, missing = [], 0
+        done.setdefault(ts, []).append((symbol, at))
+    return done
+
+
+def minute_ts(m: int) -> str:
+    feed_t0 = datetime.combine(FEED_DAY, datetime.min.time().replace(hour=10), ET)
+    return (feed_t0 + timedelta(minutes=m)).astimezone(UTC).isoformat()
+
+
+def drained(redis_url: str, minutes: range, n: int, *, timeout: float) -> float:
+    """Wait until every symbol of `minutes` is decided; returns the seconds waited."""
+    started = time.time()
+    while time.time() - started < timeout:
+        done = decisions(redis_url)
+        if all(len({s for s, _ in done.get(minute_ts(m), [])}) >= n for m in minutes):
+            break
+        time.sleep(1)
+    return time.time() - started
+
+
+def latencies(redis_url: str, segment_start: float, first_second: int, minutes: range, n: int):
+    """Per minute: the last decision's wall time minus the wall time the minute ended."""
+
+    done = decisions(redis_url)
+    out, missing, repeated = [], 0, 0
     for m in minutes:
-        ts = (feed_t0 + timedelta(minutes=m)).astimezone(UTC).isoformat()
-        times = done.get(ts, [])
-        missing += n - len(times)
-        if times:
-            out.append(max(times) - (realtime_start + 60 * (m + 1)))
+        entries = done.get(minute_ts(m), [])
+        symbols = {symbol for symbol, _ in entries}
+        missing += n - len(symbols)
+        repeated += len(entries) - len(symbols)  # a bar-close task run twice for one bar
+        if entries:
+            last = max(at for _, at in entries)
+            out.append(last - (segment_start + 60 * (m + 1) - first_second))
     out.sort()
     if not out:
-        return {"p50_s": None, "p99_s": None, "minutes": 0, "missing_decisions": missing}
+        return {
+            "p50_s": None,
+            "p99_s": None,
+            "minutes": 0,
+            "missing_decisions": missing,
+            "repeated_decisions": repeated,
+        }
     return {
         "p50_s": round(statistics.median(out), 2),
         "p99_s": round(out[max(0, int(len(out) * 0.99 + 0.5) - 1)], 2),
         "max_s": round(out[-1], 2),
         "minutes": len(out),
         "missing_decisions": missing,
+        "repeated_decisions": repeated,
     }
 
 
@@ -325,6 +360,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=1, help="uncounted minutes per phase")
     parser.add_argument("--grace", type=float, default=0.5, help="POLYGON_WS_BAR_GRACE_SEC")
     parser.add_argument("--burst", type=int, default=120, help="frames for the capacity run")
+    parser.add_argument("--drain", type=float, default=600, help="max wait for a phase's backlog")
     parser.add_argument("--db-name", default="autotrader_bench_universe")
     args = parser.parse_args()
     base_url = os.environ.get("DATABASE_URL", "")
@@ -426,24 +462,28 @@ def main() -> int:
             f"{bare_stats['events']} in {bare_stats['seconds']:.2f} s"
         )
 
-        # Real time: phase 1 (1 worker), then phase 2 (2 workers), the feed running throughout.
+        # Real time, one segment per phase (1 worker, then 2), each starting with an empty queue:
+        # the feed pauses after a phase until its decisions are all made (or --drain passes).
         per_phase = args.warmup + args.minutes
-        workers = [worker_start(env, "w1")]
-        time.sleep(10)  # worker start-up and its start-up reconciliation
+        phases = {}
         load_before = os.getloadavg()[0]
-        start = feed.start_realtime(2 * per_phase * 60 + 60)
-        log(f"real-time feed from {datetime.fromtimestamp(start, UTC):%H:%M:%S} UTC")
-        switch_at = start + 60 * per_phase + 45
-        time.sleep(max(0.0, switch_at - time.time()))
-        stop(workers.pop())
-        workers = [worker_start(env, "w1"), worker_start(env, "w2")]
-        end_at = start + 60 * 2 * per_phase + 60
-        time.sleep(max(0.0, end_at - time.time()))
+        for count, first_minute in ((1, 0), (2, per_phase + 1)):
+            workers = [worker_start(env, f"w{i + 1}") for i in range(count)]
+            time.sleep(10)  # worker start-up and its start-up reconciliation
+            first = first_minute * 60
+            start = feed.start_segment(per_phase * 60 + 2, first)  # +2 s: the last minute closes
+            log(f"{count} worker(s): real-time feed from {datetime.fromtimestamp(start, UTC):%X}")
+            feed.segment_done.wait(per_phase * 60 + 120)
+            counted = range(first_minute + args.warmup, first_minute + per_phase)
+            waited = drained(redis_url, counted, args.symbols, timeout=args.drain)
+            phases[count] = latencies(redis_url, start, first, counted, args.symbols)
+            phases[count]["drain_s"] = round(waited, 1)
+            log(f"{count} worker(s): {phases[count]}")
+            for worker in workers:
+                stop(worker)
+            workers = []
         load_after = os.getloadavg()[0]
-        one = latencies(redis_url, start, range(args.warmup, per_phase), args.symbols)
-        two = latencies(
-            redis_url, start, range(per_phase + args.warmup, 2 * per_phase), args.symbols
-        )
+        one, two = phases[1], phases[2]
         streamer_rate = stored / streamer_seconds if streamer_seconds else None
         bare_rate = bare_stats["events"] / bare_stats["seconds"] if bare_stats["seconds"] else None
         result = {
@@ -458,6 +498,8 @@ def main() -> int:
             "minutes_per_phase": args.minutes,
             "minutes_counted": [one["minutes"], two["minutes"]],
             "missing_decisions": [one["missing_decisions"], two["missing_decisions"]],
+            "repeated_decisions": [one["repeated_decisions"], two["repeated_decisions"]],
+            "drain_after_feed_s": [one["drain_s"], two["drain_s"]],
             "grace_s": args.grace,
             "streamer_msgs_per_s": round(streamer_rate, 1) if streamer_rate else None,
             "bare_msgs_per_s": round(bare_rate, 1) if bare_rate else None,
