@@ -296,6 +296,12 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# with REMAP_SIGTERM=SIGQUIT (Procfile, compose) SIGTERM gives running tasks this long, then
+# cancels them (acks_late: redelivered) so the worker is gone within SHUTDOWN_DEADLINE_SEC
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env_float(
+    "CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", 1.0, minimum=0.0
+)
+CELERY_IMPORTS = ("autotrader_site.worker_lifecycle",)  # the bounded stop's watchdog
 # Redis redelivers a task whose worker died (acks_late) after this many seconds (kombu's default).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SEC", 3600, minimum=1)
@@ -304,7 +310,7 @@ CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "autotrader_site.beat:HeartbeatScheduler"  # DatabaseScheduler + heartbeat
 
 # --- i18n / time ---------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -364,6 +370,28 @@ TRADIER_BASE_URL = env_str(
 )
 TRADIER_TIMEOUT_SEC = env_float("TRADIER_TIMEOUT_SEC", 5.0, minimum=0.1)
 TRADIER_MAX_RETRIES = env_int("TRADIER_MAX_RETRIES", 4, minimum=0)
+# Tradier execution (issue 14): request budget, account event stream, order shapes.
+TRADIER_BUDGET_ENABLED = env_bool("TRADIER_BUDGET_ENABLED", True)
+TRADIER_BUDGET_TRADING_PER_MIN = env_int("TRADIER_BUDGET_TRADING_PER_MIN", 0, minimum=0)
+TRADIER_BUDGET_STANDARD_PER_MIN = env_int("TRADIER_BUDGET_STANDARD_PER_MIN", 0, minimum=0)
+TRADIER_BUDGET_MARKET_PER_MIN = env_int("TRADIER_BUDGET_MARKET_PER_MIN", 0, minimum=0)
+TRADIER_BUDGET_RATE_SHARE = env_float("TRADIER_BUDGET_RATE_SHARE", 0.9, minimum=0.1, maximum=0.99)
+TRADIER_BUDGET_MAX_WAIT_SEC = env_float("TRADIER_BUDGET_MAX_WAIT_SEC", 30.0, minimum=0.0)
+TRADIER_ACCOUNT_WS_URL = env_str(
+    "TRADIER_ACCOUNT_WS_URL",
+    "wss://ws.tradier.com/v1/accounts/events"
+    if TRADIER_ENV == "prod"
+    else "wss://sandbox-ws.tradier.com/v1/accounts/events",
+)
+ACCOUNT_STREAM_ENABLED = env_bool("ACCOUNT_STREAM_ENABLED", True)
+ACCOUNT_STREAM_LEASE_SEC = env_float("ACCOUNT_STREAM_LEASE_SEC", 15.0, minimum=1.0)
+ACCOUNT_STREAM_HEARTBEAT_TIMEOUT_SEC = env_float(
+    "ACCOUNT_STREAM_HEARTBEAT_TIMEOUT_SEC", 150.0, minimum=1.0
+)
+ACCOUNT_STREAM_BACKOFF_MAX_SEC = env_float("ACCOUNT_STREAM_BACKOFF_MAX_SEC", 30.0, minimum=0.1)
+ACCOUNT_STREAM_SESSION_TTL_SEC = env_float("ACCOUNT_STREAM_SESSION_TTL_SEC", 240.0, minimum=1.0)
+ORDER_CONFIRM_SEC = env_float("ORDER_CONFIRM_SEC", 2.0, minimum=0.1)
+ENTRY_MARKETABLE_OFFSET = env_decimal("ENTRY_MARKETABLE_OFFSET", "0.05", minimum="0")
 POLYGON_API_KEY = env_str("POLYGON_API_KEY", "")
 POLYGON_REST_URL = env_str("POLYGON_REST_URL", "https://api.polygon.io")
 POLYGON_WS_URL = env_str("POLYGON_WS_URL", "wss://socket.polygon.io/options")
@@ -375,6 +403,7 @@ POLYGON_WS_BAR_GRACE_SEC = env_float("POLYGON_WS_BAR_GRACE_SEC", 2.0, minimum=0.
 POLYGON_WS_IDLE_CLOSE_SEC = env_float("POLYGON_WS_IDLE_CLOSE_SEC", 15.0, minimum=0.1)
 POLYGON_WS_BACKOFF_MAX_SEC = env_float("POLYGON_WS_BACKOFF_MAX_SEC", 60.0, minimum=0.1)
 STREAM_GAP_BACKFILL = env_bool("STREAM_GAP_BACKFILL", True)
+STREAM_HEAL_DELAY_SEC = env_float("STREAM_HEAL_DELAY_SEC", 5.0, minimum=0.0)
 POLYGON_FLATFILES_ACCESS_KEY = env_str("POLYGON_FLATFILES_ACCESS_KEY", "")
 POLYGON_FLATFILES_SECRET_KEY = env_str("POLYGON_FLATFILES_SECRET_KEY", "")
 POLYGON_FLATFILES_ENDPOINT = env_str("POLYGON_FLATFILES_ENDPOINT", "https://files.polygon.io")
@@ -403,6 +432,10 @@ REPLAY_WARMUP_BARS = env_int("REPLAY_WARMUP_BARS", 60, minimum=0)
 PAPER_SLIPPAGE_BPS = env_float("PAPER_SLIPPAGE_BPS", 1.0, minimum=0.0)
 PAPER_SPREAD_BPS = env_float("PAPER_SPREAD_BPS", 2.0, minimum=0.0)
 PAPER_STARTING_CASH_USD = env_decimal("PAPER_STARTING_CASH_USD", "100000", minimum="0")
+# paper and backtest fill model options (trading.core.fills.FillCosts)
+PAPER_COMMISSION_PER_SHARE_USD = env_decimal("PAPER_COMMISSION_PER_SHARE_USD", "0", minimum="0")
+PAPER_COMMISSION_PER_ORDER_USD = env_decimal("PAPER_COMMISSION_PER_ORDER_USD", "0", minimum="0")
+PAPER_FILL_VOLUME_CAP_PCT = env_decimal("PAPER_FILL_VOLUME_CAP_PCT", "0", minimum="0")
 
 # --- Strategy ------------------------------------------------------------------------------
 SYMBOLS = env_symbols("SYMBOLS", "TSLA,SPY,QQQ,SPX,NDX")
@@ -506,8 +539,18 @@ from autotrader_site.metrics_dir import multiproc_dir_default  # noqa: E402
 PROMETHEUS_MULTIPROC_DIR = multiproc_dir_default(STATE_DIR, env_str("PROMETHEUS_MULTIPROC_DIR", ""))
 ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL", "")
 ALERT_MIN_INTERVAL_SEC = env_int("ALERT_MIN_INTERVAL_SEC", 300, minimum=0)
+# drift ledger (analytics.drift): alert when a setup's live fills drift from the simulation
+DRIFT_ALERT_BPS = env_float("DRIFT_ALERT_BPS", 10.0, minimum=0.0)
+DRIFT_ALERT_MISSED_PCT = env_float("DRIFT_ALERT_MISSED_PCT", 20.0, minimum=0.0)
+DRIFT_ALERT_MIN_TRADES = env_int("DRIFT_ALERT_MIN_TRADES", 5, minimum=1)
 STREAM_STALL_SEC = env_int("STREAM_STALL_SEC", 120, minimum=1)
 HEALTH_HEARTBEAT_STALE_SEC = env_int("HEALTH_HEARTBEAT_STALE_SEC", 180, minimum=1)
+# process heartbeats (beat, streamer, account stream) read by docker/healthcheck.py
+HEARTBEAT_DIR = Path(env_str("HEARTBEAT_DIR", "") or str(STATE_DIR / "heartbeats"))
+HEARTBEAT_INTERVAL_SEC = env_float("HEARTBEAT_INTERVAL_SEC", 10.0, minimum=0.1)
+HEARTBEAT_MAX_AGE_SEC = env_float("HEARTBEAT_MAX_AGE_SEC", 60.0, minimum=1.0)
+# a stopping process (SIGTERM) exits hard this long after the signal if its flush hangs
+SHUTDOWN_DEADLINE_SEC = env_float("SHUTDOWN_DEADLINE_SEC", 4.5, minimum=0.5)
 EVENTS_JOURNAL = Path(env_str("EVENTS_JOURNAL", str(STATE_DIR / "events.jsonl")))
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

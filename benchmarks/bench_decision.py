@@ -1,16 +1,17 @@
 #!/usr/bin/env python
-"""Decision latency of the live path: bar close -> order intent at the broker interface.
+"""Decision latency of the live path: bar close -> order intent, through the one bar step.
 
-Replays 1-minute sessions for 4 symbols interleaved minute by minute in one process, through the
-live code: FeatureEngine.update, the 7 setups with cooldown (strategies.evaluation), the session
-policy checks (when --policy is given), the execution-map translation, the risk decision
-(risk.rules.evaluate, the pure rule set the pipeline calls) and, when approved, an OrderRequest
-submitted to the broker interface (PaperBroker.submit).
+Replays 1-minute sessions for 4 symbols interleaved minute by minute in one process, each bar
+through `trading.core.step.bar_step` (the step the live pipeline and the backtests run) over
+the in-memory ledger: paper fills of working orders, FeatureEngine.update and the 7 setups with
+cooldown (the strategy driver), the session policy checks (when --policy is given), the
+execution-map translation, exits, marks and the kill switch, the exposure, the risk decision
+(risk.rules.evaluate) and, when approved, the trade and its entry order in the ledger.
 
-Measured: the in-memory core only. Database writes (FeatureSnapshot/Signal/Order rows), the
-options-gate cache lookup and the exposure snapshot query are NOT in the measured section; the
-exposure is a fixed in-memory snapshot. Only regular-session bars are timed (pre/post-market bars
-are ignored by the engine in ~1 us and would flatter the percentiles).
+Measured: the in-memory step. Database writes and the options-gate cache lookup are NOT in the
+measured section (the ORM ledger's queries are counted by the per-bar query budget work).
+Only regular-session bars are timed (pre/post-market bars are ignored by the engine in ~1 us
+and would flatter the percentiles).
 
 Wall-clock percentiles (p50_ms, p99_ms) are the goal's figures; on a shared, overloaded machine
 they include time the process was descheduled, so the thread CPU-time percentiles (cpu_*_ms) and
@@ -46,19 +47,16 @@ django.setup()
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analytics.backtest.config import BacktestConfig  # noqa: E402
+from analytics.backtest.event import _prices, memory_ledger_for, step_context  # noqa: E402
+from analytics.backtest.strategy_driver import StrategyDriver  # noqa: E402
 from marketdata.types import BarData  # noqa: E402
-from risk import rules  # noqa: E402
-from risk.config import RiskConfig  # noqa: E402
-from risk.types import Exposure, Intent  # noqa: E402
+from risk.config import RiskConfig, symbol_params  # noqa: E402
 from strategies.config import StrategyConfig  # noqa: E402
-from strategies.evaluation import setups_decide  # noqa: E402
-from strategies.execution_map import levels_translate  # noqa: E402
-from strategies.feature_store import new_engine  # noqa: E402
 from strategies.features.sessions import ET  # noqa: E402
-from strategies.policies import policies_load, policy_checks  # noqa: E402
-from strategies.tags import signal_tag  # noqa: E402
-from trading.brokers.base import OrderRequest  # noqa: E402
-from trading.brokers.paper import PaperBroker  # noqa: E402
+from strategies.policies import policies_load  # noqa: E402
+from trading.core.fills import FillCosts  # noqa: E402
+from trading.core.step import bar_step  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -134,17 +132,24 @@ def main() -> None:
     cfg = StrategyConfig.from_settings()
     risk_cfg = RiskConfig.from_settings()
     book = policies_load(args.policy) if args.policy else None
-    broker = PaperBroker()
-    exposure = Exposure(cash=Decimal("100000"), buying_power=Decimal("100000"))
-    engines = {s: new_engine(s, cfg) for s in data}
-    last_fired: dict[str, dict] = {s: {} for s in data}
+    config = BacktestConfig(
+        strategy=cfg,
+        risk=risk_cfg,
+        costs=FillCosts(),
+        starting_cash=Decimal("100000"),
+        policy_book=book,
+    )
+    exec_symbols = sorted({cfg.execution_symbol(s) for s in data} | set(data))
+    params = {s: symbol_params(s, risk_cfg) for s in exec_symbols}
+    ledger = memory_ledger_for(config, params)
+    drivers = {s: StrategyDriver(s, cfg) for s in data}
+    ctx = step_context(config, params, lambda symbol: False)
     streams = list(data.items())
     longest = max(len(b) for b in data.values())
 
     latencies: list[int] = []
     cpu_times: list[int] = []
     fired_bar: list[bool] = []
-    signals = approved = orders = 0
     perf = time.perf_counter_ns
     cpu = time.thread_time_ns
     for i in range(longest):
@@ -152,82 +157,46 @@ def main() -> None:
             if i >= len(bars):
                 continue
             bar = bars[i]
+            driver = drivers[symbol]
+            fired: list = []
+
+            def strategy(bar=bar, driver=driver, fired=fired):
+                found = driver.on_bar(
+                    pd.Timestamp(bar.ts), bar.open, bar.high, bar.low, bar.close, bar.volume
+                )
+                fired.extend(found)
+                return ledger.candidates(found) if found else []
+
             c0 = cpu()
             t0 = perf()
-            row = engines[symbol].update(bar.ts, bar.open, bar.high, bar.low, bar.close, bar.volume)
-            if row is None:
-                continue
-            any_fired = False
-            for d in setups_decide(row, symbol=symbol, cfg=cfg, last_fired=last_fired[symbol]):
-                if not d.fired:
-                    continue
-                last_fired[symbol][d.setup] = bar.ts
-                any_fired = True
-                signals += 1
-                close_at = bar.ts + timedelta(minutes=1)
-                window = None
-                if book is not None:
-                    policy = book.active(close_at)
-                    if policy is None:
-                        continue
-                    checks = policy_checks(
-                        policy,
-                        setup=d.setup,
-                        features=row,
-                        execution_symbol=cfg.execution_symbol(symbol),
-                        etf_symbols=cfg.etf_symbols,
-                        trades_in_window=0,
-                    )
-                    if any(not c["passed"] for c in checks):
-                        continue
-                    window = (policy.start, policy.end)
-                entry, stop, t1, t2, _ = levels_translate(
-                    ratio=1.0,
-                    entry=d.entry,
-                    stop=d.stop,
-                    target_one=d.target_one,
-                    target_two=d.target_two,
-                    atr=row["atr_14"],
-                )
-                exec_symbol = cfg.execution_symbol(symbol)
-                intent = Intent(
-                    symbol=exec_symbol,
-                    entry_price=entry,
-                    stop_price=stop,
-                    setup=d.setup,
-                    signal_symbol=symbol,
-                    policy_window=window,
-                )
-                decision = rules.evaluate(intent, exposure, risk_cfg, close_at)
-                if not decision.approved:
-                    continue
-                approved += 1
-                broker.submit(
-                    OrderRequest(
-                        symbol=exec_symbol,
-                        side="buy",
-                        qty=decision.qty,
-                        order_type="limit",
-                        price=entry,
-                        tag=signal_tag(symbol, d.setup, bar.ts),
-                    )
-                )
-                orders += 1
-            latencies.append(perf() - t0)
-            cpu_times.append(cpu() - c0)
-            fired_bar.append(any_fired)
+            bar_step(
+                ledger,
+                symbol=symbol,
+                ts=bar.ts,
+                bar=lambda bar=bar: _prices(bar.open, bar.high, bar.low, bar.close, bar.volume),
+                strategy=strategy,
+                ctx=ctx,
+            )
+            elapsed, cpu_elapsed = perf() - t0, cpu() - c0
+            if driver.row is None:
+                continue  # outside the regular session: the engine ignored the bar
+            latencies.append(elapsed)
+            cpu_times.append(cpu_elapsed)
+            fired_bar.append(bool(fired))
 
     arr = np.array(latencies, dtype=float) / 1e6
     mask = np.array(fired_bar, dtype=bool)
     cpu_arr = np.array(cpu_times, dtype=float) / 1e6
+    outcomes = [s.outcome for s in ledger.signals]
     result = {
         "name": "decision_latency",
         "bars": int(arr.size),
         "symbols": len(data),
         "setups": len(cfg.enabled_setups),
-        "signals": signals,
-        "approved": approved,
-        "orders": orders,
+        "signals": len(outcomes),
+        "approved": sum(o == "dry_run" for o in outcomes),
+        "orders": sum(len(t.orders) for t in ledger.trades),
+        "trades": len(ledger.trades),
         "p50_ms": round(float(np.percentile(arr, 50)), 4),
         "p99_ms": round(float(np.percentile(arr, 99)), 4),
         "max_ms": round(float(arr.max()), 4),
@@ -239,8 +208,9 @@ def main() -> None:
         "load_avg_1m": round(os.getloadavg()[0], 2),
         "goal_p99_ms": 1.0,
         "data": source,
-        "scope": "in-memory core: features, setups, policy, execution map, risk rules, "
-        "PaperBroker.submit; no DB writes, fixed exposure, options cache excluded",
+        "scope": "trading.core.step.bar_step over the in-memory ledger: fills, features, "
+        "setups, policy, execution map, exits, kill switch, exposure, risk rules, entry; "
+        "no DB writes, options cache excluded",
     }
     print(json.dumps(result))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import datetime, time
 from decimal import Decimal
 
 
@@ -35,6 +35,10 @@ class Exposure:
     buying_power: Decimal | None = None
     day_pnl: Decimal = Decimal("0")
     trading_state: str = "ACTIVE"
+    # CONTRACTS.md item 1: entries in flight (worst-case notional of their unfilled part)
+    pending_notional_by_symbol: dict[str, Decimal] = field(default_factory=dict)
+    pending_cash: Decimal = Decimal("0")
+    ideas: tuple[tuple[str, str, datetime], ...] = ()  # (setup, execution symbol, decided at)
 
 
 @dataclass(frozen=True)

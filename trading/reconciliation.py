@@ -157,8 +157,8 @@ def _orders_reconcile(broker, now: datetime, summary: dict) -> None:
             summary["resent"].append(order.tag)
         else:
             order_advance(order, OrderStatus.CANCELLED, cause="never reached broker", at=now)
-            services._children_close(order, OrderStatus.CANCELLED, now, "parent never sent")
-            services._after_dead_order(order, now)
+            services.children_close(order, OrderStatus.CANCELLED, now, "parent never sent")
+            services.order_dead(order, now)
             summary["closed"].append(order.tag)
 
 

@@ -3,16 +3,14 @@ the last reconciliation."""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db.models import Count, DecimalField, F, Q, Sum
+from django.db.models import DecimalField, F, Q, Sum
 from django.db.models.functions import Coalesce
 
-from risk.calendar import NY
-from risk.selectors import trading_state_get
 from risk.types import Exposure
 from trading.models import (
     WORKING_STATUSES,
@@ -49,33 +47,56 @@ def open_trades(*, symbol: str | None = None):
     return qs.order_by("created_at", "id")
 
 
-def positions_list():
+def positions_open():
     return Position.objects.exclude(qty=0).order_by("symbol")
 
 
-def session_start(now: datetime) -> datetime:
-    """Midnight New York of `now`'s date, as the start of the trading day."""
-    local = now.astimezone(NY)
-    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+def positions_list() -> list[dict]:
+    """Ledger positions with their open trades' stops (the protective plan)."""
+    out = []
+    for p in positions_open():
+        stops = list(
+            working_orders(symbol=p.symbol)
+            .filter(role=OrderRole.STOP)
+            .values_list("stop_price", "qty")
+        )
+        out.append(
+            {
+                "symbol": p.symbol,
+                "qty": p.qty,
+                "avg_price": str(p.avg_price),
+                "last_price": None if p.last_price is None else str(p.last_price),
+                "unrealized_pnl": str(p.unrealized_pnl),
+                "realized_pnl": str(p.realized_pnl),
+                "stops": [{"stop": str(s), "qty": q} for s, q in stops],
+            }
+        )
+    return out
+
+
+def account_balances() -> dict:
+    """The broker's balances as plain values."""
+    from trading.brokers import broker_get
+
+    broker = broker_get()
+    b = broker.balances()
+    return {
+        "broker": broker.name,
+        "cash": str(b.cash),
+        "equity": str(b.equity),
+        "buying_power": None if b.buying_power is None else str(b.buying_power),
+        "open_pnl": str(b.open_pnl),
+        "day_pnl": None if b.day_pnl is None else str(b.day_pnl),
+    }
 
 
 def day_pnl(*, now: datetime) -> Decimal:
     """Realized P&L of trades closed today (New York date) plus the open trades' P&L marked
-    at the last price."""
-    start = session_start(now)
-    realized = Trade.objects.filter(
-        closed_at__gte=start, closed_at__lt=start + timedelta(days=1)
-    ).aggregate(total=Coalesce(Sum("realized_pnl"), _ZERO, output_field=_MONEY))["total"]
-    partial = Trade.objects.filter(status=TradeStatus.OPEN).aggregate(
-        total=Coalesce(Sum("realized_pnl"), _ZERO, output_field=_MONEY)
-    )["total"]
-    unrealized = _ZERO
-    prices = dict(Position.objects.exclude(last_price=None).values_list("symbol", "last_price"))
-    for trade in Trade.objects.filter(status=TradeStatus.OPEN).exclude(entry_price=None):
-        last = prices.get(trade.execution_symbol)
-        if last is not None and trade.remaining_qty:
-            unrealized += (last - trade.entry_price) * trade.remaining_qty
-    return Decimal(realized) + Decimal(partial) + unrealized
+    at the last price (the rule: `trading.core.lifecycle.day_pnl`)."""
+    from trading.core import lifecycle
+    from trading.orm_ledger import OrmLedger
+
+    return lifecycle.day_pnl(OrmLedger(), now=now)
 
 
 def paper_cash() -> Decimal:
@@ -102,28 +123,12 @@ def paper_cash() -> Decimal:
 def exposure_snapshot(
     *, now: datetime, cash: Decimal | None = None, buying_power: Decimal | None = None
 ) -> Exposure:
-    """Everything the risk rules need, read from the ledger in one place."""
-    live = open_trades()
-    by_symbol = dict(
-        live.values("execution_symbol").annotate(n=Count("id")).values_list("execution_symbol", "n")
-    )
-    notional = {
-        symbol: abs(qty) * price
-        for symbol, qty, price in Position.objects.exclude(qty=0).values_list(
-            "symbol", "qty", "avg_price"
-        )
-    }
-    open_orders = working_orders().exclude(role__in=PROTECTIVE_ROLES).count()
-    return Exposure(
-        open_trades=live.count(),
-        open_orders=open_orders,
-        trades_by_symbol=by_symbol,
-        notional_by_symbol=notional,
-        cash=cash,
-        buying_power=buying_power,
-        day_pnl=day_pnl(now=now),
-        trading_state=trading_state_get().state,
-    )
+    """Everything the risk rules need, read from the ledger in one place (the rule:
+    `trading.core.lifecycle.exposure`). Call it inside the decision lock."""
+    from trading.core import lifecycle
+    from trading.orm_ledger import OrmLedger
+
+    return lifecycle.exposure(OrmLedger(), now=now, cash=cash, buying_power=buying_power)
 
 
 def reconciliation_last() -> dict | None:

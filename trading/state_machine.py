@@ -1,4 +1,5 @@
-"""The order state machine: a transition table, nothing else decides what may follow what.
+"""The order state machine applied to rows: the table lives in `trading.core.states`; nothing
+else decides what may follow what.
 
 An illegal transition is refused and logged, never applied. Every applied transition is
 persisted as an `OrderEvent` with its market-clock time and cause.
@@ -10,71 +11,23 @@ import logging
 from datetime import datetime
 
 from autotrader_site.metrics import ORDERS_TOTAL
+from trading.core.states import (  # noqa: F401 - the table's names, re-exported
+    BROKER_STATUS,
+    ORDER_TRANSITIONS,
+    can_transition,
+    path_to,
+)
 from trading.models import Order, OrderEvent, OrderStatus
+
+TRANSITIONS = ORDER_TRANSITIONS
 
 log = logging.getLogger(__name__)
 
 S = OrderStatus
-TRANSITIONS: dict[str, frozenset[str]] = {
-    S.NEW: frozenset({S.SUBMITTED, S.REJECTED, S.CANCELLED}),
-    S.SUBMITTED: frozenset(
-        {S.OPEN, S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.REJECTED, S.EXPIRED}
-    ),
-    S.OPEN: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.EXPIRED, S.REJECTED}),
-    S.PARTIALLY_FILLED: frozenset({S.PARTIALLY_FILLED, S.FILLED, S.CANCELLED, S.EXPIRED}),
-    S.FILLED: frozenset(),
-    S.CANCELLED: frozenset(),
-    S.REJECTED: frozenset(),
-    S.EXPIRED: frozenset(),
-}
-
-# Tradier's status words → ours.
-BROKER_STATUS = {
-    "pending": S.SUBMITTED,
-    "open": S.OPEN,
-    "partially_filled": S.PARTIALLY_FILLED,
-    "filled": S.FILLED,
-    "expired": S.EXPIRED,
-    "canceled": S.CANCELLED,
-    "cancelled": S.CANCELLED,
-    "pending_cancel": S.OPEN,
-    "rejected": S.REJECTED,
-    "error": S.REJECTED,
-    "calculated": S.SUBMITTED,
-    "accepted_for_bidding": S.SUBMITTED,
-    "held": S.SUBMITTED,
-    "submitted": S.SUBMITTED,
-    "new": S.NEW,
-}
 
 
 class IllegalTransition(Exception):
     pass
-
-
-def can_transition(from_status: str, to_status: str) -> bool:
-    return to_status in TRANSITIONS.get(from_status, frozenset())
-
-
-def path_to(from_status: str, to_status: str) -> list[str]:
-    """The shortest legal path of statuses after `from_status` ending at `to_status` (used when
-    the broker reports a later state than we saw, e.g. new → filled), or [] if none."""
-    if from_status == to_status:
-        return []
-    frontier = [[from_status]]
-    seen = {from_status}
-    while frontier:
-        nxt = []
-        for path in frontier:
-            for candidate in sorted(TRANSITIONS.get(path[-1], ())):
-                if candidate in seen:
-                    continue
-                if candidate == to_status:
-                    return path[1:] + [candidate]
-                seen.add(candidate)
-                nxt.append(path + [candidate])
-        frontier = nxt
-    return []
 
 
 def order_transition(order: Order, to_status: str, *, cause: str, at: datetime) -> bool:

@@ -16,7 +16,8 @@ from rest_framework.views import APIView
 from autotrader_site.pagination import KeysetPagination
 from autotrader_site.permissions import CanTrade, WriteThrottle, is_superuser
 from marketdata.serializers import PositivePriceField, SymbolField
-from trading import services
+from trading import selectors, services
+from trading.core.errors import TradingError
 from trading.filters import FillFilter, OrderFilter, TradeFilter
 from trading.models import AccountSnapshot, AuditEvent, Fill, Order, Trade
 from trading.serializers import (
@@ -210,7 +211,7 @@ class PositionListApi(APIView):
 
     @extend_schema(responses=PositionsOutputSerializer(many=True))
     def get(self, request):
-        return Response(PositionsOutputSerializer(services.positions_list(), many=True).data)
+        return Response(PositionsOutputSerializer(selectors.positions_list(), many=True).data)
 
 
 class PositionsFlattenApi(_WriteApi):
@@ -253,7 +254,7 @@ class AccountBalancesApi(APIView):
 
     @extend_schema(responses=BalancesOutputSerializer)
     def get(self, request):
-        return Response(BalancesOutputSerializer(_broker_call(services.account_balances)).data)
+        return Response(BalancesOutputSerializer(_broker_call(selectors.account_balances)).data)
 
 
 class AccountSnapshotListApi(generics.ListAPIView):
@@ -346,16 +347,11 @@ class TradeDryRunApi(APIView):
         return Response(result)
 
 
-def _bracket_errors(result: dict) -> None:
-    """The service's input problems (no price, no percentages) as 400 field errors."""
-    error = result.get("error")
-    if not error:
-        return
-    if "price" in error and "pct" not in error:
-        raise serializers.ValidationError({"price": [error]})
-    if "pct" in error:
-        raise serializers.ValidationError({"stop_pct": [error], "tp_pct": [error]})
-    raise serializers.ValidationError({"non_field_errors": [error]})
+def _input_error(exc: TradingError):
+    """A typed input error of the trading services as a 400 on the field it names."""
+    if exc.code == "BRACKET_LEVELS_MISSING":
+        return serializers.ValidationError({"stop_pct": [exc.message], "tp_pct": [exc.message]})
+    return serializers.ValidationError({exc.field or "non_field_errors": [exc.message]})
 
 
 class BracketPreviewApi(APIView):
@@ -393,8 +389,10 @@ class BracketPreviewApi(APIView):
     def get(self, request):
         params = self.BracketPreviewFilterSerializer(data=request.query_params)
         params.is_valid(raise_exception=True)
-        result = services.bracket_preview(**params.validated_data)
-        _bracket_errors(result)
+        try:
+            result = services.bracket_preview(**params.validated_data)
+        except TradingError as exc:
+            raise _input_error(exc) from exc
         return Response(result)
 
 
@@ -441,5 +439,6 @@ class BracketPlaceApi(_WriteApi):
             )
         except services.ForceNotAllowed as exc:
             raise PermissionDenied(str(exc)) from exc
-        _bracket_errors(result)
+        except TradingError as exc:
+            raise _input_error(exc) from exc
         return Response(result)

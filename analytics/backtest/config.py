@@ -12,7 +12,8 @@ from django.test.utils import override_settings
 
 from risk.config import RiskConfig
 from strategies.config import StrategyConfig
-from trading.fill_model import FillCosts
+from trading.brokers.paper import fill_costs_from_settings
+from trading.core.fills import FillCosts
 
 
 @dataclass(frozen=True)
@@ -40,10 +41,7 @@ class BacktestConfig:
         with override_settings(**settings_values(overrides or {})):
             strategy = StrategyConfig.from_settings()
             risk = RiskConfig.from_settings()
-            costs = FillCosts(
-                slippage_bps=Decimal(str(settings.PAPER_SLIPPAGE_BPS)),
-                spread_bps=Decimal(str(settings.PAPER_SPREAD_BPS)),
-            )
+            costs = fill_costs_from_settings()
             cash = Decimal(settings.PAPER_STARTING_CASH_USD)
             flatten = int(settings.FLATTEN_BEFORE_CLOSE_MIN)
             from strategies.policies import policy_book
@@ -66,6 +64,10 @@ class BacktestConfig:
             policy_book=book,
         )
 
+    def fill_costs(self) -> FillCosts:
+        """The fill model of this run (the worst-case option folded in)."""
+        return replace(self.costs, worst_case=self.worst_case)
+
     def describe(self) -> dict:
         """The parameters that shape results, JSON-safe, for stored runs and reports."""
         s, r = self.strategy, self.risk
@@ -82,6 +84,9 @@ class BacktestConfig:
             "window": f"{r.window_start:%H:%M}-{r.window_end:%H:%M}",
             "slippage_bps": str(self.costs.slippage_bps),
             "spread_bps": str(self.costs.spread_bps),
+            "commission_per_share": str(self.costs.commission_per_share),
+            "commission_per_order": str(self.costs.commission_per_order),
+            "volume_cap_pct": str(self.costs.volume_cap_pct),
             "flatten_before_close_min": self.flatten_before_close_min,
             "worst_case": self.worst_case,
             "session_policies": getattr(self.policy_book, "path", None),

@@ -1,13 +1,10 @@
-"""Event-driven backtest: every bar goes through the live path's steps, in the live order.
+"""Event-driven backtest: every bar goes through the live path's own step.
 
-For each bar (all symbols merged by time, then by the order the symbols were given), exactly as
-`trading.pipeline.process_bar_close` does at that bar's close (the simulated clock: bar start +
-1 minute):
-1. paper fills of working orders in the bar's symbol (placed up to the bar's start);
-2. the strategy engine and setups (cooldown included) on the bar;
-3. the exit manager for open trades executing in the bar's symbol;
-4. each fired signal: risk rules on the exposure, trade and entry order.
-Nothing touches the database.
+For each bar (all symbols merged by time, then by the order the symbols were given), the same
+`trading.core.step.bar_step` the live pipeline runs, at that bar's close (the simulated clock:
+bar start + 1 minute), over the in-memory ledger (`memory_ledger.MemoryLedger`): fills ->
+strategy (the incremental engine and setups, cooldown included) -> exits -> marks and the kill
+switch -> signals -> risk -> entries. Nothing touches the database.
 """
 
 from __future__ import annotations
@@ -19,11 +16,13 @@ from decimal import Decimal
 import pandas as pd
 
 from analytics.backtest.config import BacktestConfig
-from analytics.backtest.paper_ledger import PaperLedger
+from analytics.backtest.memory_ledger import MemoryLedger
 from analytics.backtest.result import BacktestResult
 from analytics.backtest.strategy_driver import PriceLookup, StrategyDriver
 from risk.config import symbol_params
-from trading.fill_model import BarPrices
+from trading.core.fills import BarPrices
+from trading.core.step import StepContext, bar_step
+from trading.exits import flat_time
 
 BAR = timedelta(minutes=1)
 
@@ -99,17 +98,10 @@ def run_event(
     missing = [s for s in exec_symbols if s not in frames]
     if missing:
         raise ValueError(f"no bars for execution symbol(s) {', '.join(missing)}")
-    ledger = PaperLedger(
-        risk=config.risk,
-        costs=config.costs,
-        starting_cash=config.starting_cash,
-        params=symbol_params_for(exec_symbols, config, use_db=use_db_params),
-        flatten_before_close_min=config.flatten_before_close_min,
-        worst_case=config.worst_case,
-        policy_book=config.policy_book,
-        etf_symbols=cfg.etf_symbols,
-    )
+    params = symbol_params_for(exec_symbols, config, use_db=use_db_params)
+    ledger = memory_ledger_for(config, params)
     crosses = {s: _CrossTracker() for s in symbols}
+    ctx = step_context(config, params, lambda sym: crosses[sym].crossed_down())
     bars = merged_bars(frames)
     times = pd.DatetimeIndex(bars.index).to_pydatetime()
     names = bars["symbol"].to_numpy()
@@ -119,33 +111,27 @@ def run_event(
         from tqdm import tqdm
 
         bar_iter = tqdm(bar_iter, total=len(bars), unit="bar", mininterval=0.5, desc="backtest")
-    kill_switch = config.risk.max_daily_loss_usd > 0
     for i in bar_iter:
         symbol = names[i]
         ts = times[i]
         o, h, lo, c, v = values[i]
-        prices = None
-        fills = managed = 0
-        if ledger.orders_by_symbol.get(symbol):
-            prices = _prices(o, h, lo, c)
-            fills = ledger.fills_on_bar(symbol, ts, prices)
-        fired = []
         driver = drivers.get(symbol)
-        if driver is not None:
+
+        def strategy(driver=driver, symbol=symbol, ts=ts, o=o, h=h, lo=lo, c=c, v=v):
+            if driver is None:
+                return []
             fired = driver.on_bar(pd.Timestamp(ts), o, h, lo, c, v)
             crosses[symbol].push(driver.row)
-        now = ts + BAR
-        if any(t.status == "open" and t.signal.execution_symbol == symbol for t in ledger.live):
-            prices = prices or _prices(o, h, lo, c)
-            managed = ledger.exits_on_bar(
-                symbol, now, prices, {s: t.crossed_down() for s, t in crosses.items()}
-            )
-        if kill_switch and (
-            fills or managed or any(t.signal.execution_symbol == symbol for t in ledger.live)
-        ):
-            ledger.mark_and_guard(symbol, c, now)
-        if fired:
-            ledger.signals_handle(fired, now)
+            return ledger.candidates(fired) if fired else []
+
+        bar_step(
+            ledger,
+            symbol=symbol,
+            ts=ts,
+            bar=lambda o=o, h=h, lo=lo, c=c, v=v: _prices(o, h, lo, c, v),
+            strategy=strategy,
+            ctx=ctx,
+        )
     sessions = sorted({d for s in symbols for d in frames[s].loc[frames[s]["regular"], "session"]})
     return BacktestResult(
         mode="event",
@@ -159,6 +145,32 @@ def run_event(
     )
 
 
-def _prices(o: float, h: float, lo: float, c: float) -> BarPrices:
+def _prices(o: float, h: float, lo: float, c: float, v: float | None = None) -> BarPrices:
     # as BarPrices.of(bar) does with the stored floats
-    return BarPrices(Decimal(str(o)), Decimal(str(h)), Decimal(str(lo)), Decimal(str(c)))
+    volume = None if v is None else Decimal(str(v))
+    return BarPrices(Decimal(str(o)), Decimal(str(h)), Decimal(str(lo)), Decimal(str(c)), volume)
+
+
+def memory_ledger_for(config: BacktestConfig, params: dict) -> MemoryLedger:
+    """The in-memory ledger of one run."""
+    return MemoryLedger(
+        risk=config.risk,
+        costs=config.fill_costs(),
+        starting_cash=config.starting_cash,
+        params=params,
+        policy_book=config.policy_book,
+        etf_symbols=config.strategy.etf_symbols,
+    )
+
+
+def step_context(config: BacktestConfig, params: dict, cross_down) -> StepContext:
+    """What every bar step of a backtest reads: the risk values, per-symbol parameters, the
+    session's flat time, the fill model and the EMA cross-down of a signal symbol."""
+    margin = config.flatten_before_close_min
+    return StepContext(
+        config=config.risk,
+        params=params.__getitem__,
+        flat_at=lambda now: flat_time(now, margin),
+        costs=config.fill_costs(),
+        cross_down=cross_down,
+    )

@@ -8,9 +8,9 @@ only the bars where a trade is alive.
    engines that apply the same rules:
    - "kernel": `kernel.lifecycle_kernel`, integer cents, compiled with numba; levels come from
      the setups' own formulas rounded like the execution map;
-   - "ledger": the in-memory paper ledger of the event mode (`paper_ledger.PaperLedger`), with
-     each kept bar's levels from the live setup function itself; used for what the kernel does
-     not cover (trailing, overrides, kill switch, session policies, index -> ETF, sub-cent).
+   - "ledger": the live bar step (`trading.core.step.bar_step`) over the in-memory ledger of
+     the event mode (`memory_ledger.MemoryLedger`), with each kept bar's levels from the live
+     setup function itself; used for what the kernel does not cover (see kernel_unsupported).
 Bars of a symbol with no working order and no open trade are skipped; when nothing is alive the
 pass jumps to the next signal. The trade list equals the event-driven mode's (tests pin it on
 synthetic and real sessions, for both engines).
@@ -27,14 +27,20 @@ import numpy as np
 import pandas as pd
 
 from analytics.backtest.config import BacktestConfig
-from analytics.backtest.event import _prices, merged_bars, symbol_params_for
-from analytics.backtest.paper_ledger import PaperLedger
+from analytics.backtest.event import (
+    _prices,
+    memory_ledger_for,
+    merged_bars,
+    step_context,
+    symbol_params_for,
+)
 from analytics.backtest.result import BacktestResult
 from analytics.backtest.strategy_driver import PriceLookup, fired_levels
-from analytics.backtest.vector_setups import setup_masks
+from analytics.backtest.vector_setups import setup_masks, setup_signals
 from strategies.features import FEATURE_COLUMNS, compute_features
 from strategies.features.sessions import bar_close_et
 from strategies.setups import SETUPS, SetupContext
+from trading.core.step import bar_step
 
 BAR = timedelta(minutes=1)
 # The feature columns plus the previous bar's EMAs (cross detection), in the kernel's order.
@@ -143,22 +149,14 @@ def _run_fast_ledger(
                 candidates.append((int(ts_ns[i]), rank[symbol], setup_order[name], signal))
     candidates.sort(key=lambda c: c[:3])
 
-    # 3: the sequential pass over trade lifecycles
-    ledger = PaperLedger(
-        risk=config.risk,
-        costs=config.costs,
-        starting_cash=config.starting_cash,
-        params=symbol_params_for(exec_symbols, config, use_db=use_db_params),
-        flatten_before_close_min=config.flatten_before_close_min,
-        worst_case=config.worst_case,
-        policy_book=config.policy_book,
-        etf_symbols=cfg.etf_symbols,
-    )
+    # 3: the sequential pass over trade lifecycles, each kept bar through the live bar step
+    params = symbol_params_for(exec_symbols, config, use_db=use_db_params)
+    ledger = memory_ledger_for(config, params)
     bars = merged_bars(frames)
     g_ts = bars["ts_ns"].to_numpy()
     g_rank = bars["rank"].to_numpy()
     g_sym = bars["symbol"].to_numpy()
-    g_val = bars[["open", "high", "low", "close"]].to_numpy(dtype=float)
+    g_val = bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=float)
     g_time = pd.DatetimeIndex(bars.index)
     # processing order as one sortable number: seconds * 64 + symbol rank (< 64 symbols)
     key = (g_ts // 1_000_000_000) * 64 + g_rank
@@ -175,7 +173,13 @@ def _run_fast_ledger(
         from tqdm import tqdm
 
         progress_bar = tqdm(total=n, unit="bar", mininterval=0.5, desc="backtest (fast)")
-    kill_switch = config.risk.max_daily_loss_usd > 0
+    here = {"i": 0}  # the bar being stepped (read by the cross-down lookup)
+
+    def cross_down(sym: str) -> bool:
+        j = here["i"]
+        return _cross_at(cross_arrays[sym], rank[sym], g_ts[j], rank[g_sym[j]])
+
+    ctx = step_context(config, params, cross_down)
     while i < n:
         active = ledger.live or any(ledger.orders_by_symbol.values())
         if not active:
@@ -184,32 +188,21 @@ def _run_fast_ledger(
             i = int(signal_pos[next_signal])  # nothing alive: jump to the next signal
         symbol = g_sym[i]
         k = int(key[i])
-        has_orders = bool(ledger.orders_by_symbol.get(symbol))
-        has_open = any(
-            t.status == "open" and t.signal.execution_symbol == symbol for t in ledger.live
-        )
         is_signal_bar = next_signal < len(signal_keys) and signal_keys[next_signal] == k
-        if has_orders or has_open or is_signal_bar:
-            ts = g_time[i].to_pydatetime()
-            o, h, lo, c = g_val[i].tolist()
-            prices = None
-            fills = managed = 0
-            if has_orders:
-                prices = _prices(o, h, lo, c)
-                fills = ledger.fills_on_bar(symbol, ts, prices)
-            now = ts + BAR
-            if any(t.status == "open" and t.signal.execution_symbol == symbol for t in ledger.live):
-                prices = prices or _prices(o, h, lo, c)
-                crosses = {s: _cross_at(cross_arrays[s], rank[s], g_ts[i], rank[symbol])
-                           for s in {t.signal.symbol for t in ledger.live}}  # fmt: skip
-                managed = ledger.exits_on_bar(symbol, now, prices, crosses)
-            if kill_switch and (
-                fills or managed or any(t.signal.execution_symbol == symbol for t in ledger.live)
-            ):
-                ledger.mark_and_guard(symbol, c, now)
+        if ledger.has_orders(symbol) or ledger.has_live(symbol) or is_signal_bar:
+            fired = by_bar[k] if is_signal_bar else []
             if is_signal_bar:
-                ledger.signals_handle(by_bar[k], now)
                 next_signal += 1
+            here["i"] = i
+            o, h, lo, c, v = g_val[i].tolist()
+            bar_step(
+                ledger,
+                symbol=symbol,
+                ts=g_time[i].to_pydatetime(),
+                bar=lambda o=o, h=h, lo=lo, c=c, v=v: _prices(o, h, lo, c, v),
+                strategy=lambda fired=fired: ledger.candidates(fired) if fired else [],
+                ctx=ctx,
+            )
         i += 1
         if progress_bar is not None and i % 4096 == 0:
             progress_bar.n = i
@@ -247,6 +240,10 @@ def kernel_unsupported(frames, config: BacktestConfig, symbols, params: dict) ->
         return "a symbol executes in another (index -> ETF)"
     if risk.trail_pct or risk.stop_pct or risk.tp_pct:
         return "trailing stops or percent brackets"
+    if costs.commission_per_share or costs.commission_per_order:
+        return "commissions"
+    if costs.volume_cap_pct > 0:
+        return "volume-capped (partial) fills"
     if risk.max_daily_loss_usd > 0:
         return "the daily-loss kill switch"
     if config.policy_book is not None:
@@ -336,20 +333,6 @@ def _session_tables(day_keys, config: BacktestConfig):
     return table
 
 
-def _levels(name: str, cfg, close, atr, or_high, vwap):
-    if name == "ORB":
-        stop = or_high - cfg.orb_stop_atr * atr
-    else:
-        stop = close - cfg.stop_atr * atr
-    if name == "VWAP_MEAN":
-        t1 = vwap
-        t2 = vwap + cfg.vwap_mean_t2_atr * atr
-    else:
-        t1 = close + cfg.target_one_atr * atr
-        t2 = close + cfg.target_two_atr * atr
-    return close, stop, t1, t2
-
-
 def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started, progress):
     from analytics.backtest.kernel import BIT_CODES, REASONS, lifecycle_kernel
     from analytics.backtest.result import ExitLeg, SignalRecord, TradeRecord
@@ -386,27 +369,23 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
                     & (np.r_[np.nan, e20[:-1]] >= np.r_[np.nan, e50[:-1]])
                     & (e20 < e50)
                 )
-            masks = setup_masks(feats.assign(close=close), symbol=symbol, cfg=cfg)
+            arrays = setup_signals(feats.assign(close=close), cfg, symbol=symbol)
             ts_reg = part["ts"].to_numpy()[reg_idx]
-            atr = feats["atr_14"].to_numpy(dtype=float)
-            orh = feats["or_high"].to_numpy(dtype=float)
-            vwap = feats["vwap"].to_numpy(dtype=float)
-            for name, mask in masks.items():
-                fired = np.flatnonzero(mask)
+            for name, setup in arrays.items():
+                fired = np.flatnonzero(setup.fire)
                 kept = fired[cooldown_keep(ts_reg[fired], cfg.cooldown_sec)]
                 if not kept.size:
                     continue
-                levels = _levels(name, cfg, close[kept], atr[kept], orh[kept], vwap[kept])
                 sig_parts.append(
                     pd.DataFrame(
                         {
                             "ts": ts_reg[kept],
                             "rank": rank[symbol],
                             "setup": setup_order[name],
-                            "entry": _cents(levels[0]),
-                            "stop": _cents(levels[1]),
-                            "t1": _cents(levels[2]),
-                            "t2": _cents(levels[3]),
+                            "entry": _cents(close[kept]),
+                            "stop": _cents(setup.stop[kept]),
+                            "t1": _cents(setup.t1[kept]),
+                            "t2": _cents(setup.t2[kept]),
                         }
                     )
                 )
@@ -550,7 +529,7 @@ def _entry_type(config: BacktestConfig):
     from decimal import Decimal
 
     from trading.brokers.paper import PaperBroker
-    from trading.services import entry_plan
+    from trading.core.entries import entry_plan
 
     reference = Decimal("100.00")
     quote = PaperBroker(costs=config.costs).quote_around("X", reference)

@@ -33,6 +33,8 @@ class TradeRecord:
     target_one: float | None
     target_two: float | None
     legs: list[ExitLeg] = field(default_factory=list)
+    fees: float = 0.0  # commissions of every fill, entry and exits
+    realized: float | None = None  # the ledger's P&L (exits before the entry completed)
 
     @property
     def exit_ts(self) -> datetime | None:
@@ -51,7 +53,9 @@ class TradeRecord:
 
     @property
     def pnl(self) -> float:
-        return sum(leg.qty * (leg.price - self.entry_price) for leg in self.legs)
+        if self.realized is not None:
+            return self.realized
+        return sum(leg.qty * (leg.price - self.entry_price) for leg in self.legs) - self.fees
 
     @property
     def closed(self) -> bool:
@@ -91,6 +95,7 @@ class TradeRecord:
             "exit_price": None if self.exit_price is None else round(self.exit_price, 4),
             "exit_reason": self.exit_reason,
             "pnl": round(self.pnl, 4),
+            "fees": round(self.fees, 4),
             "legs": [
                 {**asdict(leg), "ts": leg.ts.isoformat(), "price": round(leg.price, 4)}
                 for leg in self.legs

@@ -3,16 +3,29 @@
 Each mask is the array twin of one `strategies.setups.<name>.evaluate`: a bar fires when every
 input that setup checks for warm-up is available and every condition holds. The fast-vs-event
 equality tests pin the two together; a change to a setup must be mirrored here.
-Stops and targets are NOT computed here: fired bars are few, so their levels come from the live
-code itself (`strategies.setups.base.fired` maths, rounded by the execution map).
+`setup_signals` adds each setup's own stop and targets as arrays (CONTRACTS.md item 3): the
+fast kernel consumes them and never knows a setup's formula.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from strategies.config import StrategyConfig
+
+
+@dataclass(frozen=True)
+class SetupArrays:
+    """One setup over a feature frame: where it fires (before cooldown) and the stop and
+    targets it would set on each bar (entry = the bar's close)."""
+
+    fire: np.ndarray  # bool
+    stop: np.ndarray  # float
+    t1: np.ndarray
+    t2: np.ndarray
 
 
 def _finite(frame: pd.DataFrame, *names: str) -> np.ndarray:
@@ -120,3 +133,30 @@ def setup_masks(
                 raise KeyError(f"fast mode has no vectorised twin of setup {name}")
             masks[name] = np.asarray(mask, dtype=bool)
     return masks
+
+
+def setup_levels(name: str, features: pd.DataFrame, cfg: StrategyConfig):
+    """(stop, t1, t2) arrays of setup `name` on every bar: the formulas of
+    `strategies.setups.<name>` (the fast-vs-event tests pin the two together)."""
+    close, atr = _col(features, "close"), _col(features, "atr_14")
+    if name == "ORB":
+        stop = _col(features, "or_high") - cfg.orb_stop_atr * atr
+    else:
+        stop = close - cfg.stop_atr * atr
+    if name == "VWAP_MEAN":
+        vwap = _col(features, "vwap")
+        t1, t2 = vwap, vwap + cfg.vwap_mean_t2_atr * atr
+    else:
+        t1, t2 = close + cfg.target_one_atr * atr, close + cfg.target_two_atr * atr
+    return stop, t1, t2
+
+
+def setup_signals(
+    features: pd.DataFrame, cfg: StrategyConfig, *, symbol: str
+) -> dict[str, SetupArrays]:
+    """setup name -> SetupArrays for the enabled setups (features with a `close` column)."""
+    out = {}
+    for name, fire in setup_masks(features, symbol=symbol, cfg=cfg).items():
+        stop, t1, t2 = setup_levels(name, features, cfg)
+        out[name] = SetupArrays(fire=fire, stop=stop, t1=t1, t2=t2)
+    return out

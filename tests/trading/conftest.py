@@ -10,7 +10,7 @@ import pytest
 from risk.config import RiskConfig
 from trading.brokers import broker_override
 from trading.brokers.paper import PaperBroker
-from trading.fill_model import FillCosts
+from trading.core.fills import FillCosts
 
 
 @pytest.fixture

@@ -9,8 +9,8 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trading.exits import ExitState, exit_decide
-from trading.fill_model import BarPrices
+from trading.core.exits import ExitState, exit_decide
+from trading.core.fills import BarPrices
 
 D = Decimal
 NOW = datetime(2025, 9, 17, 16, 0, tzinfo=UTC)

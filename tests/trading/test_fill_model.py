@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from trading.fill_model import BarPrices, FillCosts, fill_price, pegged_entry_limit
+from trading.core.fills import BarPrices, FillCosts, fill_price, pegged_entry_limit
 
 D = Decimal
 BAR = BarPrices(open=D("100"), high=D("101"), low=D("99"), close=D("100.5"))

@@ -16,6 +16,7 @@ from risk.selectors import trading_state_get
 from tests.trading.helpers import bar, make_signal, minutes
 from trading.models import AuditEvent, Order, Trade
 from trading.pipeline import kill_switch_check, paper_bar_process, signal_handle
+from trading.selectors import positions_list
 from trading.services import (
     ForceNotAllowed,
     bracket_place,
@@ -24,7 +25,6 @@ from trading.services import (
     orders_cancel_all,
     orders_cancel_stale,
     positions_flatten,
-    positions_list,
 )
 
 pytestmark = pytest.mark.django_db

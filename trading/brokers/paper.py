@@ -1,15 +1,13 @@
 """The paper broker (DRY_RUN=1): accepts orders after Tradier's own validation and keeps its
 book in the ledger itself, so the same order state machine, fills and reconciliation apply.
 
-Fills happen only when a bar arrives (`bar_fills`), with the pure rules of
-`trading.fill_model`: an order placed at a bar's close fills on a later bar.
+Fills happen only when a bar arrives (`trading.core.lifecycle.fills_on_bar`), with the pure
+rules of `trading.core.fills`: an order placed at a bar's close fills on a later bar.
 """
 
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -23,27 +21,26 @@ from trading.brokers.base import (
     Quote,
     validate_request,
 )
-from trading.fill_model import ORDER_PRIORITY, BarPrices, FillCosts, fill_price
+from trading.brokers.order_shapes import needs_entry_price, with_marketable_entry
+from trading.core.fills import FillCosts
 
-BAR = timedelta(minutes=1)
 
-
-@dataclass(frozen=True)
-class PaperFill:
-    order_id: int
-    qty: int
-    price: Decimal
-    ts: datetime
+def fill_costs_from_settings() -> FillCosts:
+    """The paper fill model as configured (PAPER_* settings); backtests read the same."""
+    return FillCosts(
+        slippage_bps=Decimal(str(settings.PAPER_SLIPPAGE_BPS)),
+        spread_bps=Decimal(str(settings.PAPER_SPREAD_BPS)),
+        commission_per_share=Decimal(settings.PAPER_COMMISSION_PER_SHARE_USD),
+        commission_per_order=Decimal(settings.PAPER_COMMISSION_PER_ORDER_USD),
+        volume_cap_pct=Decimal(settings.PAPER_FILL_VOLUME_CAP_PCT),
+    )
 
 
 class PaperBroker:
     name = "paper"
 
     def __init__(self, costs: FillCosts | None = None) -> None:
-        self.costs = costs or FillCosts(
-            slippage_bps=Decimal(str(settings.PAPER_SLIPPAGE_BPS)),
-            spread_bps=Decimal(str(settings.PAPER_SPREAD_BPS)),
-        )
+        self.costs = costs or fill_costs_from_settings()
 
     @staticmethod
     def _new_id() -> str:
@@ -52,7 +49,17 @@ class PaperBroker:
 
     # --- the broker interface ------------------------------------------------------------
     def submit(self, request: OrderRequest) -> BrokerOrder:
-        validate_request(request)
+        # The shape Tradier would receive is checked (a market-entry bracket as its marketable
+        # limit), while the paper book keeps the ledger's market entry: the fill model fills it
+        # at the next bar like the marketable limit that does not run past its cap.
+        if needs_entry_price(request):
+            quote = self.quote(request.legs[0].symbol) or self._bracket_midpoint(request)
+            shaped = with_marketable_entry(
+                request, quote, Decimal(str(settings.ENTRY_MARKETABLE_OFFSET))
+            )
+            validate_request(shaped)
+        else:
+            validate_request(request)
         legs = [
             BrokerOrder(id=self._new_id(), status="open", symbol=leg.symbol, side=leg.side)
             for leg in request.legs
@@ -139,30 +146,17 @@ class PaperBroker:
         half = mid * self.costs.spread_bps / Decimal(20000)
         return Quote(symbol, bid=mid - half, ask=mid + half, last=mid)
 
-    # --- fills ---------------------------------------------------------------------------
-    def bar_fills(self, orders, bar) -> list[PaperFill]:
-        """Fills of `orders` (working Order rows of the bar's symbol, already eligible: placed
-        before the bar started) on `bar`, in the conservative intrabar order."""
-        prices = BarPrices.of(bar)
-        fills = []
-        ranked = sorted(orders, key=lambda o: (ORDER_PRIORITY.get(o.order_type, 9), o.pk))
-        for order in ranked:
-            open_qty = order.qty - order.filled_qty
-            if open_qty <= 0:
-                continue
-            price = fill_price(
-                side=order.side,
-                order_type=order.order_type,
-                bar=prices,
-                costs=self.costs,
-                price=order.price,
-                stop=order.stop_price,
-            )
-            if price is not None:
-                fills.append(PaperFill(order.pk, open_qty, price, bar.ts))
-        return fills
-
     # --- helpers -------------------------------------------------------------------------
+    @staticmethod
+    def _bracket_midpoint(request: OrderRequest) -> Quote | None:
+        """Without stored bars, the middle of the exit legs stands in for the quote: only the
+        shape is checked with it, nothing is priced or filled from it."""
+        levels = [leg.price or leg.stop for leg in request.legs[1:] if (leg.price or leg.stop)]
+        if not levels:
+            return None
+        mid = sum(levels, Decimal("0")) / len(levels)
+        return Quote(request.legs[0].symbol, bid=None, ask=None, last=mid)
+
     def _row(self, broker_order_id: str):
         from trading.models import Order
 

@@ -38,6 +38,13 @@ class Command(BaseCommand):
             help="limits must trade through; triggered stops fill at the bar's extreme",
         )
         parser.add_argument("--no-progress", action="store_true")
+        parser.add_argument(
+            "--lookahead-check",
+            action="store_true",
+            help="re-run on the data cut at K points; fail if any past decision, fill or "
+            "feature changes (see docs/backtesting.md)",
+        )
+        parser.add_argument("--cuts", type=int, default=9, help="cut points of --lookahead-check")
 
     def handle(self, *args, **o):
         symbols = tuple(s.strip().upper() for s in o["symbol"].split(",") if s.strip())
@@ -46,6 +53,8 @@ class Command(BaseCommand):
             raise CommandError("--symbol is required")
         if o["start"] and o["end"] and o["start"] > o["end"]:
             raise CommandError("--start is after --end")
+        if o["lookahead_check"]:
+            return self._lookahead(symbols, setups, o)
         try:
             config = BacktestConfig.from_settings(setups=setups, worst_case=o["worst_case"])
             spec = DataSpec(o["data"], symbols, o["start"], o["end"])
@@ -73,6 +82,37 @@ class Command(BaseCommand):
         if o["persist"]:
             run = backtest_persist(result, name=o["name"] or f"{','.join(symbols)} {o['mode']}")
             self.stdout.write(f"stored BacktestRun #{run.pk}")
+
+    def _lookahead(self, symbols, setups, o):
+        from analytics.lookahead import lookahead_check
+
+        if o["cuts"] < 1:
+            raise CommandError("--cuts must be >= 1")
+        try:
+            config = BacktestConfig.from_settings(setups=setups, worst_case=o["worst_case"])
+            spec = DataSpec(o["data"], symbols, o["start"], o["end"])
+            report = lookahead_check(
+                spec=spec, config=config, mode=o["mode"], cuts=o["cuts"], engine=o["engine"]
+            )
+        except (OSError, ValueError) as exc:
+            raise CommandError(str(exc)) from exc
+        for c in report.cuts:
+            verdict = "ok" if c.difference is None else f"DIFFERS at {c.difference['bar']}"
+            self.stdout.write(
+                f"cut {c.cut} ({c.kind}): {c.decisions} decisions, {c.fills} fills, "
+                f"{c.feature_rows} feature rows: {verdict}"
+            )
+        if o["json_out"]:
+            with open(o["json_out"], "w") as handle:
+                json.dump(report.as_dict(), handle, indent=2, default=str)
+        if not report.passed:
+            d = report.first_difference
+            raise CommandError(
+                f"look-ahead: the {d['what']} of bar {d['bar']} ({d['symbol']} "
+                f"{d['setup'] or d['detail']}) changes when later bars are removed: "
+                f"{d['with_future']} with them, {d['without_future']} without"
+            )
+        self.stdout.write(self.style.SUCCESS(f"look-ahead check passed at {len(report.cuts)} cuts"))
 
     def _print(self, result):
         out = self.stdout

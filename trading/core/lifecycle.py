@@ -1,0 +1,567 @@
+"""The trade lifecycle over a `Ledger`: one implementation of every rule that moves a trade
+from its signal to its last exit, for the live/paper ORM ledger and the backtests alike.
+
+Safety rules every function keeps:
+- an open trade always has a working protective stop for its remaining quantity; exits cancel
+  or shrink that stop first and never sell more than the trade holds;
+- only one exit order per trade is working at a time (a trade is never exited twice);
+- a trade's status moves only along `states.TRADE_TRANSITIONS` (the ledger refuses the rest);
+- exposure is read inside the decision lock, and a trade is recorded before the lock ends, so
+  the next decider counts it.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from zoneinfo import ZoneInfo
+
+from risk import rules
+from risk.config import RiskConfig, SymbolParams
+from risk.types import Exposure, Intent
+from trading.core.entries import bracket_levels, trade_plan
+from trading.core.exits import ExitState, exit_decide
+from trading.core.fills import BarPrices, FillCosts, bar_fills
+from trading.core.types import (
+    BUY_SIDES,
+    EXIT_ROLES,
+    PROTECTIVE_ROLES,
+    Candidate,
+    OrderSpec,
+    OrderState,
+    Role,
+    TradeState,
+)
+
+log = logging.getLogger(__name__)
+NY = ZoneInfo("America/New_York")
+CENT = Decimal("0.01")
+FOUR = Decimal("0.0001")
+ZERO = Decimal("0")
+BAR = timedelta(minutes=1)
+MAX_FILL_ROUNDS = 6  # fills can create orders that fill on the same bar (a stop after an entry)
+REASON_OF_ROLE = {Role.STOP: "stop", Role.TARGET_ONE: "target_one", Role.TARGET_TWO: "target_two"}
+TRADED_OUTCOMES = ("approved", "dry_run", "submitted")
+
+
+def _q(value) -> Decimal | None:
+    if value is None:
+        return None
+    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def _check(stage: str, code: str, passed: bool, message: str) -> dict:
+    return {"stage": stage, "code": code, "passed": passed, "message": message}
+
+
+# --- orders ending -----------------------------------------------------------------------------
+def cancel(ledger, order, *, now: datetime, cause: str) -> bool:
+    """Cancel a working order; an entry that never filled takes its trade with it."""
+    done = ledger.cancel(order, now=now, cause=cause)
+    if done and order.role == Role.ENTRY and order.trade_id:
+        order_dead(ledger, order, now=now, reason="entry_cancelled")
+    return done
+
+
+def order_dead(ledger, order, *, now: datetime, reason: str) -> None:
+    """An entry order ended without (more) fills: a trade with nothing filled and no other
+    working entry is cancelled."""
+    trade = ledger.trade_of(order)
+    if trade is None:
+        return
+    if (
+        trade.status == TradeState.PENDING
+        and trade.remaining_qty == 0
+        and not ledger.working(trade, (Role.ENTRY,))
+    ):
+        trade_close(ledger, trade, now=now, status=TradeState.CANCELLED, reason=reason)
+
+
+def trade_close(ledger, trade, *, now: datetime, status: str, reason: str) -> bool:
+    return ledger.trade_set(
+        trade, status=status, closed_at=now, exit_reason=trade.exit_reason or reason
+    )
+
+
+# --- fills -------------------------------------------------------------------------------------
+def on_fill(ledger, order, *, qty: int, price: Decimal, ts: datetime, fill_id: str, fee=ZERO):
+    """Record one execution (once per fill id) and move its trade: an entry fill opens or adds
+    to the trade and protects it; an exit fill books the P&L (fees included), closes the trade
+    when nothing is left, and re-protects the rest after a protective leg's partial fill.
+    Returns the ledger's fill record, or None when nothing was applied."""
+    with ledger.atomic():
+        fill = ledger.fill_record(order, qty=qty, price=price, ts=ts, fill_id=fill_id, fee=fee)
+        if fill is None:
+            return None
+        order = fill.order
+        trade = ledger.trade_of(order, lock=True)
+        if trade is not None:
+            if order.side in BUY_SIDES:
+                _entry_filled(ledger, trade, order, fill.qty, fill.price, Decimal(fee), ts)
+            else:
+                _exit_filled(ledger, trade, order, fill.qty, fill.price, Decimal(fee), ts)
+    return fill
+
+
+def _entry_filled(ledger, trade, order, qty: int, price: Decimal, fee: Decimal, ts) -> None:
+    held = trade.remaining_qty
+    entry = trade.entry_price or ZERO
+    fields = {
+        "entry_price": ((entry * held + price * qty) / (held + qty)).quantize(FOUR),
+        "remaining_qty": held + qty,
+    }
+    if fee:
+        fields["realized_pnl"] = trade.realized_pnl - fee
+    status = None
+    if trade.status == TradeState.PENDING:
+        status = TradeState.OPEN
+        fields.update(opened_at=ts, trail_high=price)
+    ledger.trade_set(trade, status=status, **fields)
+    if order.order_class == "otoco":
+        ledger.bracket_activate(order, trade, now=ts)  # the legs travel with the entry
+    else:
+        protect(ledger, trade, now=ts)
+
+
+def _exit_filled(ledger, trade, order, qty: int, price: Decimal, fee: Decimal, ts) -> None:
+    entry = trade.entry_price or price
+    fields = {
+        "realized_pnl": trade.realized_pnl + (price - entry) * qty - fee,
+        "remaining_qty": max(0, trade.remaining_qty - qty),
+    }
+    if order.role == Role.TARGET_ONE:
+        fields["partial_done"] = True
+    ledger.trade_set(trade, **fields)
+    if trade.remaining_qty == 0:
+        reason = trade.exit_reason or REASON_OF_ROLE.get(order.role, order.role)
+        for other in ledger.working(trade):
+            if other.pk != order.pk:
+                cancel(ledger, other, now=ts, cause="trade closed")
+        trade_close(ledger, trade, now=ts, status=TradeState.CLOSED, reason=reason)
+    elif order.role in PROTECTIVE_ROLES:
+        # one leg of an OCO pair filled in part: keep the rest consistent
+        protect(ledger, trade, now=ts)
+
+
+def fills_on_bar(
+    ledger, *, symbol: str, bar: BarPrices, ts: datetime, costs: FillCosts, limit_timeout
+) -> int:
+    """Paper fills of `symbol`'s working orders on the bar starting at `ts` (orders placed up
+    to the bar's start), in the conservative intrabar order. Orders created meanwhile (a stop
+    after an entry, an entry limit that timed out and became a market order) are eligible on
+    the same bar. Returns the number of fills."""
+    bar_end = ts + BAR
+    count = 0
+    filled_on_bar: dict = {}  # the volume cap holds per order over the whole bar
+    for _ in range(MAX_FILL_ROUNDS):
+        eligible = ledger.working_for_symbol(symbol, ts)
+        if not eligible:
+            break
+        fills = bar_fills(eligible, bar, costs, filled_on_bar)
+        applied = 0
+        for order, qty, price in fills:
+            order = ledger.refresh(order)
+            if not order.is_working:
+                continue
+            qty = min(qty, order.qty - order.filled_qty)
+            fee = costs.fee(qty, first_fill=order.filled_qty == 0)
+            fill_id = f"{order.broker_order_id}-{ts:%Y%m%d%H%M}-{order.filled_qty}"
+            fill = on_fill(ledger, order, qty=qty, price=price, ts=ts, fill_id=fill_id, fee=fee)
+            if fill:
+                filled_on_bar[order.pk] = filled_on_bar.get(order.pk, 0) + fill.qty
+                applied += 1
+        filled = {order.pk for order, _, _ in fills}
+        replaced = 0
+        for order in eligible:
+            if (
+                order.pk not in filled
+                and order.role == Role.ENTRY
+                and order.order_type == "limit"
+                and order.order_class == "equity"
+                and order.created_at + limit_timeout < bar_end
+            ):
+                replaced += entry_escalate(ledger, order, now=ts) is not None
+        count += applied
+        if not applied and not replaced:
+            break
+    return count
+
+
+# --- protection and exits ----------------------------------------------------------------------
+def protect(ledger, trade, *, now: datetime):
+    """Make sure an open trade has exactly one working stop for its remaining quantity at
+    `trade.stop_price` (minus what a working exit or T1 order already sells). Same quantity,
+    new price -> modify; different quantity -> cancel and replace. A broker bracket's OCO legs
+    cover the quantity themselves: only its stop price may move."""
+    trade = ledger.refresh(trade)
+    if trade.status != TradeState.OPEN or trade.remaining_qty <= 0:
+        return None
+    exiting = sum(
+        o.qty - o.filled_qty for o in ledger.working(trade, EXIT_ROLES + (Role.TARGET_ONE,))
+    )
+    needed = trade.remaining_qty - exiting
+    stops = ledger.working(trade, (Role.STOP,))
+    targets = ledger.working(trade, (Role.TARGET_TWO,))
+    if targets and stops and stops[0].parent_id:
+        ledger.bracket_trim(trade)  # after a partial fill of one leg, the other covers the rest
+        if stops[0].stop_price != _q(trade.stop_price):
+            stop_move(ledger, stops[0], stop=trade.stop_price, now=now)
+        return stops[0]
+    keep = None
+    for stop in stops:
+        if keep is None and stop.qty - stop.filled_qty == needed and needed > 0:
+            keep = stop
+            continue
+        cancel(ledger, stop, now=now, cause="stop resized")
+    if needed <= 0:
+        return None
+    if keep is not None:
+        if keep.stop_price != _q(trade.stop_price):
+            stop_move(ledger, keep, stop=trade.stop_price, now=now)
+        return keep
+    spec = OrderSpec(
+        role=Role.STOP,
+        side="sell",
+        qty=needed,
+        order_type="stop",
+        stop=_q(trade.stop_price),
+        tag_suffix="stop",
+    )
+    return ledger.place(trade, spec, now=now)
+
+
+def stop_move(ledger, order, *, stop: Decimal, now: datetime):
+    """Move a working stop's trigger; if the broker refuses, cancel it and re-protect."""
+    if ledger.modify(order, now=now, stop=_q(stop)):
+        return order
+    cancel(ledger, order, now=now, cause="modify failed")
+    trade = ledger.trade_of(order)
+    if trade is not None:
+        return protect(ledger, trade, now=now) or order
+    return order
+
+
+def exit(
+    ledger,
+    trade,
+    *,
+    qty: int | None,
+    reason: str,
+    now: datetime,
+    new_stop: Decimal | None = None,
+    role: str = Role.EXIT,
+):
+    """Sell `qty` (None = all) of an open trade at market, keeping the rest protected. Never
+    exits twice; the protective legs are cancelled first (and must be gone: a live cancel not
+    yet confirmed retries later) and, for a partial exit, the stop is re-placed for the rest
+    at `new_stop` (or the current stop)."""
+    trade = ledger.refresh(trade)
+    if trade.status != TradeState.OPEN or trade.remaining_qty <= 0:
+        return None
+    if ledger.working(trade, EXIT_ROLES):
+        return None
+    qty = trade.remaining_qty if qty is None else min(int(qty), trade.remaining_qty)
+    if qty <= 0:
+        return None
+    full = qty >= trade.remaining_qty
+    for leg in ledger.working(trade, PROTECTIVE_ROLES):
+        cancel(ledger, leg, now=now, cause=f"exit: {reason}")
+    trade = ledger.refresh(trade)
+    if trade.status != TradeState.OPEN or trade.remaining_qty <= 0:
+        return None  # a leg filled while we cancelled: the trade is already out
+    if ledger.working(trade, PROTECTIVE_ROLES):
+        log.warning("trade %s: protective legs not cancelled yet; exit retried later", trade.pk)
+        return None  # selling now could sell twice
+    qty = min(qty, trade.remaining_qty)
+    fields = {}
+    if full:
+        fields["exit_reason"] = reason
+    if new_stop is not None:
+        fields["stop_price"] = _q(new_stop)
+    ledger.trade_set(trade, **fields)
+    spec = OrderSpec(
+        role=role,
+        side="sell",
+        qty=qty,
+        order_type="market",
+        tag_suffix=reason.replace("_", "")[:12],
+        reason=reason,
+    )
+    order = ledger.place(trade, spec, now=now)
+    if not full:
+        protect(ledger, trade, now=now)
+    return order
+
+
+def manage_exits(
+    ledger,
+    *,
+    now: datetime,
+    symbol: str | None,
+    bar: BarPrices | None,
+    flat_at: datetime | None,
+    partial_exit_pct: Decimal,
+    cross_down=None,
+) -> list[tuple[int, str]]:
+    """Apply the exit rules (`exits.exit_decide`) to every open trade executing in `symbol`
+    (all when None) and keep each protected. `cross_down(signal_symbol)` says whether its
+    ema_20 crossed below ema_50 on this bar. Returns [(trade id, action)]: "checked" for every
+    trade looked at, then each action taken."""
+    done: list[tuple[int, str]] = []
+    for trade in [t for t in ledger.live_trades(symbol) if t.status == TradeState.OPEN]:
+        done.append((trade.pk, "checked"))
+        legs = ledger.working(trade, PROTECTIVE_ROLES)
+        state = ExitState(
+            remaining_qty=trade.remaining_qty,
+            entry_price=trade.entry_price,
+            stop_price=trade.stop_price,
+            target_one=trade.target_one,
+            target_two=trade.target_two,
+            partial_done=trade.partial_done,
+            trail_pct=trade.trail_pct,
+            trail_act_pct=trade.trail_act_pct,
+            trail_high=trade.trail_high,
+            trail_active=trade.trail_active,
+            deadline=trade.deadline,
+            bracket=any(o.parent_id for o in legs),
+        )
+        cross = bar is not None and cross_down is not None and cross_down(trade.symbol)
+        action = exit_decide(
+            state,
+            now=now,
+            bar=bar,
+            flat_at=flat_at,
+            partial_exit_pct=partial_exit_pct,
+            ema_cross_down=cross,
+        )
+        if (action.trail_high, action.trail_active, action.partial_done) != (
+            trade.trail_high,
+            trade.trail_active,
+            trade.partial_done,
+        ):
+            ledger.trade_set(
+                trade,
+                trail_high=action.trail_high,
+                trail_active=action.trail_active,
+                partial_done=action.partial_done,
+            )
+        if action.kind == "full":
+            if exit(ledger, trade, qty=None, reason=action.reason, now=now):
+                done.append((trade.pk, action.reason))
+        elif action.kind == "partial":
+            if exit(
+                ledger, trade, qty=action.qty, reason=action.reason, now=now,
+                new_stop=action.new_stop,
+            ):  # fmt: skip
+                done.append((trade.pk, action.reason))
+        elif action.kind == "stop":
+            ledger.trade_set(trade, stop_price=action.new_stop)
+            protect(ledger, trade, now=now)
+            done.append((trade.pk, f"stop->{action.new_stop}"))
+        elif not ledger.working(trade, (Role.STOP,)) and not ledger.working(trade, EXIT_ROLES):
+            log.warning("trade %s had no working stop: re-protecting", trade.pk)
+            protect(ledger, trade, now=now)
+            done.append((trade.pk, "protected"))
+    return done
+
+
+# --- entries -----------------------------------------------------------------------------------
+def entry_escalate(ledger, order, *, now: datetime):
+    """A pegged entry limit whose ENTRY_LIMIT_TIMEOUT_SEC passed becomes a market order for
+    its unfilled rest: a modify of the same order (same tag, one order per signal). When the
+    broker refuses the modify, a market replacement is recorded FIRST (inside the decision
+    lock) and only then the limit is cancelled: the trade stays pending throughout, so no
+    exposure snapshot ever misses it. Returns the working market order, or None."""
+    order = ledger.refresh(order)
+    if not order.is_working or order.order_type != "limit":
+        return None
+    if ledger.modify(order, now=now, order_type="market"):
+        return order
+    log.warning("entry %s: modify to market refused; cancel and replace", order.pk)
+    with ledger.decision_lock():
+        replacement = ledger.entry_replacement(order, now=now)
+    if replacement is None:
+        return None
+    cancelled = ledger.cancel(order, now=now, cause="entry limit timeout: replaced by market")
+    order = ledger.refresh(order)
+    rest = order.qty - order.filled_qty
+    if not cancelled or rest <= 0:
+        cancel(ledger, replacement, now=now, cause="replacement not needed")
+        return None
+    return ledger.submit(replacement, now=now, qty=rest)
+
+
+def escalate_due(ledger, *, now: datetime, config: RiskConfig) -> int:
+    """Live: every working pegged entry limit older than ENTRY_LIMIT_TIMEOUT_SEC goes to
+    market (the clock rule; paper and backtests apply it per bar in `fills_on_bar`)."""
+    before = now - timedelta(seconds=config.entry_limit_timeout_sec)
+    return sum(
+        entry_escalate(ledger, order, now=now) is not None
+        for order in ledger.entry_limits_before(before)
+    )
+
+
+def exposure(ledger, *, now: datetime, cash=None, buying_power=None, with_day_pnl=True):
+    """Everything the risk rules read, from the ledger in one place (call it inside the
+    decision lock): live trades, working non-protective orders, position notional, working
+    entries' worst-case notional (the cash they reserve), ideas in flight, day P&L, state."""
+    trades = ledger.live_trades()
+    by_symbol: dict[str, int] = {}
+    for trade in trades:
+        by_symbol[trade.execution_symbol] = by_symbol.get(trade.execution_symbol, 0) + 1
+    pending: dict[str, Decimal] = {}
+    for symbol, open_qty, worst in ledger.pending_entries():
+        if worst is not None and open_qty > 0:
+            pending[symbol] = pending.get(symbol, ZERO) + Decimal(open_qty) * Decimal(worst)
+    return Exposure(
+        open_trades=len(trades),
+        open_orders=ledger.open_order_count(),
+        trades_by_symbol=by_symbol,
+        notional_by_symbol=ledger.position_notional(),
+        cash=cash,
+        buying_power=buying_power,
+        day_pnl=day_pnl(ledger, now=now) if with_day_pnl else ZERO,
+        trading_state=ledger.trading_state(),
+        pending_notional_by_symbol=pending,
+        pending_cash=sum(pending.values(), ZERO),
+        ideas=tuple((t.setup, t.execution_symbol, t.created_at) for t in trades),
+    )
+
+
+def day_start(now: datetime) -> datetime:
+    """Midnight New York of `now`'s date: the start of the trading day."""
+    return now.astimezone(NY).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def day_pnl(ledger, *, now: datetime) -> Decimal:
+    """Realized P&L of trades closed today (New York date), plus the open trades' realized
+    part and their unrealized P&L at the last price."""
+    start = day_start(now)
+    total = Decimal(ledger.realized_between(start, start + timedelta(days=1)))
+    for trade in ledger.live_trades():
+        if trade.status != TradeState.OPEN:
+            continue
+        total += trade.realized_pnl
+        last = ledger.last_price(trade.execution_symbol)
+        if last is not None and trade.entry_price is not None and trade.remaining_qty:
+            total += (last - trade.entry_price) * trade.remaining_qty
+    return total
+
+
+def kill_switch(ledger, *, now: datetime, config: RiskConfig) -> bool:
+    """Daily loss limit: when today's P&L reaches -RISK_MAX_DAILY_LOSS_USD, HALT and flatten.
+    Returns True when it fired now."""
+    limit = config.max_daily_loss_usd
+    if limit <= 0:
+        return False
+    pnl = day_pnl(ledger, now=now)
+    if pnl > -limit:
+        return False
+    if ledger.trading_state() == "HALTED":
+        return False
+    ledger.halt(f"daily loss limit: day P&L {pnl:.2f} <= -{limit}")
+    ledger.flatten(reason="kill_switch", now=now)
+    return True
+
+
+def flatten_trades(ledger, *, reason: str, now: datetime, symbol: str | None = None):
+    """Close every live trade (of `symbol`): cancel its working entries, sell what is held at
+    market. Returns (trade ids, exit orders)."""
+    trades, orders = [], []
+    for trade in ledger.live_trades(symbol):
+        for entry in ledger.working(trade, (Role.ENTRY,)):
+            cancel(ledger, entry, now=now, cause=reason)
+        trade = ledger.refresh(trade)
+        if trade.status == TradeState.OPEN:
+            order = exit(ledger, trade, qty=None, reason=reason, now=now, role=Role.FLATTEN)
+            if order is not None:
+                orders.append(order)
+        trades.append(trade.pk)
+    return trades, orders
+
+
+def _policy_recount(ledger, candidate: Candidate) -> dict | None:
+    """A session policy's max_trades, counted again inside the decision lock (the strategy
+    stage counted before it, outside): the failed check, or None."""
+    if candidate.policy_limit is None:
+        return None
+    start, end, max_trades = candidate.policy_limit
+    if max_trades is None:
+        return None
+    traded = ledger.traded_in_window(start, end)
+    if traded < max_trades:
+        return None
+    return _check(
+        "policy",
+        "POLICY_MAX_TRADES",
+        False,
+        f"{traded} trades in the policy window (max {max_trades}), counted at decision",
+    )
+
+
+def signal_decide(
+    ledger, candidate: Candidate, *, now: datetime, config: RiskConfig, params: SymbolParams
+) -> str:
+    """Risk-check one fired setup and, if approved, open its trade and send the entry.
+    Under the decision lock: exposure -> policy re-count -> risk rules -> trade recorded.
+    Returns the outcome (risk_blocked, policy_blocked, failed, dry_run, submitted)."""
+    if candidate.entry is None:
+        checks = [_check("risk", "NO_PRICE", False, "signal has no entry price")]
+        ledger.signal_outcome(candidate, "risk_blocked", checks, qty=0)
+        return "risk_blocked"
+    entry = Decimal(candidate.entry)
+    stop, t1, t2, bracket = bracket_levels(
+        entry=entry,
+        params=params,
+        stop=candidate.stop,
+        t1=candidate.target_one,
+        t2=candidate.target_two,
+    )
+    intent = Intent(
+        symbol=candidate.execution_symbol,
+        entry_price=entry,
+        stop_price=stop,
+        setup=candidate.setup,
+        signal_symbol=candidate.symbol,
+        policy_window=candidate.policy_window,
+    )
+    quote = ledger.quote(candidate.execution_symbol, entry)
+    with ledger.decision_lock():
+        blocked = _policy_recount(ledger, candidate)
+        if blocked is not None:
+            ledger.signal_outcome(candidate, "policy_blocked", [blocked], qty=0)
+            return "policy_blocked"
+        decision = rules.evaluate(intent, ledger.exposure(now=now), config, now, params)
+        if not decision.approved:
+            ledger.signal_outcome(
+                candidate, "risk_blocked", decision.checks_as_dicts(), qty=decision.qty
+            )
+            return "risk_blocked"
+        ledger.signal_outcome(candidate, "approved", decision.checks_as_dicts(), qty=decision.qty)
+        plan = trade_plan(
+            qty=decision.qty,
+            entry=entry,
+            stop=stop,
+            target_one=t1,
+            target_two=t2,
+            bracket=bracket,
+            params=params,
+            config=config,
+            now=now,
+            quote=quote,
+            time_stop_sec=candidate.time_stop_sec,
+        )
+        trade = ledger.trade_open(candidate, plan, now=now)
+    order = ledger.entry_submit(trade, now=now)
+    if order is not None and order.status == OrderState.REJECTED:
+        trade_close(ledger, trade, now=now, status=TradeState.CANCELLED, reason="entry_rejected")
+    if order is None or order.status in (OrderState.REJECTED, OrderState.CANCELLED):
+        reason = (order.reject_reason or order.status) if order is not None else "no entry order"
+        checks = [_check("trading", "ORDER_REJECTED", False, reason)]
+        ledger.signal_outcome(candidate, "failed", checks)
+        return "failed"
+    outcome = ledger.entry_sent(order, config=config)
+    message = f"{order.order_type} {order.qty} {order.symbol} tag {order.tag}"
+    ledger.signal_outcome(candidate, outcome, [_check("trading", "ORDER_SENT", True, message)])
+    return outcome

@@ -1,0 +1,785 @@
+"""The ledger of the live and paper path: orders, fills, positions and trades in the database,
+orders sent to a broker (`trading.brokers`). `OrmLedger` is the `trading.core.ledger.Ledger`
+the lifecycle core drives; the functions below it are the row and broker primitives it uses.
+
+Safety rules kept here:
+- an order row (with its idempotency tag) is committed BEFORE the broker is called, so a crash
+  after the broker's answer is found again by its tag at reconciliation, never sent twice;
+- the order row is locked (select_for_update) while it is sent and while a fill is applied;
+  the trade row while a fill moves it;
+- exposure is read inside the PostgreSQL advisory decision lock (`risk.services.decision_lock`).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from decimal import ROUND_HALF_UP, Decimal
+
+from django.db import IntegrityError, transaction
+from django.db.models import DecimalField, Sum
+from django.db.models.functions import Coalesce
+
+from autotrader_site.clock import clock
+from autotrader_site.metrics import ACTIVE_TRADES, DECISION_TO_ACK_SECONDS
+from trading.brokers import broker_get
+from trading.brokers.base import (
+    Broker,
+    BrokerError,
+    BrokerRejected,
+    BrokerUnavailable,
+    Leg,
+    OrderRequest,
+)
+from trading.core import lifecycle
+from trading.core.states import BROKER_STATUS, trade_can_transition
+from trading.models import (
+    WORKING_STATUSES,
+    Fill,
+    Order,
+    OrderClass,
+    OrderEvent,
+    OrderRole,
+    OrderStatus,
+    OrderType,
+    Position,
+    Trade,
+    TradeStatus,
+)
+from trading.selectors import (
+    PROTECTIVE_ROLES,
+    open_trades,
+    trade_orders,
+    working_orders,
+)
+from trading.state_machine import order_advance, order_transition
+
+log = logging.getLogger(__name__)
+CENT = Decimal("0.01")
+FOUR = Decimal("0.0001")
+_ZERO = Decimal("0")
+_MONEY = DecimalField(max_digits=20, decimal_places=6)
+DECIDED_OUTCOMES = ("approved", "dry_run", "submitted")
+
+
+def _q(value: Decimal | float | str | None) -> Decimal | None:
+    if value is None:
+        return None
+    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+# --- order rows and the broker -----------------------------------------------------------------
+def request_of(order: Order) -> OrderRequest:
+    legs = tuple(
+        Leg(
+            symbol=leg["symbol"],
+            side=leg["side"],
+            qty=int(leg["qty"]),
+            order_type=leg["order_type"],
+            price=_q(leg.get("price")),
+            stop=_q(leg.get("stop")),
+        )
+        for leg in order.legs or ()
+    )
+    return OrderRequest(
+        symbol=order.symbol,
+        side=order.side,
+        qty=order.qty,
+        order_type=order.order_type,
+        tag=order.tag,
+        price=order.price,
+        stop=order.stop_price,
+        duration=order.duration,
+        order_class=order.order_class,
+        legs=legs,
+    )
+
+
+def order_create(
+    *,
+    symbol: str,
+    side: str,
+    qty: int,
+    order_type: str,
+    role: str,
+    tag: str,
+    now: datetime,
+    price: Decimal | None = None,
+    stop: Decimal | None = None,
+    trade: Trade | None = None,
+    signal=None,
+    parent: Order | None = None,
+    order_class: str = OrderClass.EQUITY,
+    legs: list[dict] | None = None,
+    broker: Broker | None = None,
+) -> Order:
+    """A new order row (status new). Nothing is sent yet."""
+    broker = broker or broker_get()
+    order = Order.objects.create(
+        tag=tag,
+        broker=broker.name,
+        symbol=symbol.upper(),
+        side=side,
+        qty=int(qty),
+        order_type=order_type,
+        order_class=order_class,
+        price=_q(price),
+        stop_price=_q(stop),
+        legs=legs or [],
+        role=role,
+        trade=trade,
+        signal=signal,
+        parent=parent,
+        created_at=now,
+    )
+    OrderEvent.objects.create(
+        order=order, from_status="", to_status=order.status, cause=f"created ({role})", at=now
+    )
+    return order
+
+
+def unique_tag(base: str) -> str:
+    """`base`, or `base-2`, `base-3`... when taken (a replacement order of the same plan)."""
+    if not Order.objects.filter(tag=base).exists():
+        return base
+    n = 2
+    while Order.objects.filter(tag=f"{base}-{n}").exists():
+        n += 1
+    return f"{base}-{n}"
+
+
+def trade_tag(trade: Trade) -> str:
+    if trade.signal_id:
+        return trade.signal.tag.removesuffix("-entry")
+    return f"at-trade-{trade.pk}"
+
+
+def order_submit(
+    *, order: Order, now: datetime | None = None, broker: Broker | None = None
+) -> Order:
+    """Send a `new` order to the broker and record the answer through the state machine.
+
+    Rejected -> rejected (reason kept). Unknown outcome (timeouts/5xx after the broker client
+    looked the tag up) -> submitted with that cause; reconciliation settles it by tag.
+    """
+    broker = broker or broker_get()
+    now = now or clock.now()
+    with transaction.atomic():
+        # The row lock marks the order as in flight until our answer is recorded: the
+        # reconciliation of another worker skips locked rows instead of settling them.
+        locked = Order.objects.select_for_update().filter(pk=order.pk).first()
+        if locked is None or locked.status != OrderStatus.NEW:
+            order.refresh_from_db()
+            return order
+        return _order_send(order=locked, now=now, broker=broker)
+
+
+def _order_send(*, order: Order, now: datetime, broker: Broker) -> Order:
+    from trading.brokers.tradier import order_form
+
+    request = request_of(order)
+    order.request_payload = order_form(request)  # the form as Tradier would receive it
+    order.save(update_fields=["request_payload", "updated_at"])
+    started = clock.now()
+    try:
+        ack = broker.submit(request)
+    except BrokerRejected as exc:
+        order.reject_reason = str(exc)[:255]
+        order.save(update_fields=["reject_reason", "updated_at"])
+        order_transition(order, OrderStatus.REJECTED, cause=f"rejected: {exc}", at=now)
+        children_close(order, OrderStatus.REJECTED, now, "parent rejected")
+        return order
+    except BrokerUnavailable as exc:
+        order_transition(
+            order,
+            OrderStatus.SUBMITTED,
+            cause=f"outcome unknown ({exc}); reconciliation settles by tag",
+            at=now,
+        )
+        return order
+    DECISION_TO_ACK_SECONDS.observe(max(0.0, (clock.now() - started).total_seconds()))
+    order.broker_order_id = ack.id
+    order.response_payload = ack.raw or {"id": ack.id, "status": ack.status}
+    order.save(update_fields=["broker_order_id", "response_payload", "updated_at"])
+    order_transition(order, OrderStatus.SUBMITTED, cause=f"accepted by {broker.name}", at=now)
+    status = BROKER_STATUS.get(ack.status, OrderStatus.OPEN)
+    if status != OrderStatus.SUBMITTED:
+        order_advance(order, status, cause=f"broker status {ack.status}", at=now)
+    children = list(order.children.order_by("id"))
+    for child, leg in zip(children, ack.legs[1:] if len(ack.legs) == 3 else ack.legs, strict=False):
+        if leg.id and not child.broker_order_id:
+            child.broker_order_id = leg.id
+            child.save(update_fields=["broker_order_id", "updated_at"])
+    return order
+
+
+def children_close(order: Order, status: str, now: datetime, cause: str) -> None:
+    """A bracket's legs end with their parent."""
+    for child in order.children.filter(status__in=WORKING_STATUSES):
+        order_advance(child, status, cause=cause, at=now)
+
+
+def broker_cancel(*, order: Order, now: datetime, cause: str, broker: Broker) -> bool:
+    """Cancel a working order at the broker, then in the ledger. Returns True when the row
+    went to cancelled now. A live cancel is confirmed by reading the order back."""
+    order.refresh_from_db()
+    if order.status not in WORKING_STATUSES:
+        return False
+    if order.broker_order_id and order.status != OrderStatus.NEW:
+        target = order.broker_order_id
+        if order.parent_id and order.order_class in (OrderClass.OTOCO, OrderClass.OCO):
+            # a bracket leg is cancelled through its bracket (the broker cancels open legs)
+            target = order.parent.broker_order_id or target
+        try:
+            answer = broker.cancel(target)
+        except BrokerError as exc:
+            log.warning("cancel of %s failed: %s; syncing from broker", order.tag, exc)
+            _sync(order, now, broker)
+            return False
+        status = BROKER_STATUS.get(answer.status, OrderStatus.CANCELLED)
+        if status not in (OrderStatus.CANCELLED, OrderStatus.OPEN):
+            _sync(order, now, broker)
+            return False
+        if broker.name != "paper" and not _cancel_confirmed(order, now, broker):
+            return False
+    order_advance(order, OrderStatus.CANCELLED, cause=cause, at=now)
+    if order.parent_id is None:
+        children_close(order, OrderStatus.CANCELLED, now, "parent cancelled")
+    return order.status == OrderStatus.CANCELLED
+
+
+def _sync(order: Order, now: datetime, broker: Broker) -> None:
+    from trading.services.orders import order_sync
+
+    order_sync(order=order, now=now, broker=broker)
+
+
+def _cancel_confirmed(order: Order, now: datetime, broker: Broker) -> bool:
+    """A live cancel is only a request: read the order back. Filled meanwhile -> the fill is
+    applied and the cancel is not recorded; still working -> left working (retried later)."""
+    from trading.brokers.base import OrderNotFound
+    from trading.services.orders import order_apply_remote
+
+    try:
+        remote = broker.order(order.broker_order_id)
+    except OrderNotFound:
+        return True  # a bracket leg the broker only reports inside its bracket
+    except BrokerError as exc:
+        log.warning("cancel of %s not confirmed (%s): left working", order.tag, exc)
+        return False
+    status = BROKER_STATUS.get(str(remote.status).lower())
+    if (remote.filled_qty or 0) > order.filled_qty or status == OrderStatus.FILLED:
+        order_apply_remote(order=order, remote=remote, now=now)
+        return False
+    if status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED, OrderStatus.REJECTED):
+        return True
+    log.warning("cancel of %s pending at the broker (%s)", order.tag, remote.status)
+    return False
+
+
+# --- fills and positions -----------------------------------------------------------------------
+def fill_record(
+    *, order: Order, qty: int, price: Decimal, ts: datetime, fill_id: str, fee: Decimal
+) -> Fill | None:
+    """The Fill row (once per broker fill id), the order's filled quantity, average price and
+    status, and the net position. Call inside a transaction: the order row is locked."""
+    order = Order.objects.select_for_update().get(pk=order.pk)
+    qty = min(int(qty), order.qty - order.filled_qty)
+    if qty <= 0:
+        return None
+    price = _q(price)
+    try:
+        with transaction.atomic():
+            fill = Fill.objects.create(
+                order=order,
+                broker_fill_id=fill_id,
+                symbol=order.symbol,
+                side=order.side,
+                qty=qty,
+                price=price,
+                fee=fee,
+                ts=ts,
+            )
+    except IntegrityError:
+        return None  # this broker fill was recorded already
+    before = order.filled_qty
+    order.filled_qty = before + qty
+    previous_avg = order.avg_fill_price or _ZERO
+    order.avg_fill_price = ((previous_avg * before + price * qty) / order.filled_qty).quantize(FOUR)
+    status = OrderStatus.FILLED if order.filled_qty >= order.qty else OrderStatus.PARTIALLY_FILLED
+    # the quantities first: a refused or repeated status (partial -> partial) keeps them too
+    order.save(update_fields=["filled_qty", "avg_fill_price", "updated_at"])
+    cause = f"fill {qty} @ {price}"
+    if order.status == status:
+        order_transition(order, status, cause=cause, at=ts)  # one more partial fill, logged
+    else:
+        order_advance(order, status, cause=cause, at=ts)
+    _position_apply(order.symbol, order.side, qty, price, fee)
+    return fill
+
+
+def _position_apply(symbol: str, side: str, qty: int, price: Decimal, fee: Decimal) -> None:
+    position, _ = Position.objects.select_for_update().get_or_create(symbol=symbol)
+    signed = qty if side in ("buy", "buy_to_cover") else -qty
+    old_qty = position.qty
+    new_qty = old_qty + signed
+    if old_qty == 0 or (old_qty > 0) == (signed > 0):
+        total = abs(old_qty) + abs(signed)
+        position.avg_price = (position.avg_price * abs(old_qty) + price * abs(signed)) / total
+    else:
+        closed = min(abs(old_qty), abs(signed))
+        direction = 1 if old_qty > 0 else -1
+        position.realized_pnl += (price - position.avg_price) * closed * direction
+        if abs(signed) > abs(old_qty):  # flipped through zero
+            position.avg_price = price
+        elif new_qty == 0:
+            position.avg_price = _ZERO
+    position.realized_pnl -= fee
+    position.qty = new_qty
+    position.avg_price = Decimal(position.avg_price).quantize(FOUR)
+    if new_qty == 0:
+        # Flat: the realized P&L is exactly the cash flows of every fill (no rounding of the
+        # average price carried over).
+        position.realized_pnl = _symbol_cash_flows(symbol)
+    position.last_price = price
+    position.save()
+
+
+def _symbol_cash_flows(symbol: str) -> Decimal:
+    total = _ZERO
+    for side, qty, price, fee in Fill.objects.filter(symbol=symbol).values_list(
+        "side", "qty", "price", "fee"
+    ):
+        total += (price * qty if side.startswith("sell") else -price * qty) - fee
+    return total
+
+
+def _active_trades_gauge() -> None:
+    ACTIVE_TRADES.set(open_trades().filter(status=TradeStatus.OPEN).count())
+
+
+# --- the Ledger --------------------------------------------------------------------------------
+class OrmLedger:
+    """The lifecycle's ledger over the database and a broker (live or paper).
+
+    `lock` and `exposure_read` default to `risk.services.decision_lock` and
+    `trading.selectors.exposure_snapshot`; callers may pass their own (the pipeline passes
+    its module's names, which tests and fault scenarios replace)."""
+
+    def __init__(self, broker: Broker | None = None, *, lock=None, exposure_read=None) -> None:
+        self._broker = broker
+        self._lock = lock
+        self._exposure_read = exposure_read
+
+    @property
+    def broker(self) -> Broker:
+        if self._broker is None:
+            self._broker = broker_get()
+        return self._broker
+
+    @property
+    def is_paper(self) -> bool:
+        return self.broker.name == "paper"
+
+    # --- reads --------------------------------------------------------------------------
+    def live_trades(self, symbol: str | None = None) -> list:
+        return list(open_trades(symbol=symbol))
+
+    def working(self, trade, roles=None) -> list:
+        return list(trade_orders(trade, roles=roles))
+
+    def working_for_symbol(self, symbol: str, ts: datetime) -> list:
+        return list(
+            working_orders(symbol=symbol, broker="paper")
+            .exclude(status=OrderStatus.NEW)
+            .filter(created_at__lte=ts)
+        )
+
+    def entry_limits_before(self, before: datetime) -> list:
+        return list(
+            working_orders().filter(
+                role=OrderRole.ENTRY,
+                order_type=OrderType.LIMIT,
+                order_class=OrderClass.EQUITY,
+                created_at__lte=before,
+            )
+        )
+
+    def has_orders(self, symbol: str) -> bool:
+        return self.is_paper  # the fill pass's own query is the check
+
+    def has_live(self, symbol: str) -> bool:
+        return open_trades(symbol=symbol).exists()
+
+    def may_have_open(self, symbol: str) -> bool:
+        return True  # manage_exits' own query is the check
+
+    def refresh(self, obj):
+        obj.refresh_from_db()
+        return obj
+
+    def trade_of(self, order, *, lock: bool = False):
+        if not order.trade_id:
+            return None
+        rows = Trade.objects.select_for_update() if lock else Trade.objects
+        return rows.get(pk=order.trade_id)
+
+    def balances(self):
+        try:
+            b = self.broker.balances()
+        except Exception:
+            log.exception("balances unavailable; cash rules will block")
+            return None
+        return b.cash, b.buying_power
+
+    def exposure(self, *, now: datetime):
+        """Inside the decision lock: the balances, then the ledger's exposure."""
+        from trading.selectors import exposure_snapshot
+
+        balances = self.balances()
+        read = self._exposure_read or exposure_snapshot
+        return read(
+            now=now,
+            cash=balances[0] if balances else None,
+            buying_power=balances[1] if balances else None,
+        )
+
+    def open_order_count(self) -> int:
+        return working_orders().exclude(role__in=PROTECTIVE_ROLES).count()
+
+    def position_notional(self) -> dict:
+        return {
+            symbol: abs(qty) * price
+            for symbol, qty, price in Position.objects.exclude(qty=0).values_list(
+                "symbol", "qty", "avg_price"
+            )
+        }
+
+    def pending_entries(self) -> list:
+        """(symbol, unfilled qty, worst-case price) of working entry orders: the limit, or the
+        signal's price worsened by the paper spread and slippage for a market order."""
+        from django.conf import settings
+
+        adverse = (
+            Decimal(str(settings.PAPER_SPREAD_BPS)) / 2 + Decimal(str(settings.PAPER_SLIPPAGE_BPS))
+        ) / Decimal(10000)
+        out = []
+        rows = working_orders().filter(role=OrderRole.ENTRY).select_related("signal")
+        for order in rows:
+            worst = order.price
+            if worst is None and order.signal is not None and order.signal.entry_price:
+                worst = Decimal(order.signal.entry_price) * (1 + adverse)
+            out.append((order.symbol, order.qty - order.filled_qty, worst))
+        return out
+
+    def realized_between(self, start: datetime, end: datetime) -> Decimal:
+        return Trade.objects.filter(closed_at__gte=start, closed_at__lt=end).aggregate(
+            total=Coalesce(Sum("realized_pnl"), _ZERO, output_field=_MONEY)
+        )["total"]
+
+    def last_price(self, symbol: str):
+        return (
+            Position.objects.filter(symbol=symbol)
+            .exclude(last_price=None)
+            .values_list("last_price", flat=True)
+            .first()
+        )
+
+    def trading_state(self) -> str:
+        from risk.selectors import trading_state_get
+
+        return trading_state_get().state
+
+    def traded_in_window(self, start: datetime, end: datetime) -> int:
+        from strategies.models import Signal
+
+        return Signal.objects.filter(
+            bar_ts__gte=start, bar_ts__lt=end, outcome__in=DECIDED_OUTCOMES
+        ).count()
+
+    def quote(self, symbol: str, ref: Decimal):
+        """The quote the entry is planned on: the paper broker's synthetic spread around the
+        signal's price, or the broker's live quote (none: a market entry, never a crash)."""
+        if self.is_paper:
+            return self.broker.quote_around(symbol, ref)
+        try:
+            return self.broker.quote(symbol)
+        except Exception:
+            log.exception("quote for %s failed; entering at market", symbol)
+            return None
+
+    # --- writes -------------------------------------------------------------------------
+    def decision_lock(self):
+        if self._lock is not None:
+            return self._lock()
+        from risk.services import decision_lock
+
+        return decision_lock()
+
+    def atomic(self):
+        return transaction.atomic()
+
+    def place(self, trade, spec, *, now: datetime):
+        order = order_create(
+            symbol=trade.execution_symbol,
+            side=spec.side,
+            qty=spec.qty,
+            order_type=spec.order_type,
+            price=spec.price,
+            stop=spec.stop,
+            role=spec.role,
+            tag=unique_tag(f"{trade_tag(trade)}-{spec.tag_suffix}"),
+            trade=trade,
+            signal=trade.signal,
+            now=now,
+            broker=self.broker,
+        )
+        return order_submit(order=order, now=now, broker=self.broker)
+
+    def cancel(self, order, *, now: datetime, cause: str) -> bool:
+        return broker_cancel(order=order, now=now, cause=cause, broker=self.broker)
+
+    def modify(self, order, *, now: datetime, stop=None, order_type=None) -> bool:
+        """Move a stop's trigger, or turn an entry limit into a market order, at the broker
+        (Tradier modify = replace) and then in the row. False when the broker refused."""
+        changes = {"stop": _q(stop)} if stop is not None else {"order_type": order_type}
+        if order.broker_order_id:
+            try:
+                self.broker.modify(order.broker_order_id, **changes)
+            except BrokerError as exc:
+                log.warning("modify of %s refused (%s)", order.tag, exc)
+                return False
+        if stop is not None:
+            old, order.stop_price = order.stop_price, _q(stop)
+            order.save(update_fields=["stop_price", "updated_at"])
+            cause = f"stop moved {old} -> {order.stop_price}"
+        else:
+            old, order.order_type, order.price = order.price, order_type, None
+            order.save(update_fields=["order_type", "price", "updated_at"])
+            cause = f"entry limit {old} timed out: modified to {order_type}"
+        OrderEvent.objects.create(
+            order=order, from_status=order.status, to_status=order.status, cause=cause, at=now
+        )
+        return True
+
+    def fill_record(self, order, *, qty, price, ts, fill_id, fee):
+        return fill_record(order=order, qty=qty, price=price, ts=ts, fill_id=fill_id, fee=fee)
+
+    def bracket_activate(self, order, trade, *, now: datetime) -> None:
+        """Tradier activates a bracket's legs itself; the paper book does it here and trims
+        the legs to what is held after a partial entry fill."""
+        for child in order.children.filter(status=OrderStatus.NEW):
+            order_transition(child, OrderStatus.SUBMITTED, cause="parent filled", at=now)
+            order_transition(child, OrderStatus.OPEN, cause="bracket leg active", at=now)
+        self.bracket_trim(trade)
+
+    def bracket_trim(self, trade) -> None:
+        """Paper bracket legs sell exactly what is held (Tradier keeps its OCO legs in line
+        itself): after a partial entry fill, and after a partial fill of the other leg."""
+        for leg in trade_orders(trade, roles=PROTECTIVE_ROLES):
+            wanted = leg.filled_qty + trade.remaining_qty
+            if leg.qty != wanted and leg.broker == "paper" and leg.parent_id:
+                leg.qty = wanted
+                leg.save(update_fields=["qty", "updated_at"])
+
+    def trade_set(self, trade, *, status: str | None = None, **fields) -> bool:
+        """Change a trade's fields; its status only along the trade transition table (an
+        illegal transition is refused, logged, and nothing is changed)."""
+        moved = status is not None and status != trade.status
+        if moved and not trade_can_transition(trade.status, status):
+            log.warning(
+                "trade %s: illegal transition %s -> %s refused (%s)",
+                trade.pk,
+                trade.status,
+                status,
+                fields.get("exit_reason", ""),
+            )
+            return False
+        if moved:
+            fields["status"] = status
+        if not fields:
+            return True
+        for name, value in fields.items():
+            setattr(trade, name, value)
+        trade.save(update_fields=list(fields))
+        if moved:
+            _active_trades_gauge()
+        return True
+
+    def trade_open(self, candidate, plan, *, now: datetime):
+        """The managed trade and its entry order rows (not yet sent). Called inside the
+        decision lock, so the next decider counts this trade."""
+        signal = candidate.ref
+        trade = Trade.objects.create(
+            signal=signal,
+            setup=candidate.setup,
+            symbol=candidate.symbol,
+            execution_symbol=candidate.execution_symbol,
+            side="buy",
+            qty=plan.qty,
+            remaining_qty=0,
+            stop_price=plan.stop,
+            initial_stop_price=plan.stop,
+            target_one=plan.target_one,
+            target_two=plan.target_two,
+            trail_pct=plan.trail_pct,
+            trail_act_pct=plan.trail_act_pct,
+            deadline=plan.deadline,
+            status=TradeStatus.PENDING,
+            created_at=now,
+        )
+        legs = bracket_legs(
+            candidate.execution_symbol, plan.qty, plan.entry_type, plan.entry_limit,
+            plan.target_two, plan.stop,
+        ) if plan.bracket else []  # fmt: skip
+        entry = order_create(
+            symbol=candidate.execution_symbol,
+            side="buy",
+            qty=plan.qty,
+            order_type=plan.entry_type,
+            price=plan.entry_limit,
+            role=OrderRole.ENTRY,
+            tag=unique_tag(signal.tag),
+            trade=trade,
+            signal=signal,
+            order_class=OrderClass.OTOCO if plan.bracket else OrderClass.EQUITY,
+            legs=legs,
+            now=now,
+            broker=self.broker,
+        )
+        entry.request_payload = {"entry_plan": plan.entry_why}
+        entry.save(update_fields=["request_payload"])
+        if plan.bracket:
+            bracket_children_create(
+                entry, trade, legs, base=trade_tag(trade), now=now, broker=self.broker
+            )
+        return trade
+
+    def entry_submit(self, trade, *, now: datetime):
+        entry = trade_orders(trade, roles=[OrderRole.ENTRY]).filter(status=OrderStatus.NEW).first()
+        if entry is None:
+            return None
+        return order_submit(order=entry, now=now, broker=self.broker)
+
+    def entry_sent(self, order, *, config) -> str:
+        """Live: the pegged limit goes to market ENTRY_LIMIT_TIMEOUT_SEC after sending (a
+        delayed task by name; the exit-manager tick is the fallback when tasks run
+        in-process)."""
+        from django.conf import settings
+
+        if self.is_paper:
+            return "dry_run"
+        if (
+            order.order_type == OrderType.LIMIT
+            and order.is_working
+            and not settings.CELERY_TASK_ALWAYS_EAGER
+        ):
+            from celery import current_app
+
+            current_app.send_task(
+                "trading.entry_escalate", args=[order.pk], countdown=config.entry_limit_timeout_sec
+            )
+        return "submitted"
+
+    def entry_replacement(self, order, *, now: datetime):
+        rest = order.qty - order.filled_qty
+        if rest <= 0 or order.trade_id is None:
+            return None
+        return order_create(
+            symbol=order.symbol,
+            side=order.side,
+            qty=rest,
+            order_type=OrderType.MARKET,
+            role=OrderRole.ENTRY,
+            tag=unique_tag(f"{order.tag.removesuffix('-entry')}-mkt"),
+            trade=order.trade,
+            signal=order.signal,
+            now=now,
+            broker=self.broker,
+        )
+
+    def submit(self, order, *, now: datetime, qty: int | None = None):
+        if qty is not None and qty != order.qty:
+            order.qty = qty
+            order.save(update_fields=["qty", "updated_at"])
+        return order_submit(order=order, now=now, broker=self.broker)
+
+    def signal_outcome(self, candidate, outcome: str, checks=None, qty=None) -> None:
+        if candidate.ref is None:
+            return
+        from strategies import services as strategy_services
+
+        strategy_services.signal_outcome_set(
+            signal=candidate.ref, outcome=outcome, checks=checks, qty=qty
+        )
+
+    def mark(self, symbol: str, price: Decimal) -> None:
+        """Mark a position to the latest price (unrealized P&L, day-loss limit)."""
+        Position.objects.filter(symbol=symbol).update(last_price=_q(price))
+
+    def halt(self, reason: str) -> None:
+        from risk.services import trading_state_set
+
+        trading_state_set(state="HALTED", reason=reason, actor="kill-switch")
+
+    def flatten(self, *, reason: str, now: datetime) -> None:
+        from trading.services.operations import positions_flatten
+
+        positions_flatten(reason=reason, now=now)
+
+
+def bracket_legs(symbol, qty, entry_type, entry_limit, target, stop) -> list[dict]:
+    """The three legs of an OTOCO bracket: the entry, the target limit and the stop."""
+    return [
+        {
+            "symbol": symbol,
+            "side": "buy",
+            "qty": qty,
+            "order_type": entry_type,
+            "price": str(entry_limit) if entry_limit else None,
+            "stop": None,
+        },
+        {
+            "symbol": symbol,
+            "side": "sell",
+            "qty": qty,
+            "order_type": OrderType.LIMIT,
+            "price": str(target),
+            "stop": None,
+        },
+        {
+            "symbol": symbol,
+            "side": "sell",
+            "qty": qty,
+            "order_type": OrderType.STOP,
+            "price": None,
+            "stop": str(stop),
+        },
+    ]
+
+
+def bracket_children_create(entry, trade, legs, *, base: str, now, broker) -> None:
+    """The rows of a bracket's target and stop legs (they travel with the entry)."""
+    for role, leg, suffix in (
+        (OrderRole.TARGET_TWO, legs[1], "tp"),
+        (OrderRole.STOP, legs[2], "stop"),
+    ):
+        order_create(
+            symbol=leg["symbol"],
+            side="sell",
+            qty=leg["qty"],
+            order_type=leg["order_type"],
+            price=_q(leg["price"]),
+            stop=_q(leg["stop"]),
+            role=role,
+            tag=unique_tag(f"{base}-{suffix}"),
+            trade=trade,
+            signal=trade.signal,
+            parent=entry,
+            order_class=OrderClass.OTOCO,
+            now=now,
+            broker=broker,
+        )
+
+
+__all__ = ["OrmLedger", "lifecycle"]
