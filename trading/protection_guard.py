@@ -52,9 +52,9 @@ def protection_check(*, order: Order, now: datetime) -> str:
 
 
 def _give_up(*, trade: Trade, order: Order, now: datetime, reason: str) -> str:
-    from autotrader_site.alerts import alert_send_background
     from risk.services import trading_state_set
     from trading import services
+    from wiring.alerts import alert_send_background
 
     text = (
         f"{trade.execution_symbol}: protective stop {order.tag} {reason} again after one "
