@@ -5,19 +5,19 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime, timedelta
 
-import exchange_calendars as xcals
 import pandas as pd
 from celery import shared_task
 from django.conf import settings
 
 from autotrader_site.clock import clock
+from marketdata.calendar import xnys
 
 log = logging.getLogger(__name__)
 
 
 def previous_session(now: datetime) -> date:
     """The last XNYS session that closed before `now`."""
-    cal = xcals.get_calendar("XNYS")
+    cal = xnys()
     day = pd.Timestamp(now.date())
     for _ in range(10):
         if cal.is_session(day) and cal.session_close(day).to_pydatetime() <= now:
@@ -45,7 +45,7 @@ def backfill_previous_session(symbols: list[str] | None = None) -> dict:
                 "rows": sum(r.written for r in results),
             }
         log.warning("flat files for %s not published yet; using REST", day)
-    cal = xcals.get_calendar("XNYS")
+    cal = xnys()
     start = cal.session_open(pd.Timestamp(day)).to_pydatetime()
     end = cal.session_close(pd.Timestamp(day)).to_pydatetime() - timedelta(minutes=1)
     rows = 0

@@ -24,6 +24,7 @@ from marketdata.types import BarData
 from risk.config import RiskConfig
 from risk.selectors import symbol_params_get
 from risk.services import decision_lock
+from trading.account_stream import stream_is_live
 from trading.brokers import broker_get
 from trading.core import lifecycle
 from trading.core.fills import BarPrices
@@ -247,8 +248,11 @@ def exits_tick_run(*, now: datetime, config: RiskConfig | None = None) -> int:
     config = config or RiskConfig.from_settings()
     broker = broker_get()
     if broker.name != "paper":
-        for order in working_orders(broker=broker.name).exclude(broker_order_id=""):
-            order_sync(order=order, now=now, broker=broker)
+        # The account event stream applies fills and states as they happen; polling every
+        # working order is the fallback while it is down (trading.account_stream).
+        if not stream_is_live():
+            for order in working_orders(broker=broker.name).exclude(broker_order_id=""):
+                order_sync(order=order, now=now, broker=broker)
         lifecycle.escalate_due(_ledger(broker), now=now, config=config)
     done = exits_manage(now=now, config=config, broker=broker)
     kill_switch_check(now=now, config=config)
