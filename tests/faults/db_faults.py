@@ -91,6 +91,9 @@ def run_driver(
     with FakeTradier(quotes=False) as fake, tradier_settings(fake.base_url):
         producer = Celery("faults-producer", broker=redis_url)
         env = worker_env(redis_url=redis_url, tradier_url=fake.base_url)
+        # no worker is killed here: redelivery is not what is tested, and a decision slowed by a
+        # loaded machine must not be redelivered while it still runs (finding 13)
+        env["CELERY_VISIBILITY_TIMEOUT_SEC"] = "60"
         worker = subprocess.Popen(
             [
                 sys.executable,
