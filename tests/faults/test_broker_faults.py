@@ -27,13 +27,6 @@ def test_broker_faults_lose_and_double_nothing():
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=True,
-    reason="TradierBroker.submit looks the tag up right after a timeout and resends: an order "
-    "landing later is doubled. Fix belongs to trading/brokers/tradier.py (helper C, issue 14): "
-    "after an ambiguous failure, re-check the tag over a settle window before resending "
-    "(docs/reliability.md finding 7). Strict: passes the day the fix lands, then drop this.",
-)
 def test_order_landing_after_the_tag_lookup_is_not_doubled():
     """The unknown-outcome window: an order POST times out at the client (0.15 s) and reaches
     the book 0.25 s after it arrived — after the client's first look-up of its tag."""
