@@ -61,7 +61,20 @@ def test_a_planted_setup_that_peeks_at_the_next_bar_is_caught_naming_the_bar(spy
         masks["EMA_CROSS"] = masks["EMA_CROSS"] | (regular & (nxt > close + 0.05))
         return masks
 
-    monkeypatch.setattr(fast, "setup_masks", peeking)
+    monkeypatch.setattr(fast, "setup_masks", peeking)  # the ledger engine's source
+
+    honest_signals = fast.setup_signals
+
+    def peeking_signals(features, cfg, *, symbol):  # the kernel's source (with levels)
+        arrays = honest_signals(features, cfg, symbol=symbol)
+        if "EMA_CROSS" in arrays:
+            fire = peeking(features, symbol=symbol, cfg=cfg)["EMA_CROSS"]
+            arrays["EMA_CROSS"] = type(arrays["EMA_CROSS"])(
+                fire, *(getattr(arrays["EMA_CROSS"], k) for k in ("stop", "t1", "t2"))
+            )
+        return arrays
+
+    monkeypatch.setattr(fast, "setup_signals", peeking_signals)
     report = _check(spy_csv)
     assert not report.passed
     diff = report.first_difference
