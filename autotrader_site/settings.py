@@ -181,6 +181,7 @@ INSTALLED_APPS = [
     "risk",
     "trading",
     "analytics",
+    "wiring",
 ]
 
 MIDDLEWARE = [
@@ -463,6 +464,10 @@ OPTIONS_MAX_IV = env_float("OPTIONS_MAX_IV", 3.0, minimum=0.0)
 OPTIONS_CACHE_TTL_SEC = env_int("OPTIONS_CACHE_TTL_SEC", 300, minimum=0)
 SYMBOL_EXECUTION_MAP = env_symbol_map("SYMBOL_EXECUTION_MAP", "SPX:SPY,NDX:QQQ")
 SESSION_POLICY_FILE = env_str("SESSION_POLICY_FILE", "")
+# Trader-written setups (docs/strategy.md): a folder of *.yaml definitions, re-read on change,
+# and a folder of Python plug-ins (plus the "autotrader.setups" entry points).
+SETUPS_DIR = env_str("SETUPS_DIR", "")
+SETUP_PLUGINS_DIR = env_str("SETUP_PLUGINS_DIR", "")
 ETF_SYMBOLS = env_symbols("ETF_SYMBOLS", "SPY,QQQ,IWM,DIA,XLF,XLK,XLE,XLV,GLD,TLT")
 ALL_SETUPS = (
     "EMA_CROSS",
@@ -512,6 +517,28 @@ TRADING_WINDOW_END = env_time("TRADING_WINDOW_END", "15:55")
 SYMBOL_WHITELIST = env_symbols("SYMBOL_WHITELIST", "")
 SYMBOL_BLACKLIST = env_symbols("SYMBOL_BLACKLIST", "")
 MIN_CASH_USD = env_decimal("MIN_CASH_USD", "0", minimum="0")
+# Money safety (issue 13; reasons for each default in README "Money safety" and
+# docs/backtesting.md). Fractions are of account equity; 0 switches a cap off.
+RISK_MAX_ORDER_NOTIONAL_PCT = env_decimal("RISK_MAX_ORDER_NOTIONAL_PCT", "0.25", minimum="0")
+RISK_MAX_SYMBOL_EXPOSURE_PCT = env_decimal("RISK_MAX_SYMBOL_EXPOSURE_PCT", "0.5", minimum="0")
+RISK_MAX_GROSS_EXPOSURE_PCT = env_decimal("RISK_MAX_GROSS_EXPOSURE_PCT", "1.0", minimum="0")
+RISK_MAX_DAILY_LOSS_R = env_decimal("RISK_MAX_DAILY_LOSS_R", "3", minimum="0")
+RISK_DUPLICATE_EXPOSURE = env_bool("RISK_DUPLICATE_EXPOSURE", True)
+RISK_IDEA_WINDOW_SEC = env_int("RISK_IDEA_WINDOW_SEC", 300, minimum=0)
+RISK_MIN_STOP_ATR = env_decimal("RISK_MIN_STOP_ATR", "1.0", minimum="0")
+RISK_MIN_STOP_TICKS = env_int("RISK_MIN_STOP_TICKS", 5, minimum=0)
+RISK_MIN_STOP_SPREADS = env_decimal("RISK_MIN_STOP_SPREADS", "3", minimum="0")
+RISK_MIN_T1_COST_MULTIPLE = env_decimal("RISK_MIN_T1_COST_MULTIPLE", "2", minimum="0")
+RISK_SLIPPAGE_ALLOWANCE = env_decimal("RISK_SLIPPAGE_ALLOWANCE", "0.05", minimum="0")
+# Trading costs per symbol (SymbolOverride rows override spread, slippage and commissions).
+COST_SPREAD_USD = env_decimal("COST_SPREAD_USD", "0.01", minimum="0")
+COST_SLIPPAGE_USD = env_decimal("COST_SLIPPAGE_USD", "0.005", minimum="0")
+COST_COMMISSION_PER_SHARE_USD = env_decimal("COST_COMMISSION_PER_SHARE_USD", "0", minimum="0")
+COST_COMMISSION_PER_ORDER_USD = env_decimal("COST_COMMISSION_PER_ORDER_USD", "0", minimum="0")
+COST_SEC_FEE_PER_MILLION = env_decimal("COST_SEC_FEE_PER_MILLION", "27.80", minimum="0")
+COST_TAF_PER_SHARE_USD = env_decimal("COST_TAF_PER_SHARE_USD", "0.000166", minimum="0")
+COST_TAF_MAX_USD = env_decimal("COST_TAF_MAX_USD", "8.30", minimum="0")
+COST_TICK_USD = env_decimal("COST_TICK_USD", "0.01", minimum="0.0001")
 STOP_PCT = env_float("STOP_PCT", None, minimum=0.0, maximum=1.0)
 TP_PCT = env_float("TP_PCT", None, minimum=0.0)
 TRAIL_PCT = env_float("TRAIL_PCT", None, minimum=0.0, maximum=1.0)

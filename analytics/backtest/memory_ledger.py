@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -17,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from analytics.backtest.result import ExitLeg, SignalRecord, TradeRecord
 from risk.config import RiskConfig, SymbolParams
+from risk.exposure import WorkingEntry, entry_worst_price
 from trading.brokers.paper import PaperBroker
 from trading.core import lifecycle
 from trading.core.fills import FillCosts
@@ -33,6 +35,7 @@ from trading.core.types import (
     TradeState,
 )
 
+log = logging.getLogger(__name__)
 NY = ZoneInfo("America/New_York")
 CENT = Decimal("0.01")
 FOUR = Decimal("0.0001")
@@ -106,7 +109,6 @@ class SimTrade:
     exit_reason: str = ""
     realized_pnl: Decimal = ZERO
     fees: Decimal = ZERO
-    entry_after_exit: bool = False  # an entry fill came after an exit fill (partial fills)
     opened_at: datetime | None = None
     closed_at: datetime | None = None
     orders: list = field(default_factory=list)
@@ -178,6 +180,9 @@ class MemoryLedger:
             return list(self.live)
         return [t for t in self.live if t.candidate.execution_symbol == symbol]
 
+    def decided_since(self, start: datetime) -> list:
+        return [t for t in reversed(self.trades) if t.created_at >= start]
+
     def working(self, trade, roles=None) -> list:
         return [
             o for o in trade.orders if o.status in WORKING and (roles is None or o.role in roles)
@@ -216,6 +221,8 @@ class MemoryLedger:
             cash=self.cash,
             buying_power=self.cash,
             with_day_pnl=self.risk.max_daily_loss_usd > 0,
+            costs=self.risk.costs,
+            idea_window_sec=self.risk.idea_window_sec,
         )
 
     def open_order_count(self) -> int:
@@ -234,10 +241,15 @@ class MemoryLedger:
         for trade in self.live:
             for order in trade.orders:
                 if order.role == Role.ENTRY and order.status in WORKING:
-                    worst = order.price
-                    if worst is None and trade.candidate.entry is not None:
-                        worst = Decimal(trade.candidate.entry) * (1 + self._adverse)
-                    out.append((order.symbol, order.qty - order.filled_qty, worst))
+                    open_qty = order.qty - order.filled_qty
+                    ref = (
+                        trade.candidate.entry if trade.candidate.entry is not None else order.price
+                    )
+                    if ref is None:
+                        out.append((order.symbol, open_qty, None))
+                        continue
+                    entry = WorkingEntry(order.symbol, open_qty, order.price, Decimal(ref))
+                    out.append((order.symbol, open_qty, entry_worst_price(entry, self.risk.costs)))
         return out
 
     def balances(self):
@@ -321,9 +333,7 @@ class MemoryLedger:
         if fee:
             trade.fees += Decimal(fee)
             trade.record.fees = float(trade.fees)
-        if order.side in BUY_SIDES:
-            trade.entry_after_exit = trade.entry_after_exit or bool(trade.record.legs)
-        else:
+        if order.side not in BUY_SIDES:
             reason = order.reason or order.role
             trade.record.legs.append(ExitLeg(ts=ts, qty=qty, price=float(price), reason=reason))
         return SimFill(order, qty, price)
@@ -363,6 +373,8 @@ class MemoryLedger:
     def trade_set(self, trade, *, status: str | None = None, **fields) -> bool:
         moved = status is not None and status != trade.status
         if moved and not trade_can_transition(trade.status, status):
+            log.warning("trade %s: illegal transition %s -> %s refused",
+                        getattr(trade, "pk", "?"), trade.status, status)  # fmt: skip
             return False
         for name, value in fields.items():
             setattr(trade, name, value)
@@ -379,8 +391,8 @@ class MemoryLedger:
             if status == TradeState.CLOSED:
                 day = trade.closed_at.astimezone(NY).date()
                 self.realized_by_day[day] = self.realized_by_day.get(day, 0) + trade.realized_pnl
-                if trade.entry_after_exit:  # legs x final entry price is not the P&L then
-                    trade.record.realized = float(trade.realized_pnl)
+                trade.record.realized = float(trade.realized_pnl)  # the ledger's, fees in
+                trade.record.closed_at = trade.closed_at  # all it held is sold
                 if trade.record.legs:
                     trade.record.legs[-1].reason = trade.exit_reason
         return True

@@ -9,6 +9,18 @@ from analytics.backtest.config import BacktestConfig
 from analytics.backtest.runner import MODES, DataSpec, backtest_persist, backtest_run
 
 
+def _with_setups(config: BacktestConfig, names: list[str]) -> BacktestConfig:
+    from dataclasses import replace
+
+    from strategies.setups.registry import setups_all
+
+    known = setups_all()
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"unknown setups: {', '.join(unknown)} (known: {', '.join(known)})")
+    return replace(config, strategy=replace(config.strategy, enabled_setups=tuple(names)))
+
+
 class Command(BaseCommand):
     help = (
         "Backtest: decisions at each bar's close, market fills at the next bar's open ± "
@@ -16,7 +28,8 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--data", default="db", help="db (stored bars) or a CSV file")
+        parser.add_argument("--data", default="db", help="db (stored bars), a CSV or Parquet file")
+        parser.add_argument("--tz", default="", help="timezone of naive times in --data")
         parser.add_argument("--symbol", default="SPY", help="signal symbol(s), comma-separated")
         parser.add_argument("--start", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
         parser.add_argument("--end", type=date.fromisoformat, default=None, help="YYYY-MM-DD")
@@ -56,8 +69,10 @@ class Command(BaseCommand):
         if o["lookahead_check"]:
             return self._lookahead(symbols, setups, o)
         try:
-            config = BacktestConfig.from_settings(setups=setups, worst_case=o["worst_case"])
-            spec = DataSpec(o["data"], symbols, o["start"], o["end"])
+            config = BacktestConfig.from_settings(worst_case=o["worst_case"])
+            if setups:  # any known setup: built-in, SETUPS_DIR file, admin or plug-in
+                config = _with_setups(config, setups)
+            spec = DataSpec(o["data"], symbols, o["start"], o["end"], tz=o["tz"] or None)
             result = backtest_run(
                 spec=spec,
                 config=config,
@@ -89,7 +104,9 @@ class Command(BaseCommand):
         if o["cuts"] < 1:
             raise CommandError("--cuts must be >= 1")
         try:
-            config = BacktestConfig.from_settings(setups=setups, worst_case=o["worst_case"])
+            config = BacktestConfig.from_settings(worst_case=o["worst_case"])
+            if setups:
+                config = _with_setups(config, setups)
             spec = DataSpec(o["data"], symbols, o["start"], o["end"])
             report = lookahead_check(
                 spec=spec, config=config, mode=o["mode"], cuts=o["cuts"], engine=o["engine"]
@@ -118,9 +135,11 @@ class Command(BaseCommand):
         out = self.stdout
         engine = result.params.get("engine")
         label = f"{result.mode} ({engine})" if engine else result.mode
+        counts = result.signal_counts()
         out.write(
             f"{label}: {result.bars:,} bars, {len(result.sessions)} sessions, "
-            f"{len(result.signals)} signals, {len(result.closed_trades())} trades in "
+            f"{len(result.signals)} signals ({counts['approved']} approved, "
+            f"{counts['blocked']} blocked), {len(result.closed_trades())} trades in "
             f"{result.elapsed_sec:.2f}s ({result.bars / max(result.elapsed_sec, 1e-9):,.0f} bars/s)"
         )
         out.write(
