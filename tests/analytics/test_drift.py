@@ -68,7 +68,7 @@ def test_a_paper_session_has_zero_drift_from_its_simulation(paper_session, setti
 
     settings.DRIFT_ALERT_BPS = 0.01
     settings.DRIFT_ALERT_MIN_TRADES = 1
-    with caplog.at_level(logging.INFO, logger="autotrader_site.alerts"):
+    with caplog.at_level(logging.INFO, logger="wiring.alerts"):
         summary = paper_session()
     assert not any("alert drift" in r.getMessage() for r in caplog.records)
     entries = list(DriftEntry.objects.all())
@@ -102,7 +102,7 @@ def test_a_broker_filling_two_cents_worse_shows_exactly_two_cents(paper_session,
     settings.DRIFT_ALERT_BPS = 0.3  # 2 cents on a $440 share is 0.45 bps
     settings.DRIFT_ALERT_MIN_TRADES = 1
     settings.ALERT_WEBHOOK_URL = ""  # alert_send logs instead of posting
-    with caplog.at_level(logging.INFO, logger="autotrader_site.alerts"):
+    with caplog.at_level(logging.INFO, logger="wiring.alerts"):
         summary = paper_session(worse=True)
     matched = list(DriftEntry.objects.filter(status=DriftStatus.MATCHED))
     assert len(matched) >= 2, summary
