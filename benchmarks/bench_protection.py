@@ -123,7 +123,13 @@ class Flows:
             lambda: Trade.objects.filter(pk=trade.pk, status="closed").exists(), timeout
         )
         if not closed:
-            raise RuntimeError(f"flow {self.i}: trade did not close after its stop filled")
+            from trading.models import Order as O
+
+            rows = list(O.objects.filter(trade=trade).values_list("role", "status", "filled_qty"))
+            raise RuntimeError(
+                f"flow {self.i}: trade did not close after its stop filled: {rows}"
+                f" {Trade.objects.filter(pk=trade.pk).values_list('status', 'remaining_qty')[0]}"
+            )
         return latency
 
 

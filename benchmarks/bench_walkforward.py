@@ -7,7 +7,8 @@ Runs, each 5 folds x 27 candidates (135 backtests + the chord's summary):
 grid RISK_STOP_ATR_MULTIPLIER x TARGET_ONE_ATR_MULTIPLIER x TRADE_TIMEOUT_MIN (3 x 3 x 3).
 Each data set is run with a worker of concurrency 1, then 2 (the same plan: the summaries must
 be equal, else the bench fails). Needs DATABASE_URL (migrated, e.g. autotrader_<you>) and
-REDIS_URL; the worker consumes a private queue only.
+REDIS_URL; the worker consumes a private queue only. Do not run the test suite on the same
+REDIS_URL meanwhile: its cache fixture clears that Redis database, queued tasks included.
 
 Prints one JSON line per data set (wall seconds for 1 and 2 workers, their ratio, and the
 report's figures: IS/OOS expectancy per fold, PBO, deflated Sharpe), then a last summary line.

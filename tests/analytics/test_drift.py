@@ -1,8 +1,8 @@
 """Drift ledger: a paper session replayed through the live pipeline drifts by exactly zero
-from its own simulation; against a broker that fills every order 2 cents worse, the ledger
-shows those 2 cents on every entry and every exit, in price and in basis points."""
+from its own simulation; against a paper broker that fills every order 2 cents worse, the
+ledger shows those 2 cents on every entry and every exit, in price and in basis points."""
 
-from dataclasses import replace
+from contextlib import contextmanager
 from datetime import date
 from decimal import Decimal
 
@@ -11,8 +11,6 @@ import pytest
 from analytics.drift import drift_ledger_update
 from analytics.models import DriftEntry, DriftStatus
 from marketdata.replay import replay_bars, synthetic_sessions
-from trading.brokers import broker_override
-from trading.brokers.paper import PaperBroker
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
 SESSION_DAYS = (date(2024, 5, 10), date(2024, 5, 10))
@@ -20,19 +18,28 @@ NOW = "2024-05-10T21:00:00+00:00"
 CENTS = Decimal("0.02")
 
 
-class WorseFillsBroker(PaperBroker):
-    """The paper broker, but every fill is 2 cents worse: buys pay more, sells get less."""
+@contextmanager
+def fills_two_cents_worse(monkeypatch):
+    """The paper broker's fills (the core's paper fill step, `trading.core.lifecycle`), each
+    2 cents worse: buys pay more, sells get less. Only while the live session replays: the
+    simulation afterwards fills honestly."""
+    import trading.core.lifecycle as lifecycle
 
-    def bar_fills(self, orders, bar):
-        side = {o.pk: o.side for o in orders}
-        return [
-            replace(f, price=f.price + CENTS if side[f.order_id] == "buy" else f.price - CENTS)
-            for f in super().bar_fills(orders, bar)
-        ]
+    honest = lifecycle.bar_fills
+
+    def worse(orders, bar, costs, filled_on_bar=None):
+        out = []
+        for order, qty, price in honest(orders, bar, costs, filled_on_bar):
+            out.append((order, qty, price + CENTS if order.side == "buy" else price - CENTS))
+        return out
+
+    with monkeypatch.context() as patch:
+        patch.setattr(lifecycle, "bar_fills", worse)
+        yield
 
 
 @pytest.fixture
-def paper_session(settings, tmp_path):
+def paper_session(settings, tmp_path, monkeypatch):
     settings.EVENTS_JOURNAL = tmp_path / "events.jsonl"
     settings.CELERY_TASK_ALWAYS_EAGER = True
     settings.RISK_MAX_CONCURRENT = 3
@@ -40,14 +47,14 @@ def paper_session(settings, tmp_path):
 
     engines_reset()
 
-    def run(broker=None):
-        broker_override(broker)
-        try:
-            bars = synthetic_sessions(symbol="SPY", sessions=1, seed=21, end=SESSION_DAYS[-1])
+    def run(worse=False):
+        bars = synthetic_sessions(symbol="SPY", sessions=1, seed=21, end=SESSION_DAYS[-1])
+        if worse:
+            with fills_two_cents_worse(monkeypatch):
+                stats = replay_bars(bars, speed=0)
+        else:
             stats = replay_bars(bars, speed=0)
-            assert stats.skipped == 0
-        finally:
-            broker_override(None)
+        assert stats.skipped == 0
         from datetime import datetime
 
         return drift_ledger_update(symbols=["SPY"], start=SESSION_DAYS[0], end=SESSION_DAYS[-1],
@@ -61,7 +68,7 @@ def test_a_paper_session_has_zero_drift_from_its_simulation(paper_session, setti
 
     settings.DRIFT_ALERT_BPS = 0.01
     settings.DRIFT_ALERT_MIN_TRADES = 1
-    with caplog.at_level(logging.INFO, logger="autotrader_site.alerts"):
+    with caplog.at_level(logging.INFO, logger="wiring.alerts"):
         summary = paper_session()
     assert not any("alert drift" in r.getMessage() for r in caplog.records)
     entries = list(DriftEntry.objects.all())
@@ -95,8 +102,8 @@ def test_a_broker_filling_two_cents_worse_shows_exactly_two_cents(paper_session,
     settings.DRIFT_ALERT_BPS = 0.3  # 2 cents on a $440 share is 0.45 bps
     settings.DRIFT_ALERT_MIN_TRADES = 1
     settings.ALERT_WEBHOOK_URL = ""  # alert_send logs instead of posting
-    with caplog.at_level(logging.INFO, logger="autotrader_site.alerts"):
-        summary = paper_session(WorseFillsBroker())
+    with caplog.at_level(logging.INFO, logger="wiring.alerts"):
+        summary = paper_session(worse=True)
     matched = list(DriftEntry.objects.filter(status=DriftStatus.MATCHED))
     assert len(matched) >= 2, summary
     assert DriftEntry.objects.exclude(status=DriftStatus.MATCHED).count() == 0
