@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import logging
 from datetime import date, datetime
-from functools import lru_cache
 from pathlib import Path
 
-import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
+from marketdata.calendar import DateOutOfBounds, xnys
 from marketdata.timestamps import series_to_utc, zone
 from marketdata.types import BarData
 
@@ -25,9 +24,8 @@ MARKET_TZ = "America/New_York"
 PRICE_COLUMNS = ["open", "high", "low", "close", "volume"]
 
 
-@lru_cache(maxsize=1)
 def _calendar():
-    return xcals.get_calendar("XNYS")
+    return xnys()
 
 
 def bars_frame_from_data(bars: list[BarData]) -> pd.DataFrame:
@@ -120,7 +118,7 @@ def regular_session_mask(index: pd.DatetimeIndex) -> np.ndarray:
     first, last = local_days.min(), local_days.max()
     try:
         sessions = cal.sessions_in_range(first, last)
-    except (ValueError, xcals.errors.DateOutOfBounds):
+    except (ValueError, DateOutOfBounds):
         sessions = pd.DatetimeIndex([])
     day_open = _naive_utc(cal.opens.reindex(sessions).reindex(local_days))
     day_close = _naive_utc(cal.closes.reindex(sessions).reindex(local_days))

@@ -229,7 +229,7 @@ def drift_observe(summary: dict) -> list[str]:
     (DRIFT_ALERT_BPS on the mean entry or exit slippage, DRIFT_ALERT_MISSED_PCT of missed
     fills, each once the setup has DRIFT_ALERT_MIN_TRADES pairs); returns what was alerted."""
     from analytics.drift_metrics import drift_gauges_set
-    from autotrader_site.alerts import alert_send
+    from wiring.alerts import alert_send
 
     drift_gauges_set(summary)
     alerted = []

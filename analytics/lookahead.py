@@ -98,13 +98,18 @@ def _decisions(result, cut: datetime) -> dict:
     }
 
 
-def _fills(result, cut: datetime) -> dict:
+def _fills(result, cut: datetime, *, listed: set | None = None) -> dict:
     """Fills that happened on bars before the cut: (trade, leg index) -> (ts, qty, price).
-    A trade is listed by the backtest once it has an exit, so the entry of a trade still open at
-    the cut is checked through its decision (approved size) only."""
+
+    A backtest lists a trade once it has an exit, and the fast kernel only once it is closed, so
+    a trade still open at the cut is compared only when the truncated run lists it (`listed`:
+    its trade keys); its entry is always checked through its decision (the approved size)."""
     out = {}
     for t in result.trades:
         key = (t.symbol, t.setup, t.signal_ts)
+        closed_before = t.closed and all(leg.ts < cut for leg in t.legs)
+        if listed is not None and not closed_before and key not in listed:
+            continue
         if t.entry_ts < cut and t.legs and t.legs[0].ts < cut:
             out[(*key, "entry")] = (t.entry_ts, t.qty, round(t.entry_price, 6), round(t.stop, 6))
         for i, leg in enumerate(t.legs):
@@ -164,7 +169,8 @@ def lookahead_check(*, spec, config, mode: str = "fast", cuts: int = 9, frames=N
         run = backtest_run(spec=spec, config=config, mode=mode, frames=part, engine=engine)
         one = CutResult(cut.isoformat(), kind)
         d_full, d_cut = _decisions(full, cut), _decisions(run, cut)
-        f_full, f_cut = _fills(full, cut), _fills(run, cut)
+        f_cut = _fills(run, cut)
+        f_full = _fills(full, cut, listed={(t.symbol, t.setup, t.signal_ts) for t in run.trades})
         one.decisions, one.fills = len(d_full), len(f_full)
         diffs = [
             _first_dict_difference(d_full, d_cut, "decision"),

@@ -70,21 +70,6 @@ def grid_combinations(grid: dict[str, list]) -> list[dict]:
     return [dict(zip(names, values, strict=True)) for values in itertools.product(*grid.values())]
 
 
-def settings_values(overrides: dict) -> dict:
-    """Overrides as values of the settings' own types (for override_settings)."""
-    out = {}
-    for name, value in overrides.items():
-        current = getattr(settings, name)
-        if isinstance(current, Decimal):
-            out[name] = Decimal(str(value))
-        elif isinstance(current, time) and isinstance(value, str):
-            hours, minutes = value.split(":")
-            out[name] = time(int(hours), int(minutes))
-        else:
-            out[name] = value
-    return out
-
-
 def summary_rank(rows: list[dict], *, key: str = "total_pnl") -> list[dict]:
     """Sweep rows best first by `key` of the overall statistics (missing values last)."""
 

@@ -66,3 +66,6 @@ def drift_ledger_daily(days: int = 1) -> dict:
         return {"symbols": [], "all": None}
     summary = drift_ledger_update(symbols=symbols, start=start, end=today, now=clock.now())
     return {"symbols": symbols, "all": summary["all"]}
+
+
+from analytics.setup_backtest import setup_backtest_task  # noqa: E402,F401 - registers the task

@@ -17,7 +17,7 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from autotrader_site.alerts import alerts_watch
+from analytics.health import health_checked
 from autotrader_site.clock import clock
 from marketdata.serializers import SymbolField
 
@@ -123,10 +123,8 @@ def health_report() -> tuple[dict, bool]:
         # Liveness is a wall-clock fact (heartbeats are wall time), even during a replay.
         checks["worker"] = _check_worker(datetime.now(UTC))
         checks["reconciliation"] = _check_reconciliation()
-        try:  # probes poll this endpoint: it is where stalls and failed reconciliations alert
-            alerts_watch(now=now)
-        except Exception:
-            logger.exception("health: alert watch failed")
+        # probes poll this endpoint: the wiring checks stalls and failed reconciliations
+        health_checked.send(sender=HealthApi, now=now)
     degraded = any(
         isinstance(c, dict) and (c.get("stale") or c.get("ok") is False) for c in checks.values()
     )

@@ -181,6 +181,7 @@ INSTALLED_APPS = [
     "risk",
     "trading",
     "analytics",
+    "wiring",
 ]
 
 MIDDLEWARE = [
@@ -463,6 +464,10 @@ OPTIONS_MAX_IV = env_float("OPTIONS_MAX_IV", 3.0, minimum=0.0)
 OPTIONS_CACHE_TTL_SEC = env_int("OPTIONS_CACHE_TTL_SEC", 300, minimum=0)
 SYMBOL_EXECUTION_MAP = env_symbol_map("SYMBOL_EXECUTION_MAP", "SPX:SPY,NDX:QQQ")
 SESSION_POLICY_FILE = env_str("SESSION_POLICY_FILE", "")
+# Trader-written setups (docs/strategy.md): a folder of *.yaml definitions, re-read on change,
+# and a folder of Python plug-ins (plus the "autotrader.setups" entry points).
+SETUPS_DIR = env_str("SETUPS_DIR", "")
+SETUP_PLUGINS_DIR = env_str("SETUP_PLUGINS_DIR", "")
 ETF_SYMBOLS = env_symbols("ETF_SYMBOLS", "SPY,QQQ,IWM,DIA,XLF,XLK,XLE,XLV,GLD,TLT")
 ALL_SETUPS = (
     "EMA_CROSS",

@@ -36,14 +36,14 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def _tiled_year(frames_src, *, offset: int, scale: float, year: int = 2023):
-    import exchange_calendars as xcals
     import numpy as np
     import pandas as pd
 
     from analytics.bars import MARKET_TZ, bars_frame_from_data
+    from marketdata.calendar import xnys
     from marketdata.types import BarData
 
-    cal = xcals.get_calendar("XNYS")
+    cal = xnys()
     target = cal.sessions_in_range(f"{year}-01-01", f"{year}-12-31")
     # source sessions: (date, bars of that New York date)
     source = []

@@ -44,7 +44,15 @@ SETS = {
 }
 
 
-def _run(plan, *, concurrency: int, timeout: float = 1800) -> tuple[float, object]:
+def _children_cpu() -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)  # every reaped descendant
+    return usage.ru_utime + usage.ru_stime
+
+
+def _run(plan, *, concurrency: int, timeout: float = 1800) -> tuple[float, float, object]:
+    """Wall seconds of the run, CPU seconds of the worker (pool included), the stored run."""
     from django.db import connection
 
     from analytics.models import WalkForwardRun
@@ -52,6 +60,7 @@ def _run(plan, *, concurrency: int, timeout: float = 1800) -> tuple[float, objec
     from tests.analytics.celery_worker import celery_worker
 
     queue = f"wf-bench-{uuid.uuid4().hex[:10]}"
+    cpu_before = _children_cpu()
     with celery_worker(queue=queue, database=connection.settings_dict["NAME"],
                        concurrency=concurrency) as worker:  # fmt: skip
         time.sleep(3.0)  # let the worker boot before the clock starts
@@ -64,18 +73,19 @@ def _run(plan, *, concurrency: int, timeout: float = 1800) -> tuple[float, objec
                 break
             time.sleep(0.2)
         wall = time.perf_counter() - started
+    cpu = _children_cpu() - cpu_before  # the worker has exited: its CPU is counted
     run = WalkForwardRun.objects.get(pk=run.pk)
     if run.status == "running":
         raise SystemExit(f"walk-forward #{run.pk} still running after {wall:.0f}s")
     if run.status != "done":
         raise SystemExit(f"walk-forward #{run.pk} ended {run.status} after {wall:.0f}s")
-    return wall, run
+    return wall, cpu, run
 
 
 def _figures(summary: dict) -> dict:
     over = summary["overfitting"]
     return {
-        "folds": [
+        "per_fold": [
             {
                 "fold": f["fold"],
                 "test": f["test"],
@@ -128,8 +138,8 @@ def main() -> int:
         base = {"data": ",".join(str(f) for f in files), "symbols": [symbol], "mode": "fast"}
         plan = WalkForwardPlan(grid=grid, base=base, train=train, test=test)
         load = os.getloadavg()[0]
-        one, run1 = _run(plan, concurrency=1)
-        two, run2 = _run(plan, concurrency=2)
+        one, cpu1, run1 = _run(plan, concurrency=1)
+        two, cpu2, run2 = _run(plan, concurrency=2)
         if run1.summary["folds"] != run2.summary["folds"]:
             raise SystemExit(f"{name}: 1 and 2 workers disagree")
         line = {
@@ -140,6 +150,8 @@ def main() -> int:
             "wall_s_1_worker": round(one, 1),
             "wall_s_2_workers": round(two, 1),
             "ratio": round(one / two, 2),
+            "worker_cpu_s_1": round(cpu1, 1),  # includes the worker's start-up and shutdown
+            "worker_cpu_s_2": round(cpu2, 1),
             "load_1min_at_start": round(load, 2),
             **_figures(run1.summary),
         }

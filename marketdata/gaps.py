@@ -13,11 +13,11 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-import exchange_calendars as xcals
 import pandas as pd
 from django.conf import settings
 
 from marketdata.bar_builder import missing_minutes
+from marketdata.calendar import DateOutOfBounds, xnys
 from marketdata.clients.symbols import is_index
 from marketdata.models import BarSource
 from marketdata.types import BarData
@@ -27,9 +27,8 @@ log = logging.getLogger(__name__)
 RestFetch = Callable[[str, datetime, datetime], list[BarData]]
 
 
-@lru_cache(maxsize=1)
 def _calendar():
-    return xcals.get_calendar("XNYS")
+    return xnys()
 
 
 @lru_cache(maxsize=64)
@@ -43,7 +42,7 @@ def _session_bounds(day) -> tuple[datetime, datetime] | None:
             cal.session_open(label).to_pydatetime(),
             cal.session_close(label).to_pydatetime(),
         )
-    except (ValueError, KeyError, xcals.errors.DateOutOfBounds):
+    except (ValueError, KeyError, DateOutOfBounds):
         return None
 
 

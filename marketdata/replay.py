@@ -17,10 +17,10 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import exchange_calendars as xcals
 import numpy as np
 import pandas as pd
 
+from marketdata.calendar import xnys
 from marketdata.timestamps import NaiveTimestamps, parse_ts, series_to_utc
 from marketdata.types import BarData
 
@@ -125,7 +125,7 @@ def synthetic_sessions(
     """A seeded, realistic-looking set of regular sessions (09:30-16:00 ET, exchange calendar),
     so the project runs with no outside data. Trending legs alternate with pullbacks, volume is
     U-shaped through the day."""
-    cal = xcals.get_calendar("XNYS")
+    cal = xnys()
     end = end or (datetime.now(UTC).date() - timedelta(days=1))
     days = cal.sessions_in_range(
         pd.Timestamp(end) - pd.Timedelta(days=10 + 3 * sessions), pd.Timestamp(end)

@@ -185,21 +185,30 @@ class AccountStream:
 
     # --- defaults wired to the app ----------------------------------------------------------
     def _apply_default(self, message: dict) -> str:
+        from django.db import close_old_connections
+
         from trading.account_events import event_apply, parse_event
 
+        close_old_connections()  # a long-lived process: drop a broken or expired connection
         event = parse_event(message, now=clock.now())
         if event is None:
             return "skipped"
         return event_apply(event, broker_name=getattr(self.broker, "name", "tradier"))
 
     def _reconcile_default(self) -> dict:
+        from django.db import close_old_connections
+
         from trading.reconciliation import reconcile_run
 
+        close_old_connections()
         return reconcile_run(now=clock.now(), broker=self.broker)
 
     def _confirm_default(self) -> int:
+        from django.db import close_old_connections
+
         from trading.account_events import unconfirmed_sync
 
+        close_old_connections()
         return unconfirmed_sync(broker=self.broker, older_than_sec=self.config.confirm_sec)
 
     def _heartbeat_default(self, info: dict) -> None:

@@ -20,6 +20,3 @@ class TradingConfig(AppConfig):
         exposure_provider_set(signals_wiring.exposure_now)
         post_migrate.connect(signals_wiring.schedules_after_migrate, sender=self)
         signals_wiring.celery_hooks_connect()
-        from autotrader_site.alerts import alert_receivers_connect
-
-        alert_receivers_connect()  # webhook alerts on rejected orders and trading-state changes

@@ -21,6 +21,7 @@ from django.db.models import DecimalField, Sum
 from django.db.models.functions import Coalesce
 
 from autotrader_site.clock import clock
+from autotrader_site.live_events import live_event_publish
 from autotrader_site.metrics import ACTIVE_TRADES, DECISION_TO_ACK_SECONDS
 from trading.brokers import broker_get
 from trading.brokers.base import (
@@ -718,7 +719,8 @@ class OrmLedger:
 
     def mark(self, symbol: str, price: Decimal) -> None:
         """Mark a position to the latest price (unrealized P&L, day-loss limit)."""
-        Position.objects.filter(symbol=symbol).update(last_price=_q(price))
+        if Position.objects.filter(symbol=symbol).update(last_price=_q(price)):
+            live_event_publish(kind="position")  # update() sends no post_save: tell the pages
 
     def halt(self, reason: str) -> None:
         from risk.services import trading_state_set

@@ -27,8 +27,10 @@ DEAD = (OrderStatus.REJECTED, OrderStatus.EXPIRED)
 def protection_check(*, order: Order, now: datetime) -> str:
     """Act on `order` if it is a dead protective stop of an open trade; returns the action:
     none, reprotected, flattened."""
+    if order.role != OrderRole.STOP or not order.trade_id:
+        return "none"  # cheap first: most events are not about stops
     order.refresh_from_db()
-    if order.role != OrderRole.STOP or order.status not in DEAD or not order.trade_id:
+    if order.status not in DEAD:
         return "none"
     trade = Trade.objects.get(pk=order.trade_id)
     if trade.status != TradeStatus.OPEN or trade.remaining_qty <= 0:
@@ -50,9 +52,9 @@ def protection_check(*, order: Order, now: datetime) -> str:
 
 
 def _give_up(*, trade: Trade, order: Order, now: datetime, reason: str) -> str:
-    from autotrader_site.alerts import alert_send_background
     from risk.services import trading_state_set
     from trading import services
+    from wiring.alerts import alert_send_background
 
     text = (
         f"{trade.execution_symbol}: protective stop {order.tag} {reason} again after one "

@@ -17,6 +17,7 @@ from autotrader_site.pagination import KeysetPagination
 from autotrader_site.permissions import CanTrade, WriteThrottle, is_superuser
 from marketdata.serializers import PositivePriceField, SymbolField
 from trading import selectors, services
+from trading.brokers.order_shapes import OrderShapeError
 from trading.core.errors import TradingError
 from trading.filters import FillFilter, OrderFilter, TradeFilter
 from trading.models import AccountSnapshot, AuditEvent, Fill, Order, Trade
@@ -102,6 +103,8 @@ def _broker_call(fn, **kwargs):
 
     try:
         return fn(**kwargs)
+    except OrderShapeError:
+        raise  # our own check refused it before sending: the caller answers 400
     except BrokerError as exc:
         logger.warning("broker call %s failed: %s", fn.__name__, type(exc).__name__)
         raise BrokerUnavailableError(f"broker error: {type(exc).__name__}") from exc
@@ -441,4 +444,8 @@ class BracketPlaceApi(_WriteApi):
             raise PermissionDenied(str(exc)) from exc
         except TradingError as exc:
             raise _input_error(exc) from exc
+        except OrderShapeError as exc:  # Tradier would refuse this shape: nothing was written
+            raise serializers.ValidationError(
+                {exc.field or "non_field_errors": [exc.detail], "rule": exc.rule}
+            ) from exc
         return Response(result)

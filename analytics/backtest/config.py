@@ -5,6 +5,7 @@ can vary any setting without touching the process environment."""
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from datetime import time
 from decimal import Decimal
 
 from django.conf import settings
@@ -14,6 +15,21 @@ from risk.config import RiskConfig
 from strategies.config import StrategyConfig
 from trading.brokers.paper import fill_costs_from_settings
 from trading.core.fills import FillCosts
+
+
+def settings_values(overrides: dict) -> dict:
+    """Overrides as values of the settings' own types (for override_settings)."""
+    out = {}
+    for name, value in overrides.items():
+        current = getattr(settings, name)
+        if isinstance(current, Decimal):
+            out[name] = Decimal(str(value))
+        elif isinstance(current, time) and isinstance(value, str):
+            hours, minutes = value.split(":")
+            out[name] = time(int(hours), int(minutes))
+        else:
+            out[name] = value
+    return out
 
 
 @dataclass(frozen=True)
@@ -36,8 +52,6 @@ class BacktestConfig:
     ) -> BacktestConfig:
         """Read the configs; `overrides` (setting name → value of the setting's type) apply
         only while the configs are read."""
-        from analytics.sweeps import settings_values
-
         with override_settings(**settings_values(overrides or {})):
             strategy = StrategyConfig.from_settings()
             risk = RiskConfig.from_settings()

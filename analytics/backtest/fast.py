@@ -36,7 +36,7 @@ from analytics.backtest.event import (
 )
 from analytics.backtest.result import BacktestResult
 from analytics.backtest.strategy_driver import PriceLookup, fired_levels
-from analytics.backtest.vector_setups import setup_masks
+from analytics.backtest.vector_setups import setup_masks, setup_signals
 from strategies.features import FEATURE_COLUMNS, compute_features
 from strategies.features.sessions import bar_close_et
 from strategies.setups import SETUPS, SetupContext
@@ -335,20 +335,6 @@ def _session_tables(day_keys, config: BacktestConfig):
     return table
 
 
-def _levels(name: str, cfg, close, atr, or_high, vwap):
-    if name == "ORB":
-        stop = or_high - cfg.orb_stop_atr * atr
-    else:
-        stop = close - cfg.stop_atr * atr
-    if name == "VWAP_MEAN":
-        t1 = vwap
-        t2 = vwap + cfg.vwap_mean_t2_atr * atr
-    else:
-        t1 = close + cfg.target_one_atr * atr
-        t2 = close + cfg.target_two_atr * atr
-    return close, stop, t1, t2
-
-
 def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started, progress):
     from analytics.backtest.kernel import BIT_CODES, REASONS, lifecycle_kernel
     from analytics.backtest.result import ExitLeg, SignalRecord, TradeRecord
@@ -385,27 +371,23 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
                     & (np.r_[np.nan, e20[:-1]] >= np.r_[np.nan, e50[:-1]])
                     & (e20 < e50)
                 )
-            masks = setup_masks(feats.assign(close=close), symbol=symbol, cfg=cfg)
+            arrays = setup_signals(feats.assign(close=close), cfg, symbol=symbol)
             ts_reg = part["ts"].to_numpy()[reg_idx]
-            atr = feats["atr_14"].to_numpy(dtype=float)
-            orh = feats["or_high"].to_numpy(dtype=float)
-            vwap = feats["vwap"].to_numpy(dtype=float)
-            for name, mask in masks.items():
-                fired = np.flatnonzero(mask)
+            for name, setup in arrays.items():
+                fired = np.flatnonzero(setup.fire)
                 kept = fired[cooldown_keep(ts_reg[fired], cfg.cooldown_sec)]
                 if not kept.size:
                     continue
-                levels = _levels(name, cfg, close[kept], atr[kept], orh[kept], vwap[kept])
                 sig_parts.append(
                     pd.DataFrame(
                         {
                             "ts": ts_reg[kept],
                             "rank": rank[symbol],
                             "setup": setup_order[name],
-                            "entry": _cents(levels[0]),
-                            "stop": _cents(levels[1]),
-                            "t1": _cents(levels[2]),
-                            "t2": _cents(levels[3]),
+                            "entry": _cents(close[kept]),
+                            "stop": _cents(setup.stop[kept]),
+                            "t1": _cents(setup.t1[kept]),
+                            "t2": _cents(setup.t2[kept]),
                         }
                     )
                 )

@@ -1,16 +1,18 @@
-"""The trade-lifecycle kernel of fast mode: the paper ledger's rules in integer cents.
+"""The trade-lifecycle kernel of fast mode: a subset of the core's rules in integer cents.
 
 `run_fast` hands it the merged bars (cents), the kept signals with their levels, and the
 per-bar facts the rules read (session flat time, EMA cross-down); it walks the bars in the live
 processing order, skipping every bar of a symbol with nothing alive, and applies exactly what
-`paper_ledger.PaperLedger` (and through it the live services) does:
+the lifecycle core (`trading.core`, the live and paper path's own rules) does for them:
 fills (market at open ± half spread + slippage, half-up to the cent; stops and limits against
 high/low, conservative order, pegged-limit → market replacement), the exit manager
-(`trading.exits.exit_decide` precedence) and the risk limits (`risk.rules.evaluate` for the
+(`trading.core.exits.exit_decide` precedence) and the risk limits (`risk.rules.evaluate` for the
 rules a backtest can hit). Prices that are whole cents make every step exact integer maths, so
-the trade list is identical; the equality tests run both on the same data. Configurations the
-kernel does not cover (trailing stops, per-symbol overrides, brackets, index→ETF execution,
-sub-cent prices) make `run_fast` use the ledger pass instead.
+the trade list is identical; the equality tests and a differential property test run both on
+the same data. Configurations the kernel does not cover (`COVERS` says what it does; trailing
+stops, per-symbol overrides, brackets, commissions, volume-capped fills, the kill switch,
+session policies, index->ETF execution, sub-cent prices) run through the core instead. It
+knows no setup formula: levels come from `vector_setups.setup_signals`.
 
 Compiled with numba when it is installed (a pure-Python fallback runs the same code).
 """
@@ -42,6 +44,18 @@ BIT_CODES = (
     "INSUFFICIENT_CASH",
 )
 MINUTE_NS = 60_000_000_000
+MAX_LEGS = 2  # the T1 partial and the rest: what the covered rules can produce (guarded)
+
+# What this kernel re-implements of the lifecycle core (`trading.core`) and the risk rules;
+# `fast.kernel_unsupported` sends every other configuration to the core, and the
+# differential test (tests/analytics/test_kernel_differential.py) holds the two equal.
+COVERS = (
+    "fills: market at open +/- half spread + slippage, stop/limit against high/low, "
+    "conservative intrabar order, worst case, pegged limit -> market after the timeout",
+    "exits: session close, time stop, T2, T1 partial + break-even, EMA cross-down",
+    "protection: one stop for the remaining quantity",
+    "risk: " + ", ".join(BIT_CODES) + ", market holiday/closed, window, symbol lists",
+)
 
 
 @njit(cache=True)
@@ -119,10 +133,10 @@ def lifecycle_kernel(
     x_reason = np.zeros(m, np.int64)
     x_created = np.zeros(m, np.int64)
     legs = np.zeros(m, np.int64)
-    leg_g = np.full((m, 2), -1, np.int64)
-    leg_qty = np.zeros((m, 2), np.int64)
-    leg_px = np.zeros((m, 2), np.int64)
-    leg_reason = np.zeros((m, 2), np.int64)
+    leg_g = np.full((m, MAX_LEGS), -1, np.int64)
+    leg_qty = np.zeros((m, MAX_LEGS), np.int64)
+    leg_px = np.zeros((m, MAX_LEGS), np.int64)
+    leg_reason = np.zeros((m, MAX_LEGS), np.int64)
     live = np.zeros(m + 1, np.int64)  # ids of pending/open trades, creation order
     n_live = 0
     cash = cash0_c
@@ -179,6 +193,8 @@ def lifecycle_kernel(
                         cash += ex_p * q
                         remaining[k] -= q
                         n_leg = legs[k]
+                        if n_leg >= MAX_LEGS:
+                            raise IndexError("lifecycle_kernel: more exit legs than MAX_LEGS")
                         leg_g[k, n_leg] = i
                         leg_qty[k, n_leg] = q
                         leg_px[k, n_leg] = ex_p
@@ -209,6 +225,8 @@ def lifecycle_kernel(
                         cash += sp_p * q
                         remaining[k] -= q
                         n_leg = legs[k]
+                        if n_leg >= MAX_LEGS:
+                            raise IndexError("lifecycle_kernel: more exit legs than MAX_LEGS")
                         leg_g[k, n_leg] = i
                         leg_qty[k, n_leg] = q
                         leg_px[k, n_leg] = sp_p

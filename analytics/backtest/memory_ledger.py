@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -33,6 +34,7 @@ from trading.core.types import (
     TradeState,
 )
 
+log = logging.getLogger(__name__)
 NY = ZoneInfo("America/New_York")
 CENT = Decimal("0.01")
 FOUR = Decimal("0.0001")
@@ -106,7 +108,6 @@ class SimTrade:
     exit_reason: str = ""
     realized_pnl: Decimal = ZERO
     fees: Decimal = ZERO
-    entry_after_exit: bool = False  # an entry fill came after an exit fill (partial fills)
     opened_at: datetime | None = None
     closed_at: datetime | None = None
     orders: list = field(default_factory=list)
@@ -326,9 +327,7 @@ class MemoryLedger:
         if fee:
             trade.fees += Decimal(fee)
             trade.record.fees = float(trade.fees)
-        if order.side in BUY_SIDES:
-            trade.entry_after_exit = trade.entry_after_exit or bool(trade.record.legs)
-        else:
+        if order.side not in BUY_SIDES:
             reason = order.reason or order.role
             trade.record.legs.append(ExitLeg(ts=ts, qty=qty, price=float(price), reason=reason))
         return SimFill(order, qty, price)
@@ -368,6 +367,8 @@ class MemoryLedger:
     def trade_set(self, trade, *, status: str | None = None, **fields) -> bool:
         moved = status is not None and status != trade.status
         if moved and not trade_can_transition(trade.status, status):
+            log.warning("trade %s: illegal transition %s -> %s refused",
+                        getattr(trade, "pk", "?"), trade.status, status)  # fmt: skip
             return False
         for name, value in fields.items():
             setattr(trade, name, value)
@@ -384,8 +385,8 @@ class MemoryLedger:
             if status == TradeState.CLOSED:
                 day = trade.closed_at.astimezone(NY).date()
                 self.realized_by_day[day] = self.realized_by_day.get(day, 0) + trade.realized_pnl
-                if trade.entry_after_exit:  # legs x final entry price is not the P&L then
-                    trade.record.realized = float(trade.realized_pnl)
+                trade.record.realized = float(trade.realized_pnl)  # the ledger's, fees in
+                trade.record.closed_at = trade.closed_at  # all it held is sold
                 if trade.record.legs:
                     trade.record.legs[-1].reason = trade.exit_reason
         return True

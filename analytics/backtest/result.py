@@ -34,7 +34,8 @@ class TradeRecord:
     target_two: float | None
     legs: list[ExitLeg] = field(default_factory=list)
     fees: float = 0.0  # commissions of every fill, entry and exits
-    realized: float | None = None  # the ledger's P&L (exits before the entry completed)
+    realized: float | None = None  # the ledger's P&L when it closed the trade
+    closed_at: datetime | None = None  # when the ledger closed it (a partly filled entry too)
 
     @property
     def exit_ts(self) -> datetime | None:
@@ -59,6 +60,8 @@ class TradeRecord:
 
     @property
     def closed(self) -> bool:
+        if self.closed_at is not None:
+            return True
         return sum(leg.qty for leg in self.legs) >= self.qty
 
     def session_date(self) -> date:

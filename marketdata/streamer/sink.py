@@ -210,7 +210,11 @@ class StreamSink:
                 ),
             )
             if bars:
-                await loop.run_in_executor(self._db, self._heal_write, bars, gap)
+                try:
+                    await loop.run_in_executor(self._db, self._heal_write, bars, gap)
+                except Exception:  # the database is away: the next attempt writes them
+                    log.exception("storing %d REST bars of %s failed", len(bars), symbol)
+                    bars = []
             got = {b.ts for b in bars}
             wanted = [m for m in wanted if m not in got]
             if not wanted:

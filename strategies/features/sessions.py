@@ -33,9 +33,9 @@ class SessionDay:
 @lru_cache(maxsize=1)
 def _early_closes() -> dict[date, time]:
     try:
-        import exchange_calendars
+        from marketdata.calendar import xnys
 
-        cal = exchange_calendars.get_calendar("XNYS")
+        cal = xnys()  # the project's one calendar (and range), as risk reads it
     except Exception:  # calendar unavailable: every day is a full day
         return {}
     out: dict[date, time] = {}

@@ -162,9 +162,11 @@ def test_fast_mode_equals_event_mode_on_the_shared_spy_sessions(name):
     _assert_same(event, fast)
 
 
-# Expected statistics of every setup on the shared SPY sessions with the default settings
-# (LEAN-style regression: a behaviour change in features, setups, risk, fills or exits shows
-# here; update deliberately, with the reason in the commit).
+# CHARACTERISATION TEST: these numbers were copied from the program's own output (a LEAN-style
+# regression pin, not a worked-out expectation). The fast-vs-event equality tests, the parity
+# suite and the kernel differential test carry the correctness weight; this one only makes a
+# behaviour change in features, setups, risk, fills or exits visible. Update deliberately, with
+# the reason in the commit.
 EXPECTED_SPY_2011_01 = {
     # re-pinned for issue 13's money-safety defaults through the core: a 25 % of equity order
     # cap (positions of ~25k instead of ~85k, so P&L about a quarter), costs in sizing, T1
@@ -182,6 +184,7 @@ EXPECTED_SPY_2011_01 = {
 
 
 def test_per_setup_statistics_on_the_shared_spy_january_are_pinned():
+    """Characterisation: pinned from program output (see EXPECTED_SPY_2011_01)."""
     frame = bars_frame_from_csv(shared_file("data/SPY_1m_2011-01.csv"))
     result = run_fast({"SPY": frame}, BacktestConfig.from_settings(), symbols=["SPY"])
     stats = result.stats()

@@ -100,3 +100,10 @@ def test_the_admin_lists_walk_forward_runs_and_drift_entries(client):
 def test_drift_ledger_command_with_no_signals_says_so(capsys):
     call_command("drift_ledger", "--start", "2024-03-04", "--end", "2024-03-04")
     assert "nothing to compare" in capsys.readouterr().out
+
+
+def test_the_daily_drift_task_skips_a_day_without_signals():
+    from analytics.tasks import drift_ledger_daily
+
+    assert drift_ledger_daily() == {"symbols": [], "all": None}
+    assert DriftEntry.objects.count() == 0

@@ -97,3 +97,28 @@ def test_a_planted_feature_computed_from_the_next_bar_is_caught_naming_the_bar(
         assert diff["detail"] == "ema_20"
         # the leak shows on the last bar before the cut (its "next bar" was removed)
         assert pd.Timestamp(diff["bar"]) + BAR == pd.Timestamp(cut.cut)
+
+
+def test_a_trade_open_at_the_cut_is_compared_only_when_the_truncated_run_lists_it():
+    """The fast kernel lists closed trades only: a partially exited trade open at the cut is
+    then absent from the truncated run, which is not a look-ahead."""
+    from datetime import UTC, datetime
+
+    from analytics.backtest.result import ExitLeg, TradeRecord
+    from analytics.lookahead import _fills
+
+    t0 = datetime(2024, 1, 2, 15, 0, tzinfo=UTC)
+
+    def trade(legs):
+        exits = [ExitLeg(t0 + n * BAR, q, p, r) for n, q, p, r in legs]
+        return TradeRecord("SPY", "SPY", "ORB", t0, t0 + BAR, 100.0, 10, 99.0, 101.0, 102.0, exits)
+
+    class Result:
+        trades = [trade([(3, 5, 101.0, "target_one"), (8, 5, 102.0, "target_two")])]
+
+    cut = t0 + 5 * BAR  # after target one, before target two
+    assert _fills(Result, cut, listed=set()) == {}
+    listed = _fills(Result, cut, listed={("SPY", "ORB", t0)})
+    assert set(listed) == {("SPY", "ORB", t0, "entry"), ("SPY", "ORB", t0, 0)}
+    closed = _fills(Result, t0 + 9 * BAR, listed=set())  # closed before the cut: always
+    assert len(closed) == 3

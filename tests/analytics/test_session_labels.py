@@ -62,6 +62,8 @@ def test_label_job_stores_one_label_per_session_and_reruns_idempotently():
 
 
 def test_shared_spy_sessions_labels_are_pinned():
+    """Characterisation test: the trend days were copied from the program's output (a change
+    shows in review); the hand-made trend/balance days above carry the rule."""
     frame = bars_frame_from_csv(shared_file("data/SPY_1m_2011-01.csv"))
     labels = label_sessions(frame)
     trend = sorted(str(d) for d, v in labels.items() if v["label"] == TREND)

@@ -178,3 +178,21 @@ def test_a_run_fans_out_over_a_real_celery_worker_on_redis():
     assert run.status == "done", run.summary
     assert run.summary["cells"] == len(run.folds) * 4 and run.summary["failed"] == 0
     assert len(run.folds) == 3
+
+
+@pytest.mark.django_db
+def test_the_command_prints_the_report_and_rejects_bad_input(settings, capsys):
+    from django.core.management import CommandError, call_command
+
+    settings.CELERY_TASK_ALWAYS_EAGER = True
+    base = _spy_base()
+    call_command("walkforward", "--data", base["data"], "--symbol", "SPY", "--setups", "EMA_CROSS",
+                 "--train", "14", "--test", "6", "--grid", "TRADE_TIMEOUT_MIN=20,45")  # fmt: skip
+    out = capsys.readouterr().out
+    assert "1 folds x 2 candidates" in out and "PBO (CSCV)" in out
+    assert "TRADE_TIMEOUT_MIN: 1 distinct" in out
+    with pytest.raises(CommandError, match="too few"):
+        call_command("walkforward", "--data", base["data"], "--symbol", "SPY", "--train", "40",
+                     "--grid", "TRADE_TIMEOUT_MIN=20")  # fmt: skip
+    with pytest.raises(CommandError, match="NOPE is not a setting"):
+        call_command("walkforward", "--grid", "NOPE=1")

@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from autotrader_site.alerts import alert_send, alert_send_background
+from wiring.alerts import alert_send, alert_send_background
 
 
 class _Receiver:
@@ -70,7 +70,7 @@ def test_alert_without_rate_limit_sends_every_time(receiver, settings):
 
 def test_failed_delivery_returns_false_logs_without_url_and_does_not_silence(receiver, caplog):
     receiver.status = 500
-    with caplog.at_level(logging.WARNING, logger="autotrader_site.alerts"):
+    with caplog.at_level(logging.WARNING, logger="wiring.alerts"):
         assert not alert_send("reconcile_failed", "broker unreachable")
     assert "500" in caplog.text and "secret-part" not in caplog.text
     receiver.status = 200
@@ -144,8 +144,8 @@ def test_kill_switch_halt_alerts(receiver, django_capture_on_commit_callbacks):
 def test_watch_alerts_on_a_stalled_stream_during_the_session(receiver, settings):
     from datetime import UTC, datetime, timedelta
 
-    from autotrader_site.alerts import alerts_watch
     from marketdata.models import Bar
+    from wiring.alerts import alerts_watch
 
     now = datetime(2025, 3, 3, 16, 0, tzinfo=UTC)  # Monday 11:00 New York
     settings.STREAM_STALL_SEC = 120
@@ -165,8 +165,8 @@ def test_watch_alerts_on_a_failed_reconciliation(receiver):
 
     from django.core.cache import cache
 
-    from autotrader_site.alerts import alerts_watch
     from trading.selectors import RECONCILE_CACHE_KEY
+    from wiring.alerts import alerts_watch
 
     saturday = datetime(2025, 3, 8, 16, 0, tzinfo=UTC)
     cache.set(RECONCILE_CACHE_KEY, {"ok": False, "at": "x", "error": "BrokerUnavailable"})

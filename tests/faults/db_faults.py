@@ -51,7 +51,20 @@ def _pg_restart() -> bool:
     return True
 
 
-def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
+def _redis_restart() -> bool:
+    """Restart the scenario's own Redis (FAULTS_REDIS_OWN, set by run_db_faults)."""
+    from tests.faults.own_servers import OwnRedis
+
+    try:
+        OwnRedis.attach(os.environ["FAULTS_REDIS_OWN"]).restart(down_sec=2.0)
+    except (KeyError, RuntimeError, subprocess.TimeoutExpired):
+        return False
+    return True
+
+
+def run_driver(
+    *, flows: int, kills: int, restart: bool, redis_restart: bool = False, seed: int = 5
+) -> dict:
     database_reset()
     from django.db import connection, connections
     from django.db.models import Count, Sum
@@ -104,6 +117,7 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
             rng.sample(range(flows // 5, flows), k=min(kills, max(1, flows - flows // 5)))
         )
         restarts_at = {flows // 3, (2 * flows) // 3} if restart else set()
+        redis_restarts_at = {flows // 2} if redis_restart else set()
         events: list[tuple[str, float]] = []
         try:
             # wait for the worker: the first flow completes
@@ -124,6 +138,9 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
                 if n in kill_at:
                     killed = _terminate_backends(dbname)
                     events.append((f"terminate:{killed}", time.time()))
+                if n in redis_restarts_at:
+                    ok = _redis_restart()
+                    events.append((f"redis_restart:{ok}", time.time()))
                 if n in restarts_at:
                     connections.close_all()
                     ok = _pg_restart()
@@ -193,6 +210,7 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
             int(e.split(":")[1]) for e, _ in events if e.startswith("terminate")
         ),
         "pg_restarts": [e for e, _ in events if e.startswith("pg_restart")],
+        "redis_restarts": [e for e, _ in events if e.startswith("redis_restart")],
         "recovery_seconds_max": max(known) if known else None,
         "not_recovered": sum(1 for r in recoveries if r is None),
         "outcomes": outcomes,
@@ -210,12 +228,20 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
     }
 
 
-def run_db_faults(*, flows: int, kills: int, restart: bool = False, timeout: float = 1800) -> dict:
+def run_db_faults(
+    *,
+    flows: int,
+    kills: int,
+    restart: bool = False,
+    redis_restart: bool = False,
+    timeout: float = 1800,
+) -> dict:
     """Run the driver in its own process: on the shared server's faults database, or — with
-    `restart` — on a PostgreSQL cluster started here for the scenario alone."""
+    `restart` — on a PostgreSQL cluster started here for the scenario alone; with
+    `redis_restart`, Redis (broker, cache, channel layer) is a server of its own too."""
     from contextlib import ExitStack
 
-    from tests.faults.own_servers import OwnPostgres
+    from tests.faults.own_servers import OwnPostgres, OwnRedis
 
     db_url, redis_url = faults_urls()
     env = {
@@ -232,9 +258,14 @@ def run_db_faults(*, flows: int, kills: int, restart: bool = False, timeout: flo
             env["FAULTS_PG_OWN"] = own.spec
         else:
             database_ensure(db_url)
+        if redis_restart:
+            own_redis = stack.enter_context(OwnRedis())
+            env["REDIS_URL"] = own_redis.url(0)
+            env["FAULTS_REDIS_OWN"] = own_redis.spec
         env["DATABASE_URL"] = db_url
         cmd = [sys.executable, "-m", "tests.faults.db_faults", "--flows", str(flows)]
         cmd += ["--kills", str(kills)] + (["--restart"] if restart else [])
+        cmd += ["--redis-restart"] if redis_restart else []
         proc = subprocess.run(
             cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
         )
@@ -249,12 +280,15 @@ def main() -> None:
     parser.add_argument("--flows", type=int, default=30)
     parser.add_argument("--kills", type=int, default=2)
     parser.add_argument("--restart", action="store_true")
+    parser.add_argument("--redis-restart", action="store_true")
     args = parser.parse_args()
-    print(
-        json.dumps(
-            run_driver(flows=args.flows, kills=args.kills, restart=args.restart), default=str
-        )
+    figures = run_driver(
+        flows=args.flows,
+        kills=args.kills,
+        restart=args.restart,
+        redis_restart=args.redis_restart,
     )
+    print(json.dumps(figures, default=str))
 
 
 if __name__ == "__main__":

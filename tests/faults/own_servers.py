@@ -129,6 +129,27 @@ class OwnRedis:
         self.proc: subprocess.Popen | None = None
         self.restarts = 0
 
+    @classmethod
+    def attach(cls, spec: str) -> OwnRedis:
+        """The server another process started (`spec` = its `spec` property)."""
+        root, port = spec.rsplit(":", 1)
+        own = cls.__new__(cls)
+        own.root, own.port, own.proc, own.restarts = Path(root), int(port), None, 0
+        return own
+
+    @property
+    def spec(self) -> str:
+        return f"{self.root}:{self.port}"
+
+    def _wait_down(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
+            except OSError:
+                return
+            time.sleep(0.05)
+
     def start(self) -> OwnRedis:
         self.proc = subprocess.Popen(
             [
@@ -163,14 +184,21 @@ class OwnRedis:
             redis.Redis(port=self.port).shutdown(nosave=False)
         if self.proc is not None:
             self.proc.wait(30)
+        self._wait_down()
         time.sleep(down_sec)
         self.start()
         self.restarts += 1
 
     def stop(self) -> None:
+        """Whichever process runs it now (a restart elsewhere starts a new one)."""
+        import redis
+
+        with contextlib.suppress(redis.RedisError):
+            redis.Redis(port=self.port, socket_timeout=2).shutdown(nosave=True)
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(30)
+        self._wait_down()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> OwnRedis:

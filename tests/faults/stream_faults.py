@@ -98,9 +98,12 @@ def run_stream_faults(
                 while not state.finished() and not task.done() and time.monotonic() < deadline:
                     await asyncio.sleep(0.05)
                 await asyncio.sleep(0.5)  # let the last frames be read
-                settle = time.monotonic() + 30  # and the REST repairs of the last drops land
+                # The feed ran ~200× faster than the market, the REST repairs (one thread, as
+                # live) did not: let them catch up as the real clock would have, before stopping.
+                settle = time.monotonic() + max(60.0, 2.0 * minutes)
                 while sink._repairs and time.monotonic() < settle:
                     await asyncio.sleep(0.05)
+                result["repairs_left_at_stop"] = len(sink._repairs)
                 stop.set()
                 try:
                     await task

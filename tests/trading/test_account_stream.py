@@ -204,7 +204,8 @@ def test_stream_applies_fills_and_heals_a_drop_mid_fill_on_reconnect(live):
         order.refresh_from_db()
         assert order.status == "filled"
         assert sorted(f.qty for f in Fill.objects.filter(order=order)) == [4, 6]
-        assert runner.stream.stats.reconciles >= 2  # the reconnect reconciled
+        # the reconnect reconciled (counted once the reconciliation returns)
+        assert wait_for(lambda: runner.stream.stats.reconciles >= 2)
     finally:
         runner.stop()
     assert not stream_is_live(redis_client(), live.account)
@@ -252,7 +253,8 @@ def test_an_accepted_order_no_event_confirms_is_read_back_within_the_bound(live)
         order = place_limit(live)
         assert order.status == "submitted"
         assert wait_for(lambda: Order.objects.get(pk=order.pk).status == "open", timeout=5)
-        assert runner.stream.stats.confirmed >= 1 and runner.stream.stats.events == 0
+        assert wait_for(lambda: runner.stream.stats.confirmed >= 1)  # counted after the round
+        assert runner.stream.stats.events == 0
     finally:
         runner.stop()
 
@@ -293,6 +295,29 @@ def test_a_protective_stop_rejected_after_acceptance_is_replaced_then_the_symbol
     )
     assert trading_state_get().state == "REDUCING"
     assert not Order.objects.filter(trade=trade, role="stop", status__in=("submitted", "open"))
+
+
+@DB
+def test_polling_is_the_fallback_only_while_the_stream_is_down(live, settings):
+    from trading.account_stream import _key
+    from trading.pipeline import exits_tick_run
+
+    settings.TRADIER_ACCOUNT_ID = live.account
+    order = place_limit(live)
+    path = f"/v1/accounts/{live.account}/orders/{order.broker_order_id}"
+
+    def gets():
+        return sum(1 for r in live.requests if r.method == "GET" and r.url.path == path)
+
+    redis = redis_client()
+    redis.set(_key(live.account, "live"), "test", px=5000)  # a stream is live
+    try:
+        exits_tick_run(now=T)
+        assert gets() == 0
+    finally:
+        redis.delete(_key(live.account, "live"))
+    exits_tick_run(now=T)  # no stream: the exit manager polls each working order
+    assert gets() == 1
 
 
 @DB

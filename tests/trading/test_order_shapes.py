@@ -214,3 +214,30 @@ def test_bracket_api_market_entry_places_on_tradier_and_paper(fake_tradier, sett
         broker_override(None)
     assert paper["placed"] and paper["dry_run"], paper
     assert Order.objects.get(pk=paper["order_id"]).order_type == "market"
+
+
+def test_protection_pairs_cover_every_share_with_exactly_one_stop():
+    from trading.brokers.order_shapes import protection_pairs
+
+    pairs = protection_pairs(
+        symbol="SPY", held=10, partial=5, stop=D("449"), t1=D("451"), t2=D("453"), tag="at-x"
+    )
+    assert [(r.order_class, r.legs[0].qty, r.legs[1].price) for r in pairs] == [
+        ("oco", 5, D("451")),
+        ("oco", 5, D("453")),
+    ]
+    assert all(r.legs[0].order_type == "stop" and r.legs[0].stop == D("449") for r in pairs)
+    assert sum(r.legs[0].qty for r in pairs) == 10
+    # a partial fill of 3 of 10 planned shares: the T1 part is capped by what is held
+    small = protection_pairs(
+        symbol="SPY", held=3, partial=5, stop=D("449"), t1=D("451"), t2=None, tag="at-y"
+    )
+    assert [(r.order_class, r.qty) for r in small] == [("oco", 3)]
+    only_stop = protection_pairs(
+        symbol="SPY", held=4, partial=2, stop=D("449"), t1=None, t2=None, tag="at-z"
+    )
+    assert [(r.order_class, r.order_type, r.qty) for r in only_stop] == [("equity", "stop", 4)]
+    with pytest.raises(OrderShapeError):  # a target not on the tick cannot be sent
+        protection_pairs(
+            symbol="SPY", held=2, partial=1, stop=D("449"), t1=D("451.001"), t2=None, tag="at-w"
+        )

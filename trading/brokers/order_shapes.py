@@ -228,3 +228,49 @@ def with_marketable_entry(request: OrderRequest, quote: Quote | None, offset: De
     price = marketable_limit_price(entry.side, quote, offset)
     legs = (replace(entry, order_type="limit", price=price, stop=None), *request.legs[1:])
     return replace(request, legs=legs, order_type="limit", price=price)
+
+
+# --- resting protection --------------------------------------------------------------------------
+def protection_pairs(
+    *,
+    symbol: str,
+    held: int,
+    partial: int,
+    stop: Decimal,
+    t1: Decimal | None,
+    t2: Decimal | None,
+    tag: str,
+    exit_side: str = "sell",
+    duration: str = "day",
+) -> list[OrderRequest]:
+    """The resting exits that cover `held` shares at the broker: an OCO (stop + T1 limit) for
+    the `partial` quantity and an OCO (stop + T2 limit) for the rest; without a target, a plain
+    stop for that part. Every share is covered by exactly one stop. Each request is validated
+    (OrderShapeError if the levels cannot make a valid order)."""
+    if held < 1:
+        return []
+    partial = max(0, min(int(partial), held)) if t1 is not None else 0
+    parts = [(partial, t1, "t1"), (held - partial, t2, "t2")]
+    requests = []
+    for qty, target, name in parts:
+        if qty < 1:
+            continue
+        stop_leg = Leg(symbol, exit_side, qty, "stop", stop=stop)
+        if target is None:
+            request = OrderRequest(
+                symbol, exit_side, qty, "stop", f"{tag}-stop-{name}", stop=stop, duration=duration
+            )
+        else:
+            request = OrderRequest(
+                symbol,
+                exit_side,
+                qty,
+                "stop",
+                f"{tag}-oco-{name}",
+                duration=duration,
+                order_class="oco",
+                legs=(stop_leg, Leg(symbol, exit_side, qty, "limit", price=target)),
+            )
+        validate(request)
+        requests.append(request)
+    return requests

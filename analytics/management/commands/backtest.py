@@ -9,6 +9,18 @@ from analytics.backtest.config import BacktestConfig
 from analytics.backtest.runner import MODES, DataSpec, backtest_persist, backtest_run
 
 
+def _with_setups(config: BacktestConfig, names: list[str]) -> BacktestConfig:
+    from dataclasses import replace
+
+    from strategies.setups.registry import setups_all
+
+    known = setups_all()
+    unknown = sorted(set(names) - set(known))
+    if unknown:
+        raise ValueError(f"unknown setups: {', '.join(unknown)} (known: {', '.join(known)})")
+    return replace(config, strategy=replace(config.strategy, enabled_setups=tuple(names)))
+
+
 class Command(BaseCommand):
     help = (
         "Backtest: decisions at each bar's close, market fills at the next bar's open ± "
@@ -57,7 +69,9 @@ class Command(BaseCommand):
         if o["lookahead_check"]:
             return self._lookahead(symbols, setups, o)
         try:
-            config = BacktestConfig.from_settings(setups=setups, worst_case=o["worst_case"])
+            config = BacktestConfig.from_settings(worst_case=o["worst_case"])
+            if setups:  # any known setup: built-in, SETUPS_DIR file, admin or plug-in
+                config = _with_setups(config, setups)
             spec = DataSpec(o["data"], symbols, o["start"], o["end"], tz=o["tz"] or None)
             result = backtest_run(
                 spec=spec,
@@ -90,7 +104,9 @@ class Command(BaseCommand):
         if o["cuts"] < 1:
             raise CommandError("--cuts must be >= 1")
         try:
-            config = BacktestConfig.from_settings(setups=setups, worst_case=o["worst_case"])
+            config = BacktestConfig.from_settings(worst_case=o["worst_case"])
+            if setups:
+                config = _with_setups(config, setups)
             spec = DataSpec(o["data"], symbols, o["start"], o["end"])
             report = lookahead_check(
                 spec=spec, config=config, mode=o["mode"], cuts=o["cuts"], engine=o["engine"]

@@ -131,6 +131,14 @@ def alert_receivers_connect() -> None:
     )
 
 
+def alerts_watch_on_health(sender, *, now, **kwargs) -> None:
+    """The health endpoint was polled: check for stalls and failed reconciliations."""
+    try:
+        alerts_watch(now=now)
+    except Exception:
+        logger.exception("health: alert watch failed")
+
+
 def alerts_watch(*, now) -> list[str]:
     """Conditions seen from outside the stream and the worker: bars stalled during the regular
     session, the last reconciliation failed. Called by the health endpoint, which probes poll;

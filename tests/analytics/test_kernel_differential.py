@@ -1,0 +1,103 @@
+"""Differential property test: the numba lifecycle kernel of fast mode against the lifecycle
+core (`trading.core`, run by fast mode's ledger engine over the in-memory ledger). Random bar
+sequences (seeded synthetic sessions) and random settings within what the kernel declares it
+covers give identical trade lists and signal outcomes.
+
+The kernel runs with numba's bounds checking on (`NUMBA_BOUNDSCHECK=1`, a fresh compile cache):
+the check re-runs this module's property in a subprocess with that environment."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from datetime import date
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+
+ROOT = Path(__file__).resolve().parents[2]
+BOUNDSCHECK = os.environ.get("NUMBA_BOUNDSCHECK") == "1"
+
+
+@pytest.mark.slow
+def test_kernel_equals_core_with_numba_bounds_checking(tmp_path):
+    env = {
+        **os.environ,
+        "NUMBA_BOUNDSCHECK": "1",
+        "NUMBA_CACHE_DIR": str(tmp_path / "numba-cache"),  # compile afresh, checks included
+    }
+    target = f"{Path(__file__).relative_to(ROOT)}::test_kernel_matches_core_on_random_bars"
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", target],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+    assert "1 passed" in run.stdout
+
+
+@pytest.mark.skipif(not BOUNDSCHECK, reason="run by the bounds-checked subprocess above")
+@settings(
+    max_examples=12,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(min_value=0, max_value=10_000),
+    sessions=st.integers(min_value=2, max_value=3),
+    risk_usd=st.sampled_from(["40", "100", "250"]),
+    max_concurrent=st.integers(min_value=1, max_value=3),
+    partial=st.sampled_from([0.25, 0.5, 1.0]),
+    timeout_min=st.integers(min_value=3, max_value=60),
+    stop_atr=st.sampled_from([0.8, 1.2, 2.0]),
+    t1_atr=st.sampled_from([0.5, 1.0, 1.5]),
+    slippage=st.sampled_from([0.0, 0.5, 1.0, 2.0]),
+    spread=st.sampled_from([0.0, 1.0, 2.0, 30.0]),  # 30 bps: entries at market
+    worst_case=st.booleans(),
+)
+def test_kernel_matches_core_on_random_bars(
+    seed, sessions, risk_usd, max_concurrent, partial, timeout_min, stop_atr, t1_atr,
+    slippage, spread, worst_case,
+):  # fmt: skip
+    import numba
+
+    from analytics.backtest.config import BacktestConfig
+    from analytics.backtest.event import symbol_params_for
+    from analytics.backtest.fast import kernel_unsupported, run_fast
+    from analytics.bars import bars_frame_from_data
+    from marketdata.replay import synthetic_sessions
+
+    assert numba.config.BOUNDSCHECK == 1
+    bars = synthetic_sessions(symbol="SPY", sessions=sessions, seed=seed, end=date(2024, 3, 15))
+    frames = {"SPY": bars_frame_from_data(bars)}
+    config = BacktestConfig.from_settings(
+        overrides={
+            "RISK_PER_TRADE_USD": risk_usd,
+            "RISK_MAX_CONCURRENT": max_concurrent,
+            "PARTIAL_EXIT_PCT": partial,
+            "TRADE_TIMEOUT_MIN": timeout_min,
+            "RISK_STOP_ATR_MULTIPLIER": stop_atr,
+            "TARGET_ONE_ATR_MULTIPLIER": t1_atr,
+            "PAPER_SLIPPAGE_BPS": slippage,
+            "PAPER_SPREAD_BPS": spread,
+            "RISK_MAX_DAILY_LOSS_USD": "0",
+            "SESSION_POLICY_FILE": "",
+        },
+        worst_case=worst_case,
+    )
+    params = symbol_params_for(["SPY"], config, use_db=False)
+    assume(kernel_unsupported(frames, config, ["SPY"], params) == "")
+    kernel = run_fast(frames, config, symbols=["SPY"], engine="kernel")
+    core = run_fast(frames, config, symbols=["SPY"], engine="ledger")
+    assert kernel.params["engine"] == "kernel" and core.params["engine"] == "ledger"
+    assert [t.key() for t in kernel.closed_trades()] == [t.key() for t in core.closed_trades()]
+    assert [(s.key(), s.reasons, s.qty) for s in kernel.signals] == [
+        (s.key(), s.reasons, s.qty) for s in core.signals
+    ]
