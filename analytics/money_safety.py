@@ -54,8 +54,9 @@ def cash_and_exposure(trades: Iterable[TradeRecord], starting_cash: float) -> di
 
 
 def duplicated_ideas(trades: Iterable[TradeRecord], window_sec: int) -> int:
-    """Trades of a setup in an execution symbol that started while another trade of the same
-    setup and symbol was held, or within `window_sec` of its signal."""
+    """Trades of a setup in an execution symbol decided while another trade of the same setup
+    and symbol was held (its signal bar before the other's exit bar: decisions are at the bar's
+    close, after a fill inside it), or within `window_sec` of the other's signal."""
     by_idea: dict = defaultdict(list)
     for trade in trades:
         by_idea[(trade.setup, trade.execution_symbol)].append(trade)
@@ -64,8 +65,8 @@ def duplicated_ideas(trades: Iterable[TradeRecord], window_sec: int) -> int:
     for group in by_idea.values():
         group.sort(key=lambda t: (t.signal_ts, t.entry_ts))
         for earlier, later in zip(group, group[1:], strict=False):
-            held_until = earlier.exit_ts or later.signal_ts
-            if later.signal_ts <= max(held_until, earlier.signal_ts + window):
+            held = earlier.exit_ts is None or later.signal_ts < earlier.exit_ts
+            if held or later.signal_ts - earlier.signal_ts <= window:
                 count += 1
     return count
 

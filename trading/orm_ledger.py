@@ -460,23 +460,20 @@ class OrmLedger:
         }
 
     def pending_entries(self) -> list:
-        """(symbol, unfilled qty, worst-case price) of working entry orders
-        (risk.exposure.entry_worst_price: the larger of the limit and the market fallback)."""
-        from risk.costs import cost_model_from_settings
-        from risk.exposure import WorkingEntry, entry_worst_price
+        """(symbol, unfilled qty, worst-case price) of working entry orders: the limit, or the
+        signal's price worsened by the paper spread and slippage for a market order."""
+        from django.conf import settings
 
-        costs = cost_model_from_settings()
+        adverse = (
+            Decimal(str(settings.PAPER_SPREAD_BPS)) / 2 + Decimal(str(settings.PAPER_SLIPPAGE_BPS))
+        ) / Decimal(10000)
         out = []
         rows = working_orders().filter(role=OrderRole.ENTRY).select_related("signal")
         for order in rows:
-            ref = order.signal.entry_price if order.signal is not None else None
-            ref = ref if ref else order.price
-            open_qty = order.qty - order.filled_qty
-            if ref is None:
-                out.append((order.symbol, open_qty, None))
-                continue
-            entry = WorkingEntry(order.symbol, open_qty, order.price, Decimal(ref))
-            out.append((order.symbol, open_qty, entry_worst_price(entry, costs)))
+            worst = order.price
+            if worst is None and order.signal is not None and order.signal.entry_price:
+                worst = Decimal(order.signal.entry_price) * (1 + adverse)
+            out.append((order.symbol, order.qty - order.filled_qty, worst))
         return out
 
     def realized_between(self, start: datetime, end: datetime) -> Decimal:

@@ -18,7 +18,6 @@ from zoneinfo import ZoneInfo
 
 from analytics.backtest.result import ExitLeg, SignalRecord, TradeRecord
 from risk.config import RiskConfig, SymbolParams
-from risk.exposure import WorkingEntry, entry_worst_price
 from trading.brokers.paper import PaperBroker
 from trading.core import lifecycle
 from trading.core.fills import FillCosts
@@ -241,15 +240,10 @@ class MemoryLedger:
         for trade in self.live:
             for order in trade.orders:
                 if order.role == Role.ENTRY and order.status in WORKING:
-                    open_qty = order.qty - order.filled_qty
-                    ref = (
-                        trade.candidate.entry if trade.candidate.entry is not None else order.price
-                    )
-                    if ref is None:
-                        out.append((order.symbol, open_qty, None))
-                        continue
-                    entry = WorkingEntry(order.symbol, open_qty, order.price, Decimal(ref))
-                    out.append((order.symbol, open_qty, entry_worst_price(entry, self.risk.costs)))
+                    worst = order.price
+                    if worst is None and trade.candidate.entry is not None:
+                        worst = Decimal(trade.candidate.entry) * (1 + self._adverse)
+                    out.append((order.symbol, order.qty - order.filled_qty, worst))
         return out
 
     def balances(self):

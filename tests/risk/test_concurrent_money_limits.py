@@ -235,12 +235,12 @@ def _signals_create(burst: list[tuple[str, str, int]]) -> list[int]:
 
 
 def _worst_entry_price(order) -> Decimal:
-    """An entry in flight pays at most the larger of its limit and a market fill at the
-    signal's price + half the spread + the slippage (the pegged limit becomes a market order
-    after ENTRY_LIMIT_TIMEOUT_SEC), rounded up to the cent."""
-    ref = order.signal.entry_price if order.signal_id else order.price
-    market = ((ref + SPREAD / 2 + SLIPPAGE) / CENT).to_integral_value(ROUND_CEILING) * CENT
-    return max(order.price or Decimal("0"), market)
+    """What an entry in flight reserves (CONTRACTS.md item 1): its limit, or for a market
+    order the signal's price + half the spread + the slippage, rounded up to the cent."""
+    if order.price is not None:
+        return order.price
+    ref = order.signal.entry_price
+    return ((ref + SPREAD / 2 + SLIPPAGE) / CENT).to_integral_value(ROUND_CEILING) * CENT
 
 
 def _stopout(qty: int, entry: Decimal, stop: Decimal) -> Decimal:

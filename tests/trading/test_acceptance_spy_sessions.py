@@ -42,7 +42,10 @@ EXIT_REASONS = {"stop", "target_two", "timeout", "session_close", "ema_cross_dow
 # the fill model or the exit manager changes these; re-pin from the printed PIN lines
 # (pytest -s) after checking the change is intended.
 PINNED: dict[str, tuple[dict, dict]] = {
-    "2011-01-03": ({"dry_run": 14}, {"stop": 13, "target_two": 1}),
+    "2011-01-03": (  # re-pinned for issue 13 through the core (T1 vs costs, one idea, caps)
+        {"risk_blocked": 13, "dry_run": 1},
+        {"stop": 1},
+    ),
     "2011-01-04": (
         {"dry_run": 12, "risk_blocked": 1},
         {"session_close": 1, "stop": 4, "target_two": 7},
@@ -106,9 +109,9 @@ PINNED: dict[str, tuple[dict, dict]] = {
         {"dry_run": 12, "risk_blocked": 1},
         {"ema_cross_down": 1, "stop": 10, "target_two": 1},
     ),
-    "2011-01-31": (  # re-pinned for issue 13's money-safety defaults (costs, caps)
-        {"dry_run": 26, "risk_blocked": 1},
-        {"session_close": 1, "stop": 20, "target_two": 5},
+    "2011-01-31": (  # re-pinned for issue 13 through the core (T1 vs costs, one idea, caps)
+        {"dry_run": 23, "risk_blocked": 4},
+        {"session_close": 1, "stop": 17, "target_two": 5},
     ),
     "2011-03-01": (
         {"dry_run": 32, "risk_blocked": 12},
@@ -174,9 +177,9 @@ PINNED: dict[str, tuple[dict, dict]] = {
         {"dry_run": 37, "risk_blocked": 10},
         {"stop": 30, "target_two": 6, "timeout": 1},
     ),
-    "2011-03-31": (  # re-pinned for issue 13's money-safety defaults (costs, caps)
-        {"dry_run": 29},
-        {"ema_cross_down": 2, "session_close": 1, "stop": 20, "target_two": 6},
+    "2011-03-31": (  # re-pinned for issue 13 through the core (T1 vs costs, one idea, caps)
+        {"dry_run": 10, "risk_blocked": 19},
+        {"ema_cross_down": 1, "session_close": 1, "stop": 6, "target_two": 2},
     ),
 }
 # The default run (make test): month start/end and the first session after the DST switch.
