@@ -117,3 +117,7 @@ urlpatterns = [
     path("analytics/sweeps", SweepRunListApi.as_view(), name="analytics-sweep-list"),
     path("analytics/sweeps/<int:pk>", SweepRunDetailApi.as_view(), name="analytics-sweep-detail"),
 ]
+
+from analytics.evidence_api import urlpatterns as evidence_urlpatterns  # noqa: E402
+
+urlpatterns += evidence_urlpatterns

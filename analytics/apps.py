@@ -30,3 +30,6 @@ class AnalyticsConfig(AppConfig):
         from django.db.models.signals import post_migrate
 
         post_migrate.connect(_schedules_ensure, sender=self, dispatch_uid="analytics.schedules")
+        from analytics.live_wiring import live_receivers_connect
+
+        live_receivers_connect()  # ledger and journal saves push the open dashboards

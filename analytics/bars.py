@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from marketdata.calendar import DateOutOfBounds, xnys
+from marketdata.timestamps import series_to_utc, zone
 from marketdata.types import BarData
 
 log = logging.getLogger(__name__)
@@ -44,17 +45,33 @@ def bars_frame_from_data(bars: list[BarData]) -> pd.DataFrame:
     return _finish(frame)
 
 
-def bars_frame_from_csv(path: str | Path) -> pd.DataFrame:
+def bars_frame_from_csv(path: str | Path, *, tz: str | None = None) -> pd.DataFrame:
     """Read a `ts,open,high,low,close,volume` CSV; rows with unparseable or inconsistent values
-    are dropped with a warning naming how many (never fatal)."""
-    raw = pd.read_csv(path, dtype=str)
+    are dropped with a warning naming how many (never fatal). Times without an offset are
+    refused (marketdata.timestamps.NaiveTimestamps) unless `tz` names their timezone."""
+    return _frame_from_raw(pd.read_csv(path, dtype=str), path, tz)
+
+
+def bars_frame_from_parquet(path: str | Path, *, tz: str | None = None) -> pd.DataFrame:
+    """The same from a Parquet file (`ts` as text or a timestamp column)."""
+    return _frame_from_raw(pd.read_parquet(path), path, tz)
+
+
+def bars_frame_from_file(path: str | Path, *, tz: str | None = None) -> pd.DataFrame:
+    """CSV or Parquet, by the file's suffix."""
+    if str(path).lower().endswith((".parquet", ".pq")):
+        return bars_frame_from_parquet(path, tz=tz)
+    return bars_frame_from_csv(path, tz=tz)
+
+
+def _frame_from_raw(raw: pd.DataFrame, path, tz: str | None) -> pd.DataFrame:
     missing = {"ts", *PRICE_COLUMNS} - set(raw.columns)
     if missing:
         raise ValueError(f"{path}: header lacks {', '.join(sorted(missing))}")
-    ts = pd.to_datetime(raw["ts"], utc=True, errors="coerce", format="ISO8601")
+    ts = series_to_utc(raw["ts"], zone(tz))
     values = raw[PRICE_COLUMNS].apply(pd.to_numeric, errors="coerce")
     frame = values.set_index(pd.DatetimeIndex(ts, name="ts"))
-    ok = frame.index.notna() & np.isfinite(frame.to_numpy()).all(axis=1)
+    ok = frame.index.notna() & np.isfinite(frame.to_numpy(dtype=float)).all(axis=1)
     prices = frame[["open", "high", "low", "close"]]
     ok &= (prices > 0).all(axis=1).to_numpy() & (frame["volume"] >= 0).to_numpy()
     ok &= (frame["high"] >= prices.max(axis=1)).to_numpy()

@@ -82,3 +82,63 @@ def session_labels_map(*, symbol: str, days: list[date] | None = None) -> dict[d
     if days is not None:
         qs = qs.filter(session_date__in=days)
     return dict(qs.values_list("session_date", "label"))
+
+
+def walkforward_run_list() -> QuerySet:
+    from analytics.models import WalkForwardRun
+
+    return WalkForwardRun.objects.all()
+
+
+def drift_entry_list(*, setup: str | None = None, status: str | None = None) -> QuerySet:
+    from analytics.models import DriftEntry
+
+    qs = DriftEntry.objects.all()
+    if setup:
+        qs = qs.filter(setup=setup)
+    if status:
+        qs = qs.filter(status=status)
+    return qs
+
+
+def _mean(values: list) -> float | None:
+    values = [float(v) for v in values if v is not None]
+    return round(sum(values) / len(values), 4) if values else None
+
+
+def drift_summary(*, start: datetime | None = None, end: datetime | None = None) -> dict:
+    """Drift per setup and overall over signals on bars in [start, end): pairs, missed fills,
+    live-only trades, mean entry/exit slippage (bps), mean entry/exit delay (s), P&L of both."""
+    from analytics.models import DriftEntry, DriftStatus
+
+    qs = DriftEntry.objects.all()
+    if start:
+        qs = qs.filter(signal_ts__gte=start)
+    if end:
+        qs = qs.filter(signal_ts__lt=end)
+    rows = list(qs.values())
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(row["setup"], []).append(row)
+
+    def summarise(items: list[dict]) -> dict:
+        matched = [r for r in items if r["status"] == DriftStatus.MATCHED]
+        return {
+            "pairs": sum(1 for r in items if r["status"] != DriftStatus.LIVE_ONLY),
+            "matched": len(matched),
+            "missed": sum(1 for r in items if r["status"] == DriftStatus.MISSED),
+            "live_only": sum(1 for r in items if r["status"] == DriftStatus.LIVE_ONLY),
+            "entry_slippage_bps": _mean([r["entry_slippage_bps"] for r in matched]),
+            "exit_slippage_bps": _mean([r["exit_slippage_bps"] for r in matched]),
+            "entry_delay_sec": _mean([r["entry_delay_sec"] for r in matched]),
+            "exit_delay_sec": _mean([r["exit_delay_sec"] for r in matched]),
+            "live_pnl": round(sum(float(r["live_pnl"] or 0) for r in matched), 4),
+            "sim_pnl": round(sum(float(r["sim_pnl"] or 0) for r in matched), 4),
+        }
+
+    return {
+        "start": start.isoformat() if start else None,
+        "end": end.isoformat() if end else None,
+        "all": summarise(rows),
+        "by_setup": {setup: summarise(items) for setup, items in sorted(groups.items())},
+    }

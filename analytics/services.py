@@ -92,3 +92,24 @@ def session_labels_update(
         session_labels_store(symbol=symbol, labels=labels)
         out[symbol] = labels
     return out
+
+
+@transaction.atomic
+def walkforward_run_create(*, plan: dict, folds: list[dict], candidates: list[dict]):
+    from analytics.models import WalkForwardRun
+
+    return WalkForwardRun.objects.create(
+        plan=plan, folds=folds, candidates=candidates, status="running"
+    )
+
+
+@transaction.atomic
+def walkforward_run_finish(*, run_id: int, summary: dict, status: str, finished_at: datetime):
+    from analytics.models import WalkForwardRun
+
+    run = WalkForwardRun.objects.select_for_update().get(pk=run_id)
+    run.summary = summary
+    run.status = status
+    run.finished_at = finished_at
+    run.save(update_fields=["summary", "status", "finished_at"])
+    return run

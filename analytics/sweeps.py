@@ -113,22 +113,33 @@ def sweep_backtest_one(*, sweep_id: int, overrides: dict, base: dict) -> dict:
     run = backtest_persist(result, name=f"sweep {sweep_id}: {name}"[:128],
                            sweep=SweepRun.objects.get(pk=sweep_id))  # fmt: skip
     stats = result.stats()
+    daily = {d.isoformat(): 0.0 for d in result.sessions}
+    for trade in result.closed_trades():
+        day = trade.session_date().isoformat()
+        daily[day] = daily.get(day, 0.0) + trade.pnl
     return {
         "overrides": overrides,
         "run_id": run.pk,
         "stats": stats["ALL"],
         "per_setup": {k: v for k, v in stats.items() if k != "ALL"},
+        "daily": {k: round(v, 4) for k, v in daily.items()},  # overfitting odds read it
     }
 
 
 def sweep_summary_store(*, sweep_id: int, rows: list[dict]) -> dict:
+    from analytics.overfitting import search_overfitting
     from analytics.services import sweep_run_finish
     from autotrader_site.clock import clock
 
     ranked = summary_rank(rows)
     failed = [r for r in rows if r.get("error")]
+    daily = {
+        ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "base": r["daily"]
+        for r in rows
+        if r.get("daily")
+    }
     summary = {"combinations": len(rows), "failed": len(failed), "ranked_by": "total_pnl",
-               "rows": ranked}  # fmt: skip
+               "rows": ranked, "overfitting": search_overfitting(daily)}  # fmt: skip
     sweep_run_finish(
         sweep_id=sweep_id,
         summary=summary,

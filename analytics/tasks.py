@@ -35,3 +35,37 @@ def sweep_summarize(rows: list[dict], sweep_id: int) -> dict:
     from analytics.sweeps import sweep_summary_store
 
     return sweep_summary_store(sweep_id=sweep_id, rows=rows)
+
+
+@shared_task(name="analytics.walkforward_cell")
+def walkforward_cell_task(fold: dict, overrides: dict, base: dict) -> dict:
+    """One fold x candidate of a walk-forward run: its in/out-of-sample figures."""
+    from analytics.walkforward import walkforward_cell
+
+    return walkforward_cell(fold=fold, overrides=overrides, base=base)
+
+
+@shared_task(name="analytics.walkforward_summarize")
+def walkforward_summarize_task(rows: list[dict], run_id: int) -> dict:
+    """The chord's body: choose per fold, stitch, score the search, close the run."""
+    from analytics.walkforward import walkforward_finish
+
+    return walkforward_finish(run_id=run_id, rows=rows)
+
+
+@shared_task(name="analytics.drift_ledger_daily")
+def drift_ledger_daily(days: int = 1) -> dict:
+    """Pair the last few sessions' trades with their simulation (idempotent: re-running a day
+    replaces its entries); schedule it after the close."""
+    from analytics.drift import drift_ledger_update, drift_symbols
+
+    today = clock.now().date()
+    start = today - timedelta(days=max(days, 1) - 1)
+    symbols = drift_symbols(start=start, end=today)
+    if not symbols:
+        return {"symbols": [], "all": None}
+    summary = drift_ledger_update(symbols=symbols, start=start, end=today, now=clock.now())
+    return {"symbols": symbols, "all": summary["all"]}
+
+
+from analytics.setup_backtest import setup_backtest_task  # noqa: E402,F401 - registers the task

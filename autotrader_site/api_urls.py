@@ -32,6 +32,7 @@ urlpatterns = [
     path("", include("analytics.api_urls")),
     path("", include("analytics.api")),
     path("", include("marketdata.api_urls")),
+    path("", include("analytics.setup_backtest")),
     path("", include("strategies.api_urls")),
     path("", include("risk.api_urls")),
     path("", include("trading.api_urls")),

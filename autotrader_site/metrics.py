@@ -60,3 +60,32 @@ RECONCILE_LAST_SUCCESS = Gauge(
 TRADING_HALTED = Gauge(
     "autotrader_trading_halted", "1 when the trading state is HALTED", multiprocess_mode="max"
 )
+
+# --- Tradier request budget and account event stream (issue 14) ---------------------------------
+TRADIER_BUDGET_GRANTED_TOTAL = Counter(
+    "autotrader_tradier_budget_granted_total",
+    "Tokens granted by the shared Tradier request budget",
+    ["endpoint_class", "priority"],
+)
+TRADIER_BUDGET_WAIT_SECONDS = Histogram(
+    "autotrader_tradier_budget_wait_seconds",
+    "Time a Tradier request waited for a budget token",
+    ["endpoint_class"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+TRADIER_BUDGET_AVAILABLE = Gauge(
+    "autotrader_tradier_budget_available",
+    "Requests left in Tradier's current interval (X-Ratelimit-Available)",
+    ["endpoint_class"],
+    multiprocess_mode="livemin",
+)
+ACCOUNT_STREAM_EVENTS_TOTAL = Counter(
+    "autotrader_account_stream_events_total",
+    "Tradier account stream messages by kind (order, heartbeat, unknown, unmatched, error)",
+    ["kind"],
+)
+ACCOUNT_STREAM_CONNECTED = Gauge(
+    "autotrader_account_stream_connected",
+    "1 while this process owns the account stream lease and its websocket is open",
+    multiprocess_mode="livemax",
+)

@@ -173,6 +173,7 @@ INSTALLED_APPS = [
     "rest_framework.authtoken",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI and ReDoc served from our static files, no CDN
     "django_celery_beat",
     "channels",
     "marketdata",
@@ -296,6 +297,12 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# with REMAP_SIGTERM=SIGQUIT (Procfile, compose) SIGTERM gives running tasks this long, then
+# cancels them (acks_late: redelivered) so the worker is gone within SHUTDOWN_DEADLINE_SEC
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env_float(
+    "CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT", 1.0, minimum=0.0
+)
+CELERY_IMPORTS = ("autotrader_site.worker_lifecycle",)  # the bounded stop's watchdog
 # Redis redelivers a task whose worker died (acks_late) after this many seconds (kombu's default).
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SEC", 3600, minimum=1)
@@ -304,7 +311,7 @@ CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "autotrader_site.beat:HeartbeatScheduler"  # DatabaseScheduler + heartbeat
 
 # --- i18n / time ---------------------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -339,6 +346,10 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Signals, risk, orders and positions of the AutoTrader service.",
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    # The docs pages load their JavaScript from our own static files (a firewalled VM has no CDN).
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
         "autotrader_site.openapi.error_responses_document",
@@ -360,6 +371,28 @@ TRADIER_BASE_URL = env_str(
 )
 TRADIER_TIMEOUT_SEC = env_float("TRADIER_TIMEOUT_SEC", 5.0, minimum=0.1)
 TRADIER_MAX_RETRIES = env_int("TRADIER_MAX_RETRIES", 4, minimum=0)
+# Tradier execution (issue 14): request budget, account event stream, order shapes.
+TRADIER_BUDGET_ENABLED = env_bool("TRADIER_BUDGET_ENABLED", True)
+TRADIER_BUDGET_TRADING_PER_MIN = env_int("TRADIER_BUDGET_TRADING_PER_MIN", 0, minimum=0)
+TRADIER_BUDGET_STANDARD_PER_MIN = env_int("TRADIER_BUDGET_STANDARD_PER_MIN", 0, minimum=0)
+TRADIER_BUDGET_MARKET_PER_MIN = env_int("TRADIER_BUDGET_MARKET_PER_MIN", 0, minimum=0)
+TRADIER_BUDGET_RATE_SHARE = env_float("TRADIER_BUDGET_RATE_SHARE", 0.9, minimum=0.1, maximum=0.99)
+TRADIER_BUDGET_MAX_WAIT_SEC = env_float("TRADIER_BUDGET_MAX_WAIT_SEC", 30.0, minimum=0.0)
+TRADIER_ACCOUNT_WS_URL = env_str(
+    "TRADIER_ACCOUNT_WS_URL",
+    "wss://ws.tradier.com/v1/accounts/events"
+    if TRADIER_ENV == "prod"
+    else "wss://sandbox-ws.tradier.com/v1/accounts/events",
+)
+ACCOUNT_STREAM_ENABLED = env_bool("ACCOUNT_STREAM_ENABLED", True)
+ACCOUNT_STREAM_LEASE_SEC = env_float("ACCOUNT_STREAM_LEASE_SEC", 15.0, minimum=1.0)
+ACCOUNT_STREAM_HEARTBEAT_TIMEOUT_SEC = env_float(
+    "ACCOUNT_STREAM_HEARTBEAT_TIMEOUT_SEC", 150.0, minimum=1.0
+)
+ACCOUNT_STREAM_BACKOFF_MAX_SEC = env_float("ACCOUNT_STREAM_BACKOFF_MAX_SEC", 30.0, minimum=0.1)
+ACCOUNT_STREAM_SESSION_TTL_SEC = env_float("ACCOUNT_STREAM_SESSION_TTL_SEC", 240.0, minimum=1.0)
+ORDER_CONFIRM_SEC = env_float("ORDER_CONFIRM_SEC", 2.0, minimum=0.1)
+ENTRY_MARKETABLE_OFFSET = env_decimal("ENTRY_MARKETABLE_OFFSET", "0.05", minimum="0")
 POLYGON_API_KEY = env_str("POLYGON_API_KEY", "")
 POLYGON_REST_URL = env_str("POLYGON_REST_URL", "https://api.polygon.io")
 POLYGON_WS_URL = env_str("POLYGON_WS_URL", "wss://socket.polygon.io/options")
@@ -371,6 +404,7 @@ POLYGON_WS_BAR_GRACE_SEC = env_float("POLYGON_WS_BAR_GRACE_SEC", 2.0, minimum=0.
 POLYGON_WS_IDLE_CLOSE_SEC = env_float("POLYGON_WS_IDLE_CLOSE_SEC", 15.0, minimum=0.1)
 POLYGON_WS_BACKOFF_MAX_SEC = env_float("POLYGON_WS_BACKOFF_MAX_SEC", 60.0, minimum=0.1)
 STREAM_GAP_BACKFILL = env_bool("STREAM_GAP_BACKFILL", True)
+STREAM_HEAL_DELAY_SEC = env_float("STREAM_HEAL_DELAY_SEC", 5.0, minimum=0.0)
 POLYGON_FLATFILES_ACCESS_KEY = env_str("POLYGON_FLATFILES_ACCESS_KEY", "")
 POLYGON_FLATFILES_SECRET_KEY = env_str("POLYGON_FLATFILES_SECRET_KEY", "")
 POLYGON_FLATFILES_ENDPOINT = env_str("POLYGON_FLATFILES_ENDPOINT", "https://files.polygon.io")
@@ -430,6 +464,10 @@ OPTIONS_MAX_IV = env_float("OPTIONS_MAX_IV", 3.0, minimum=0.0)
 OPTIONS_CACHE_TTL_SEC = env_int("OPTIONS_CACHE_TTL_SEC", 300, minimum=0)
 SYMBOL_EXECUTION_MAP = env_symbol_map("SYMBOL_EXECUTION_MAP", "SPX:SPY,NDX:QQQ")
 SESSION_POLICY_FILE = env_str("SESSION_POLICY_FILE", "")
+# Trader-written setups (docs/strategy.md): a folder of *.yaml definitions, re-read on change,
+# and a folder of Python plug-ins (plus the "autotrader.setups" entry points).
+SETUPS_DIR = env_str("SETUPS_DIR", "")
+SETUP_PLUGINS_DIR = env_str("SETUP_PLUGINS_DIR", "")
 ETF_SYMBOLS = env_symbols("ETF_SYMBOLS", "SPY,QQQ,IWM,DIA,XLF,XLK,XLE,XLV,GLD,TLT")
 ALL_SETUPS = (
     "EMA_CROSS",
@@ -479,6 +517,28 @@ TRADING_WINDOW_END = env_time("TRADING_WINDOW_END", "15:55")
 SYMBOL_WHITELIST = env_symbols("SYMBOL_WHITELIST", "")
 SYMBOL_BLACKLIST = env_symbols("SYMBOL_BLACKLIST", "")
 MIN_CASH_USD = env_decimal("MIN_CASH_USD", "0", minimum="0")
+# Money safety (issue 13; reasons for each default in README "Money safety" and
+# docs/backtesting.md). Fractions are of account equity; 0 switches a cap off.
+RISK_MAX_ORDER_NOTIONAL_PCT = env_decimal("RISK_MAX_ORDER_NOTIONAL_PCT", "0.25", minimum="0")
+RISK_MAX_SYMBOL_EXPOSURE_PCT = env_decimal("RISK_MAX_SYMBOL_EXPOSURE_PCT", "0.5", minimum="0")
+RISK_MAX_GROSS_EXPOSURE_PCT = env_decimal("RISK_MAX_GROSS_EXPOSURE_PCT", "1.0", minimum="0")
+RISK_MAX_DAILY_LOSS_R = env_decimal("RISK_MAX_DAILY_LOSS_R", "3", minimum="0")
+RISK_DUPLICATE_EXPOSURE = env_bool("RISK_DUPLICATE_EXPOSURE", True)
+RISK_IDEA_WINDOW_SEC = env_int("RISK_IDEA_WINDOW_SEC", 300, minimum=0)
+RISK_MIN_STOP_ATR = env_decimal("RISK_MIN_STOP_ATR", "1.0", minimum="0")
+RISK_MIN_STOP_TICKS = env_int("RISK_MIN_STOP_TICKS", 5, minimum=0)
+RISK_MIN_STOP_SPREADS = env_decimal("RISK_MIN_STOP_SPREADS", "3", minimum="0")
+RISK_MIN_T1_COST_MULTIPLE = env_decimal("RISK_MIN_T1_COST_MULTIPLE", "2", minimum="0")
+RISK_SLIPPAGE_ALLOWANCE = env_decimal("RISK_SLIPPAGE_ALLOWANCE", "0.05", minimum="0")
+# Trading costs per symbol (SymbolOverride rows override spread, slippage and commissions).
+COST_SPREAD_USD = env_decimal("COST_SPREAD_USD", "0.01", minimum="0")
+COST_SLIPPAGE_USD = env_decimal("COST_SLIPPAGE_USD", "0.005", minimum="0")
+COST_COMMISSION_PER_SHARE_USD = env_decimal("COST_COMMISSION_PER_SHARE_USD", "0", minimum="0")
+COST_COMMISSION_PER_ORDER_USD = env_decimal("COST_COMMISSION_PER_ORDER_USD", "0", minimum="0")
+COST_SEC_FEE_PER_MILLION = env_decimal("COST_SEC_FEE_PER_MILLION", "27.80", minimum="0")
+COST_TAF_PER_SHARE_USD = env_decimal("COST_TAF_PER_SHARE_USD", "0.000166", minimum="0")
+COST_TAF_MAX_USD = env_decimal("COST_TAF_MAX_USD", "8.30", minimum="0")
+COST_TICK_USD = env_decimal("COST_TICK_USD", "0.01", minimum="0.0001")
 STOP_PCT = env_float("STOP_PCT", None, minimum=0.0, maximum=1.0)
 TP_PCT = env_float("TP_PCT", None, minimum=0.0)
 TRAIL_PCT = env_float("TRAIL_PCT", None, minimum=0.0, maximum=1.0)
@@ -500,11 +560,24 @@ DB_PASSWORD = env_str("DB_PASSWORD", "autotrader")
 
 # --- Observability -------------------------------------------------------------------------
 METRICS_REQUIRE_AUTH = env_bool("METRICS_REQUIRE_AUTH", False)
-PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR", "")
+# Every process's samples reach /metrics: default <STATE_DIR>/metrics, fresh per run ("off": none).
+from autotrader_site.metrics_dir import multiproc_dir_default  # noqa: E402
+
+PROMETHEUS_MULTIPROC_DIR = multiproc_dir_default(STATE_DIR, env_str("PROMETHEUS_MULTIPROC_DIR", ""))
 ALERT_WEBHOOK_URL = env_str("ALERT_WEBHOOK_URL", "")
 ALERT_MIN_INTERVAL_SEC = env_int("ALERT_MIN_INTERVAL_SEC", 300, minimum=0)
+# drift ledger (analytics.drift): alert when a setup's live fills drift from the simulation
+DRIFT_ALERT_BPS = env_float("DRIFT_ALERT_BPS", 10.0, minimum=0.0)
+DRIFT_ALERT_MISSED_PCT = env_float("DRIFT_ALERT_MISSED_PCT", 20.0, minimum=0.0)
+DRIFT_ALERT_MIN_TRADES = env_int("DRIFT_ALERT_MIN_TRADES", 5, minimum=1)
 STREAM_STALL_SEC = env_int("STREAM_STALL_SEC", 120, minimum=1)
 HEALTH_HEARTBEAT_STALE_SEC = env_int("HEALTH_HEARTBEAT_STALE_SEC", 180, minimum=1)
+# process heartbeats (beat, streamer, account stream) read by docker/healthcheck.py
+HEARTBEAT_DIR = Path(env_str("HEARTBEAT_DIR", "") or str(STATE_DIR / "heartbeats"))
+HEARTBEAT_INTERVAL_SEC = env_float("HEARTBEAT_INTERVAL_SEC", 10.0, minimum=0.1)
+HEARTBEAT_MAX_AGE_SEC = env_float("HEARTBEAT_MAX_AGE_SEC", 60.0, minimum=1.0)
+# a stopping process (SIGTERM) exits hard this long after the signal if its flush hangs
+SHUTDOWN_DEADLINE_SEC = env_float("SHUTDOWN_DEADLINE_SEC", 4.5, minimum=0.5)
 EVENTS_JOURNAL = Path(env_str("EVENTS_JOURNAL", str(STATE_DIR / "events.jsonl")))
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()

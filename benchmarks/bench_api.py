@@ -1,11 +1,14 @@
-"""API benchmark: GET /api/v1/signals?limit=100 on PostgreSQL holding 100k signals.
+"""API benchmark: GET /api/v1/signals?limit=100 on PostgreSQL holding 100k signals, side by side
+with a bare ASGI endpoint (benchmarks/bare_api.py) that runs the same SQL and encodes with orjson.
 
 Creates a scratch database next to DATABASE_URL's (dropped at the end), migrates it, loads
-signals with COPY, starts the ASGI app under uvicorn with 2 worker processes, then drives it
-with 50 concurrent keep-alive clients for 10 s: wrk when installed (C, leaves the CPU to the
-server), else an async httpx load generator. Token-authenticated, as an operator's script.
+signals with COPY, records the SQL statements Django runs for one request, starts both apps under
+uvicorn with 2 worker processes each, then drives each with 50 concurrent keep-alive clients for
+10 s, alternating Django and bare for two rounds (medians reported): wrk when installed (C, leaves
+the CPU to the servers), else an async httpx load generator. Token-authenticated.
 
-Last line: {"name": "api", "rps": ..., "p50_ms": ..., "p99_ms": ...}. Goal: p99 <= 20 ms.
+Last line: {"name": "api", "rps", "p50_ms", "p99_ms", "bare_rps", "bare_p99_ms",
+"ratio_to_bare", ...}; ratio_to_bare = Django's throughput / the bare endpoint's (goal >= 0.5).
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/autotrader \
         .venv/bin/python benchmarks/bench_api.py
@@ -25,7 +28,9 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -170,6 +175,23 @@ def seed_database(n: int) -> str:
     return Token.objects.create(user=user).key
 
 
+def record_sql(token: str, path: Path) -> None:
+    """The SQL statements Django runs for one request of PATH, for the bare endpoint."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_HOST="127.0.0.1")
+    client.get(PATH, HTTP_AUTHORIZATION=f"Token {token}")  # warm: first-request-only queries
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(PATH, HTTP_AUTHORIZATION=f"Token {token}")
+    assert response.status_code == 200, response.content[:300]
+    statements = [q["sql"] for q in queries.captured_queries]
+    assert "strategies_signal" in statements[-1], statements
+    path.write_text(json.dumps(statements))
+    log(f"recorded {len(statements)} SQL statements per request")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -271,6 +293,70 @@ async def _httpx_load(url: str, token: str, *, connections: int, duration: int) 
     }
 
 
+@dataclass
+class Server:
+    base: str
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        os.killpg(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+
+
+def start_server(app: str, env: dict, workers: int) -> Server:
+    port = free_port()
+    uvicorn = shutil.which("uvicorn", path=str(Path(sys.executable).parent)) or "uvicorn"
+    process = subprocess.Popen(
+        [
+            uvicorn,
+            app,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--no-access-log",
+            "--log-level",
+            "warning",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    return Server(base=f"http://127.0.0.1:{port}", process=process)
+
+
+def measure(tool: str, url: str, token: str, *, connections: int, duration: int) -> dict:
+    if tool == "wrk":
+        threads = 1 if connections == 1 else 2
+        return run_wrk(url, token, connections=connections, duration=duration, threads=threads)
+    return asyncio.run(_httpx_load(url, token, connections=connections, duration=duration))
+
+
+def summarise(runs: dict[str, list[dict]]) -> dict:
+    """Medians over the rounds; the ratio from the medians of the same run."""
+
+    def median(name: str, key: str) -> float:
+        return round(statistics.median(r[key] for r in runs[name]), 2)
+
+    django_rps, bare_rps = median("django", "rps"), median("bare", "rps")
+    return {
+        "rps": django_rps,
+        "p50_ms": median("django", "p50_ms"),
+        "p99_ms": median("django", "p99_ms"),
+        "bare_rps": bare_rps,
+        "bare_p50_ms": median("bare", "p50_ms"),
+        "bare_p99_ms": median("bare", "p99_ms"),
+        "ratio_to_bare": round(django_rps / bare_rps, 3) if bare_rps else None,
+        "non_2xx": sum(r["non_2xx"] for rs in runs.values() for r in rs),
+        "rounds_rps": {name: [r["rps"] for r in rs] for name, rs in runs.items()},
+    }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--signals", type=int, default=100_000)
@@ -279,6 +365,7 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--tool", choices=("auto", "wrk", "httpx"), default="auto")
     parser.add_argument("--db-name", default="autotrader_bench_api")
+    parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--keep-db", action="store_true")
     args = parser.parse_args()
 
@@ -289,7 +376,7 @@ def main() -> int:
     db_url = bench_database_url(base_url, args.db_name)
     database_recreate(base_url, args.db_name)
     env = child_env(db_url)
-    server = None
+    servers: dict = {}
     try:
         subprocess.run(
             [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
@@ -307,55 +394,53 @@ def main() -> int:
         )
         log(seed.stderr.strip())
         token = seed.stdout.strip().splitlines()[-1]
-        port = free_port()
-        uvicorn = shutil.which("uvicorn", path=str(Path(sys.executable).parent)) or "uvicorn"
-        server = subprocess.Popen(
-            [
-                uvicorn,
-                "autotrader_site.asgi:application",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                str(args.workers),
-                "--no-access-log",
-                "--log-level",
-                "warning",
-            ],
+        sql_file = Path(tempfile.mkdtemp(prefix="bench-api-")) / "statements.json"
+        subprocess.run(
+            [sys.executable, __file__, "--record-sql", token, str(sql_file)],
             cwd=ROOT,
             env=env,
-            start_new_session=True,
+            check=True,
         )
-        base = f"http://127.0.0.1:{port}"
-        wait_ready(base, token)
+        parts = urlsplit(db_url)
+        bare_env = {
+            **env,
+            "BARE_DSN": urlunsplit(("postgresql", parts.netloc, parts.path, parts.query, "")),
+            "BARE_SQL_FILE": str(sql_file),
+        }
+        servers = {
+            "django": start_server("autotrader_site.asgi:application", env, args.workers),
+            "bare": start_server("benchmarks.bare_api:app", bare_env, args.workers),
+        }
+        for server in servers.values():
+            wait_ready(server.base, token)
         tool = args.tool
         if tool == "auto":
             tool = "wrk" if shutil.which("wrk") else "httpx"
-        url = base + PATH
-        if tool == "wrk":
-            run_wrk(url, token, connections=args.connections, duration=2, threads=2)  # warm-up
-            load_before = os.getloadavg()[0]
-            result = run_wrk(
-                url, token, connections=args.connections, duration=args.duration, threads=2
-            )
-            # Service time without queueing: one client, one request at a time.
-            single = run_wrk(url, token, connections=1, duration=5, threads=1)
-            result["single_client_p50_ms"] = single["p50_ms"]
-            result["single_client_rps"] = single["rps"]
-            result["loadavg_1m_before"] = round(load_before, 2)
-        else:
-            asyncio.run(_httpx_load(url, token, connections=args.connections, duration=2))
-            result = asyncio.run(
-                _httpx_load(url, token, connections=args.connections, duration=args.duration)
-            )
+        load_before = os.getloadavg()
+        runs: dict[str, list[dict]] = {"django": [], "bare": []}
+        for server in servers.values():  # warm-up
+            measure(tool, server.base + PATH, token, connections=args.connections, duration=2)
+        for _ in range(args.rounds):
+            for name, server in servers.items():
+                runs[name].append(
+                    measure(
+                        tool,
+                        server.base + PATH,
+                        token,
+                        connections=args.connections,
+                        duration=args.duration,
+                    )
+                )
+        load_after = os.getloadavg()
+        single = measure(tool, servers["django"].base + PATH, token, connections=1, duration=5)
+        result = summarise(runs)
+        result["single_client_p50_ms"] = single["p50_ms"]
+        result["tool"] = tool
+        result["loadavg_1m_before"] = round(load_before[0], 2)
+        result["loadavg_1m_after"] = round(load_after[0], 2)
     finally:
-        if server is not None:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
+        for server in servers.values():
+            server.stop()
         if not args.keep_db:
             database_recreate(base_url, args.db_name, drop_only=True)
     print(
@@ -367,8 +452,9 @@ def main() -> int:
                 "duration_s": args.duration,
                 "signals": args.signals,
                 "workers": args.workers,
+                "rounds": args.rounds,
                 "cpus": os.cpu_count(),
-                "goal_p99_ms": 20,
+                "goal_ratio_to_bare": 0.5,
             }
         )
     )
@@ -376,6 +462,13 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--record-sql":
+        import django
+
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotrader_site.settings")
+        django.setup()
+        record_sql(sys.argv[2], Path(sys.argv[3]))
+        sys.exit(0)
     if len(sys.argv) == 3 and sys.argv[1] == "--seed-only":
         token = seed_database(int(sys.argv[2]))
         print(token)

@@ -94,21 +94,20 @@ def rest_fetch_default(symbol: str, start: datetime, end: datetime) -> list[BarD
     return []
 
 
-def gap_backfill(
+def rest_minutes(
     *, symbol: str, minutes: list[datetime], fetch: RestFetch = rest_fetch_default
 ) -> list[BarData]:
-    """Fetch and store the bars of `minutes` (source=rest_backfill); returns those stored."""
-    from marketdata.services import bars_upsert
-
+    """The provider's bars of `minutes` (source=rest_backfill); a minute it does not have yet
+    is left out, a provider error gives none (a provider outage must not stop the stream)."""
     if not minutes:
         return []
     wanted = set(minutes)
     try:
         fetched = fetch(symbol, min(minutes), max(minutes) + timedelta(seconds=59))
-    except Exception as exc:  # a provider outage must not stop the stream
-        log.error("gap back-fill %s %s..%s failed: %s", symbol, min(minutes), max(minutes), exc)
+    except Exception as exc:
+        log.error("REST minutes %s %s..%s failed: %s", symbol, min(minutes), max(minutes), exc)
         return []
-    bars = [
+    return [
         BarData(
             symbol,
             b.ts,
@@ -124,7 +123,45 @@ def gap_backfill(
         for b in fetched
         if b.ts in wanted
     ]
+
+
+def gap_backfill(
+    *, symbol: str, minutes: list[datetime], fetch: RestFetch = rest_fetch_default
+) -> list[BarData]:
+    """Fetch the provider's bars of `minutes` and store each as the one row of its minute
+    (a stream row of the same minute — partial, provisional — is replaced). Returns those
+    stored."""
+    from marketdata.services import bars_heal
+
+    bars = rest_minutes(symbol=symbol, minutes=minutes, fetch=fetch)
     if bars:
-        bars_upsert(bars=bars)
+        bars_heal(bars=bars)
     log.info("gap back-fill %s: %d of %d minutes from REST", symbol, len(bars), len(minutes))
     return bars
+
+
+def provisional_stored(*, before: datetime, limit: int = 5000) -> dict[str, list[datetime]]:
+    """Stream minutes stored provisional (a streamer stopped before healing them), by symbol."""
+    from marketdata.models import Bar
+
+    rows = (
+        Bar.objects.filter(provisional=True, source=BarSource.STREAM, ts__lt=before)
+        .order_by("symbol", "ts")
+        .values_list("symbol", "ts")[:limit]
+    )
+    out: dict[str, list[datetime]] = {}
+    for symbol, ts in rows:
+        out.setdefault(symbol, []).append(ts)
+    return out
+
+
+def runs_of_minutes(minutes: list[datetime], *, longest: int = 240) -> list[list[datetime]]:
+    """Sorted minutes cut where they are more than an hour apart or a run gets long, so one
+    REST request never spans days."""
+    runs: list[list[datetime]] = []
+    for ts in sorted(set(minutes)):
+        if runs and ts - runs[-1][-1] <= timedelta(hours=1) and len(runs[-1]) < longest:
+            runs[-1].append(ts)
+        else:
+            runs.append([ts])
+    return runs

@@ -41,7 +41,19 @@ class TableSpec:
 
 BARS = TableSpec(
     table="bars_1m",
-    columns=("symbol", "ts", "open", "high", "low", "close", "volume", "vwap", "trades", "source"),
+    columns=(
+        "symbol",
+        "ts",
+        "open",
+        "high",
+        "low",
+        "close",
+        "volume",
+        "vwap",
+        "trades",
+        "source",
+        "provisional",
+    ),
     key=("symbol", "ts", "source"),
     stage_types=(
         "varchar(32)",
@@ -54,6 +66,7 @@ BARS = TableSpec(
         "float8",
         "integer",
         "varchar(24)",
+        "boolean",
     ),
 )
 
@@ -111,7 +124,8 @@ def _copy_rows(cursor, table: str, columns: Sequence[str], rows: Iterable[Sequen
 
 def _range_is_empty(cursor, spec: TableSpec, rows: Sequence[Sequence]) -> bool:
     symbols = {r[0] for r in rows}
-    sources = {r[-1] for r in rows}
+    at = spec.columns.index("source")
+    sources = {r[at] for r in rows}
     times = [r[1] for r in rows]
     cursor.execute(
         f"SELECT EXISTS (SELECT 1 FROM {spec.table} WHERE symbol = ANY(%s) AND source = ANY(%s)"
@@ -175,6 +189,7 @@ def bar_rows(bars: Iterable) -> list[tuple]:
             b.vwap,
             b.trades,
             b.source,
+            b.provisional,
         )
         for b in bars
     ]

@@ -60,6 +60,11 @@ class Bar(models.Model):
     vwap = models.FloatField(null=True, blank=True)
     trades = models.IntegerField(null=True, blank=True, help_text="trade count when known")
     source = models.CharField(max_length=24, choices=BarSource.choices, default=BarSource.STREAM)
+    provisional = models.BooleanField(
+        default=False,
+        db_default=False,
+        help_text="built from a minute with missing seconds; replaced by the REST minute bar",
+    )
 
     class Meta:
         db_table = "bars_1m"

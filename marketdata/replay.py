@@ -15,11 +15,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
 from marketdata.calendar import xnys
+from marketdata.timestamps import NaiveTimestamps, parse_ts, series_to_utc
 from marketdata.types import BarData
 
 log = logging.getLogger(__name__)
@@ -29,13 +31,6 @@ CSV_COLUMNS = ("ts", "open", "high", "low", "close", "volume")
 
 class BadRow(ValueError):
     pass
-
-
-def _parse_ts(text: str) -> datetime:
-    ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    if ts.tzinfo is None:
-        raise BadRow(f"timestamp {text!r} has no timezone (expected UTC, e.g. ...Z)")
-    return ts.astimezone(UTC)
 
 
 def _parse_price(row: dict, name: str) -> float:
@@ -49,16 +44,19 @@ def _parse_price(row: dict, name: str) -> float:
     return value
 
 
-def parse_bar_row(row: dict, *, symbol: str, source: str) -> BarData:
-    """Validate one CSV row; raises BadRow with a readable reason."""
+def parse_bar_row(row: dict, *, symbol: str, source: str, tz: ZoneInfo | None = None) -> BarData:
+    """Validate one CSV row; raises BadRow with a readable reason, and NaiveTimestamps (the
+    whole file is refused) for a time without offset when no `tz` is given."""
     try:
-        ts = _parse_ts(row.get("ts") or "")
+        ts = parse_ts(row.get("ts") or "", tz)
+    except NaiveTimestamps:
+        raise
     except ValueError as exc:
         raise BadRow(f"ts: {exc}") from None
     o, h, lo, c = (_parse_price(row, k) for k in ("open", "high", "low", "close"))
     try:
         volume = float(row.get("volume") or 0)
-    except ValueError:
+    except (TypeError, ValueError):
         raise BadRow(f"volume={row.get('volume')!r} is not a number") from None
     if not math.isfinite(volume) or volume < 0:
         raise BadRow(f"volume={row.get('volume')!r} must be >= 0")
@@ -67,9 +65,12 @@ def parse_bar_row(row: dict, *, symbol: str, source: str) -> BarData:
     return BarData(symbol, ts, o, h, lo, c, volume, source=source)
 
 
-def read_bars_csv(path: str | Path, *, symbol: str, source: str = "replay") -> Iterator[BarData]:
+def read_bars_csv(
+    path: str | Path, *, symbol: str, source: str = "replay", tz: ZoneInfo | None = None
+) -> Iterator[BarData]:
     """Stream bars from a `ts,open,high,low,close,volume` CSV; bad rows are logged with their
-    line number and skipped, never fatal."""
+    line number and skipped, never fatal. Naive times: localised in `tz`, else the file is
+    refused (NaiveTimestamps)."""
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         missing = set(CSV_COLUMNS) - set(reader.fieldnames or ())
@@ -77,9 +78,40 @@ def read_bars_csv(path: str | Path, *, symbol: str, source: str = "replay") -> I
             raise ValueError(f"{path}: header lacks {', '.join(sorted(missing))}")
         for row in reader:
             try:
-                yield parse_bar_row(row, symbol=symbol, source=source)
+                yield parse_bar_row(row, symbol=symbol, source=source, tz=tz)
             except BadRow as exc:
                 log.warning("%s line %d skipped: %s", path, reader.line_num, exc)
+
+
+def read_bars_parquet(
+    path: str | Path, *, symbol: str, source: str = "replay", tz: ZoneInfo | None = None
+) -> Iterator[BarData]:
+    """Bars from a Parquet file with the CSV's columns (`ts` as text or a timestamp column);
+    the same row checks and the same timezone rule as the CSV reader."""
+    frame = pd.read_parquet(path)
+    missing = set(CSV_COLUMNS) - set(frame.columns)
+    if missing:
+        raise ValueError(f"{path}: columns lack {', '.join(sorted(missing))}")
+    stamps = series_to_utc(frame["ts"], tz)
+    for number, (ts, row) in enumerate(zip(stamps, frame.to_dict("records"), strict=True)):
+        if pd.isna(ts):
+            log.warning("%s row %d skipped: ts %r is not a time", path, number, row["ts"])
+            continue
+        try:
+            yield parse_bar_row(
+                {**row, "ts": ts.isoformat()}, symbol=symbol, source=source, tz=None
+            )
+        except BadRow as exc:
+            log.warning("%s row %d skipped: %s", path, number, exc)
+
+
+def read_bars_file(
+    path: str | Path, *, symbol: str, source: str = "replay", tz: ZoneInfo | None = None
+) -> Iterator[BarData]:
+    """CSV or Parquet (by the file's suffix)."""
+    if str(path).lower().endswith((".parquet", ".pq")):
+        return read_bars_parquet(path, symbol=symbol, source=source, tz=tz)
+    return read_bars_csv(path, symbol=symbol, source=source, tz=tz)
 
 
 def synthetic_sessions(

@@ -30,14 +30,17 @@ def bars_as_data(
     end: datetime | None = None,
     limit: int | None = None,
 ) -> list[BarData]:
-    """Bars as value objects, one per minute (the first source stored wins)."""
+    """Bars as value objects, one per minute: a final bar before a provisional one, then the
+    first source stored."""
     qs = bar_list(symbol=symbol, start=start, end=end)
     if limit is not None:
-        qs = Bar.objects.filter(pk__in=qs.order_by("-ts").values("pk")[:limit]).order_by("ts")
+        newest = qs.order_by("-ts", "provisional", "id").values("pk")[:limit]
+        qs = Bar.objects.filter(pk__in=newest)
+    qs = qs.order_by("ts", "provisional", "id")
     seen: set[datetime] = set()
     out: list[BarData] = []
     for row in qs.values_list(
-        "ts", "open", "high", "low", "close", "volume", "vwap", "trades", "source"
+        "ts", "open", "high", "low", "close", "volume", "vwap", "trades", "source", "provisional"
     ):
         if row[0] in seen:
             continue

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 from datetime import date
 
 from django.db import transaction
 
 from autotrader_site.metrics import BARS_WRITTEN_TOTAL
 from marketdata.ingest import BARS, TICKS, bar_rows, copy_upsert, is_postgres
-from marketdata.models import Bar, Tick
+from marketdata.models import Bar, BarSource, Tick
 from marketdata.types import BarData
 
 
@@ -37,6 +38,20 @@ def bars_upsert(*, bars: Iterable[BarData]) -> int:
 
 
 @transaction.atomic
+def bars_heal(*, bars: Iterable[BarData]) -> int:
+    """Store the provider's bars as the one row of their minute: the stream's (provisional or
+    partial) row of the same minute is deleted in the same transaction, so a reader sees the
+    old bar or the healed one, never both. Returns the rows written."""
+    bars = [replace(b, provisional=False) for b in bars]
+    by_symbol: dict[str, list] = {}
+    for bar in bars:
+        by_symbol.setdefault(bar.symbol, []).append(bar.ts)
+    for symbol, times in by_symbol.items():
+        Bar.objects.filter(symbol=symbol, ts__in=times, source=BarSource.STREAM).delete()
+    return bars_upsert(bars=bars)
+
+
+@transaction.atomic
 def _bars_upsert_orm(bars: list[BarData]) -> int:
     latest = {(b.symbol, b.ts, b.source): b for b in bars}  # the last copy of a key wins
     rows = [
@@ -51,6 +66,7 @@ def _bars_upsert_orm(bars: list[BarData]) -> int:
             vwap=b.vwap,
             trades=b.trades,
             source=b.source,
+            provisional=b.provisional,
         )
         for b in latest.values()
     ]
@@ -58,7 +74,7 @@ def _bars_upsert_orm(bars: list[BarData]) -> int:
         rows,
         update_conflicts=True,
         unique_fields=["symbol", "ts", "source"],
-        update_fields=["open", "high", "low", "close", "volume", "vwap", "trades"],
+        update_fields=["open", "high", "low", "close", "volume", "vwap", "trades", "provisional"],
         batch_size=2000,
     )
     return len(rows)

@@ -29,9 +29,10 @@ def previous_session(now: datetime) -> date:
 @shared_task(name="marketdata.backfill_previous_session")
 def backfill_previous_session(symbols: list[str] | None = None) -> dict:
     """Nightly: load the previous session's minute bars — flat files when their credentials
-    are set, else REST (Polygon aggregates / Tradier timesales) as source=rest_backfill."""
+    are set, else REST (Polygon aggregates / Tradier timesales) as source=rest_backfill,
+    replacing the stream's rows of those minutes (the last heal of anything provisional)."""
     from marketdata.gaps import rest_fetch_default
-    from marketdata.services import bars_upsert, flatfiles_backfill
+    from marketdata.services import bars_heal, flatfiles_backfill
 
     day = previous_session(clock.now())
     symbols = symbols or list(settings.POLYGON_WS_SYMBOLS)
@@ -49,5 +50,6 @@ def backfill_previous_session(symbols: list[str] | None = None) -> dict:
     end = cal.session_close(pd.Timestamp(day)).to_pydatetime() - timedelta(minutes=1)
     rows = 0
     for symbol in symbols:
-        rows += bars_upsert(bars=rest_fetch_default(symbol, start, end))
+        # the provider's bars replace the stream's rows of the same minutes (one row each)
+        rows += bars_heal(bars=rest_fetch_default(symbol, start, end))
     return {"day": day.isoformat(), "via": "rest", "rows": rows}

@@ -20,6 +20,9 @@ class BarData:
     vwap: float | None = None
     trades: int | None = None
     source: str = "stream"
+    # seconds of this minute may be missing (reconnect, lag): the stored row is replaced by the
+    # provider's minute bar from REST once it is known (marketdata.healing)
+    provisional: bool = False
 
     def as_event(self) -> dict:
         """JSON-safe form for the channel layer and Celery."""
@@ -34,6 +37,7 @@ class BarData:
             "vwap": self.vwap,
             "trades": self.trades,
             "source": self.source,
+            "provisional": self.provisional,
         }
 
     @classmethod
@@ -49,4 +53,5 @@ class BarData:
             vwap=data.get("vwap"),
             trades=data.get("trades"),
             source=data.get("source", "stream"),
+            provisional=bool(data.get("provisional", False)),
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework import generics
 
-from autotrader_site.pagination import EstimatedCountPagination
+from autotrader_site.pagination import KeysetPagination
 from marketdata.filters import BarFilter
 from marketdata.models import Bar
 from marketdata.serializers import BarOutputSerializer
@@ -15,7 +15,7 @@ class BarListApi(generics.ListAPIView):
 
     serializer_class = BarOutputSerializer
     filterset_class = BarFilter
-    pagination_class = EstimatedCountPagination
+    pagination_class = KeysetPagination
 
     def get_queryset(self):
         return Bar.objects.order_by("-ts", "-id")

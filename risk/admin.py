@@ -29,6 +29,13 @@ class SymbolOverrideForm(forms.ModelForm):
             "window_start",
             "window_end",
             "max_notional_usd",
+            "spread_usd",
+            "slippage_usd",
+            "commission_per_share_usd",
+            "commission_per_order_usd",
+            "min_stop_atr",
+            "min_stop_ticks",
+            "min_stop_spreads",
         ]
 
     def clean_symbol(self):

@@ -16,6 +16,8 @@ from decimal import Decimal, InvalidOperation
 
 from django.core.exceptions import ImproperlyConfigured
 
+from risk.costs import CostModel, cost_model_for, cost_model_from_settings
+
 # Global settings whose names look like per-symbol overrides (STOP_PCT is not symbol "PCT").
 _RESERVED = {"STOP_PCT", "TP_PCT", "TRAIL_PCT", "TRAIL_ACT_PCT"}
 _OVERRIDE_RE = re.compile(r"^(QTY|STOP|TP|TRAIL_ACT|TRAIL)_([A-Z][A-Z0-9.]{0,9})$")
@@ -82,6 +84,15 @@ def _dec(value) -> Decimal | None:
     return None if value is None else Decimal(str(value))
 
 
+def _daily_limit(usd, r_multiple, risk_per_trade) -> Decimal:
+    """The tighter of a USD limit and R x the risk per trade, 0 = none. `from_settings` folds
+    RISK_MAX_DAILY_LOSS_R into max_daily_loss_usd so every reader (rules, kill switch,
+    backtests) applies one number."""
+    limits = [Decimal(str(usd)), Decimal(str(r_multiple)) * Decimal(str(risk_per_trade))]
+    limits = [v for v in limits if v > 0]
+    return min(limits) if limits else Decimal("0")
+
+
 @dataclass(frozen=True)
 class RiskConfig:
     risk_per_trade_usd: Decimal = Decimal("100")
@@ -92,6 +103,20 @@ class RiskConfig:
     max_order_notional_usd: Decimal = Decimal("0")  # 0 = no cap
     max_daily_loss_usd: Decimal = Decimal("0")  # 0 = no kill switch
     min_cash_usd: Decimal = Decimal("0")
+    # Fractions of equity (0 = no cap). The dataclass defaults are the bare rules tests build;
+    # the service reads the sane defaults of settings (see README "Money safety").
+    max_order_notional_pct: Decimal = Decimal("0")
+    max_symbol_exposure_pct: Decimal = Decimal("0")
+    max_gross_exposure_pct: Decimal = Decimal("0")
+    max_daily_loss_r: Decimal = Decimal("0")  # in multiples of risk_per_trade_usd
+    duplicate_exposure: bool = False
+    idea_window_sec: int = 300
+    min_stop_atr: Decimal = Decimal("0")
+    min_stop_ticks: int = 0
+    min_stop_spreads: Decimal = Decimal("0")
+    min_t1_cost_multiple: Decimal = Decimal("0")
+    slippage_allowance: Decimal = Decimal("0.05")
+    costs: CostModel = field(default_factory=CostModel)
     window_start: time = time(9, 31)
     window_end: time = time(15, 55)
     whitelist: frozenset[str] = frozenset()
@@ -119,8 +144,22 @@ class RiskConfig:
             max_open_orders=s.RISK_MAX_OPEN_ORDERS,
             max_positions_per_symbol=s.RISK_MAX_POSITIONS_PER_SYMBOL,
             max_order_notional_usd=s.RISK_MAX_ORDER_NOTIONAL_USD,
-            max_daily_loss_usd=s.RISK_MAX_DAILY_LOSS_USD,
+            max_daily_loss_usd=_daily_limit(
+                s.RISK_MAX_DAILY_LOSS_USD, s.RISK_MAX_DAILY_LOSS_R, s.RISK_PER_TRADE_USD
+            ),
             min_cash_usd=s.MIN_CASH_USD,
+            max_order_notional_pct=_dec(s.RISK_MAX_ORDER_NOTIONAL_PCT),
+            max_symbol_exposure_pct=_dec(s.RISK_MAX_SYMBOL_EXPOSURE_PCT),
+            max_gross_exposure_pct=_dec(s.RISK_MAX_GROSS_EXPOSURE_PCT),
+            max_daily_loss_r=_dec(s.RISK_MAX_DAILY_LOSS_R),
+            duplicate_exposure=s.RISK_DUPLICATE_EXPOSURE,
+            idea_window_sec=s.RISK_IDEA_WINDOW_SEC,
+            min_stop_atr=_dec(s.RISK_MIN_STOP_ATR),
+            min_stop_ticks=s.RISK_MIN_STOP_TICKS,
+            min_stop_spreads=_dec(s.RISK_MIN_STOP_SPREADS),
+            min_t1_cost_multiple=_dec(s.RISK_MIN_T1_COST_MULTIPLE),
+            slippage_allowance=_dec(s.RISK_SLIPPAGE_ALLOWANCE),
+            costs=cost_model_from_settings(),
             window_start=s.TRADING_WINDOW_START,
             window_end=s.TRADING_WINDOW_END,
             whitelist=frozenset(s.SYMBOL_WHITELIST),
@@ -141,6 +180,29 @@ class RiskConfig:
     def with_(self, **changes) -> RiskConfig:
         return replace(self, **changes)
 
+    def money_rules_active(self) -> list[str]:
+        """The money-safety rules (issue 13) this configuration switches on, by setting name:
+        an engine that does not implement one must not run the configuration."""
+        active = {
+            "RISK_MAX_ORDER_NOTIONAL_PCT": self.max_order_notional_pct > 0,
+            "RISK_MAX_SYMBOL_EXPOSURE_PCT": self.max_symbol_exposure_pct > 0,
+            "RISK_MAX_GROSS_EXPOSURE_PCT": self.max_gross_exposure_pct > 0,
+            "RISK_MAX_DAILY_LOSS_R": self.max_daily_loss_r > 0,
+            "RISK_DUPLICATE_EXPOSURE": self.duplicate_exposure,
+            "RISK_MIN_STOP_*": bool(
+                self.min_stop_atr > 0 or self.min_stop_ticks > 0 or self.min_stop_spreads > 0
+            ),
+            "RISK_MIN_T1_COST_MULTIPLE": self.min_t1_cost_multiple > 0,
+            "COST_*": self.costs != CostModel(tick_usd=self.costs.tick_usd),
+        }
+        return [name for name, on in active.items() if on]
+
+    @property
+    def daily_loss_limit_usd(self) -> Decimal:
+        """The daily loss limit in USD (0 = none): the tighter of max_daily_loss_usd and
+        max_daily_loss_r x risk per trade."""
+        return _daily_limit(self.max_daily_loss_usd, self.max_daily_loss_r, self.risk_per_trade_usd)
+
 
 @dataclass(frozen=True)
 class SymbolParams:
@@ -157,6 +219,10 @@ class SymbolParams:
     window_start: time | None = None
     window_end: time | None = None
     max_notional_usd: Decimal | None = None
+    costs: CostModel = field(default_factory=CostModel)
+    min_stop_atr: Decimal = Decimal("0")
+    min_stop_ticks: int = 0
+    min_stop_spreads: Decimal = Decimal("0")
     sources: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -197,12 +263,24 @@ def symbol_params(symbol: str, config: RiskConfig, override=None) -> SymbolParam
     sources["window"] = "override" if window_start and window_end else "default"
     max_notional = getattr(override, "max_notional_usd", None) if override is not None else None
     sources["max_notional_usd"] = "override" if max_notional is not None else "default"
+    floors = {}
+    for name in ("min_stop_atr", "min_stop_ticks", "min_stop_spreads"):
+        row_value = getattr(override, name, None) if override is not None else None
+        floors[name] = row_value if row_value is not None else getattr(config, name)
+        sources[name] = "override" if row_value is not None else "default"
+    for name in ("spread_usd", "slippage_usd", "commission_per_share_usd"):
+        row_value = getattr(override, name, None) if override is not None else None
+        sources[name] = "override" if row_value is not None else "default"
     return SymbolParams(
         symbol=symbol,
         enabled=enabled,
         window_start=window_start if window_end else None,
         window_end=window_end if window_start else None,
         max_notional_usd=_dec(max_notional),
+        costs=cost_model_for(config.costs, override),
+        min_stop_atr=_dec(floors["min_stop_atr"]),
+        min_stop_ticks=int(floors["min_stop_ticks"]),
+        min_stop_spreads=_dec(floors["min_stop_spreads"]),
         sources=sources,
         **values,
     )

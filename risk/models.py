@@ -18,6 +18,18 @@ class SymbolOverride(models.Model):
     window_start = models.TimeField(null=True, blank=True, help_text="America/New_York")
     window_end = models.TimeField(null=True, blank=True, help_text="America/New_York")
     max_notional_usd = models.DecimalField(max_digits=14, decimal_places=2, null=True, blank=True)
+    # Costs and stop floor of this symbol (empty = the COST_* / RISK_MIN_STOP_* settings).
+    spread_usd = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    slippage_usd = models.DecimalField(max_digits=10, decimal_places=4, null=True, blank=True)
+    commission_per_share_usd = models.DecimalField(
+        max_digits=10, decimal_places=6, null=True, blank=True
+    )
+    commission_per_order_usd = models.DecimalField(
+        max_digits=10, decimal_places=2, null=True, blank=True
+    )
+    min_stop_atr = models.DecimalField(max_digits=6, decimal_places=3, null=True, blank=True)
+    min_stop_ticks = models.PositiveIntegerField(null=True, blank=True)
+    min_stop_spreads = models.DecimalField(max_digits=6, decimal_places=3, null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
@@ -42,6 +54,17 @@ class SymbolOverride(models.Model):
             raise ValidationError({"window_end": "must be after window_start"})
         if self.max_notional_usd is not None and self.max_notional_usd <= 0:
             raise ValidationError({"max_notional_usd": "must be positive"})
+        for name in (
+            "spread_usd",
+            "slippage_usd",
+            "commission_per_share_usd",
+            "commission_per_order_usd",
+            "min_stop_atr",
+            "min_stop_spreads",
+        ):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ValidationError({name: "must be >= 0"})
 
 
 class TradingMode(models.TextChoices):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from risk.config import RiskConfig, SymbolParams, symbol_params
+from risk.costs import COST_FIELDS
 from risk.models import SymbolOverride, TradingMode, TradingState, TradingStateChange
 
 DEFAULT_ACCOUNT = "default"
@@ -62,6 +63,14 @@ def effective_config(*, symbol: str | None = None, config: RiskConfig | None = N
         "entry_limit_offset_bps",
         "entry_limit_timeout_sec",
         "stale_order_minutes",
+        "max_order_notional_pct",
+        "max_symbol_exposure_pct",
+        "max_gross_exposure_pct",
+        "max_daily_loss_r",
+        "duplicate_exposure",
+        "idea_window_sec",
+        "min_t1_cost_multiple",
+        "slippage_allowance",
     ):
         values[name] = {"value": _plain(getattr(config, name)), "source": "settings"}
     if symbol:
@@ -74,10 +83,18 @@ def effective_config(*, symbol: str | None = None, config: RiskConfig | None = N
             "trail_pct",
             "trail_act_pct",
             "max_notional_usd",
+            "min_stop_atr",
+            "min_stop_ticks",
+            "min_stop_spreads",
         ):
             values[name] = {
                 "value": _plain(getattr(params, name)),
                 "source": params.sources.get(name, "default"),
+            }
+        for name in COST_FIELDS:
+            values[f"cost_{name}"] = {
+                "value": _plain(getattr(params.costs, name)),
+                "source": params.sources.get(name, "settings"),
             }
         values["symbol_window"] = {
             "value": (

@@ -9,6 +9,14 @@ from datetime import time
 from django.conf import settings
 
 
+def _enabled_setups() -> tuple[str, ...]:
+    """ENABLED_SETUPS of the built-ins plus every enabled setup of SETUPS_DIR, the admin and
+    the plug-ins (`strategies.setups.registry`)."""
+    from strategies.setups.registry import enabled_names
+
+    return enabled_names()
+
+
 @dataclass(frozen=True, slots=True)
 class StrategyConfig:
     enabled_setups: tuple[str, ...] = (
@@ -57,7 +65,7 @@ class StrategyConfig:
     def from_settings(cls) -> StrategyConfig:
         s = settings
         return cls(
-            enabled_setups=tuple(s.ENABLED_SETUPS),
+            enabled_setups=_enabled_setups(),
             lookback_days=s.LOOKBACK_DAYS,
             lookback_min=s.LOOKBACK_MIN,
             rvol_profile_min_sessions=getattr(s, "RVOL_PROFILE_MIN_SESSIONS", 5),

@@ -29,11 +29,38 @@ def warmup_days(cfg: StrategyConfig) -> int:
 
 
 def new_engine(symbol: str, cfg: StrategyConfig) -> FeatureEngine:
-    return FeatureEngine(
+    """An engine computing the base features, the library features the enabled setups name,
+    and the setups' per-bar evaluations (`strategies.evaluation.SetupRunner`)."""
+    from strategies.evaluation import SetupRunner, features_needed
+    from strategies.features.library import FeatureLibrary
+    from strategies.setups.registry import programs_for
+
+    programs = programs_for(cfg)
+    engine = FeatureEngine(
         symbol,
         lookback_days=cfg.lookback_days,
         lookback_min=cfg.lookback_min,
         rvol_profile_min_sessions=cfg.rvol_profile_min_sessions,
+        library=FeatureLibrary(features_needed(programs)),
+        on_row=SetupRunner(symbol, programs),
+    )
+    engine.signature = engine_signature(cfg, programs)
+    return engine
+
+
+def engine_signature(cfg: StrategyConfig, programs: list | None = None) -> tuple:
+    """What a cached engine was built for: the setups (name, version) and the feature
+    parameters; a different signature means a rebuild."""
+    if programs is None:
+        from strategies.setups.registry import programs_for
+
+        programs = programs_for(cfg)
+    return (
+        tuple((p.name, p.version, p.cooldown_sec) for p in programs),
+        cfg.lookback_days,
+        cfg.lookback_min,
+        cfg.rvol_profile_min_sessions,
+        cfg,
     )
 
 
@@ -83,6 +110,7 @@ def features_at(symbol: str, bar_ts: datetime, cfg: StrategyConfig) -> dict | No
             return _row_if_at(engine_build(symbol, cfg, bar_ts), bar_ts)
         usable = (
             engine is not None
+            and getattr(engine, "signature", None) == engine_signature(cfg)
             and engine.last_ts is not None
             and bar_ts - engine.last_ts <= timedelta(days=warmup_days(cfg))
             and _catch_up(engine, cfg, bar_ts)
@@ -112,6 +140,7 @@ def features_latest(symbol: str, until: datetime, cfg: StrategyConfig) -> dict |
         engine = _engines.get(symbol)
         if (
             engine is None
+            or getattr(engine, "signature", None) != engine_signature(cfg)
             or engine.last_ts is None
             or engine.last_ts > until
             or not _catch_up(engine, cfg, until)

@@ -12,6 +12,7 @@ class SignalOutcome(models.TextChoices):
     DRY_RUN = "dry_run"
     SUBMITTED = "submitted"
     FAILED = "failed"
+    PAPER_ONLY = "paper_only"  # the setup is in paper mode while the service trades live
 
 
 class Side(models.TextChoices):
@@ -39,6 +40,9 @@ class FeatureSnapshot(models.Model):
 
 class Signal(models.Model):
     setup = models.CharField(max_length=32)
+    setup_version = models.CharField(
+        max_length=16, blank=True, default="", help_text="content hash of the setup definition"
+    )
     symbol = models.CharField(max_length=16, help_text="symbol the setup fired on")
     execution_symbol = models.CharField(max_length=16, help_text="symbol the order trades")
     bar_ts = models.DateTimeField(help_text="start of the bar whose close fired the setup")
@@ -81,3 +85,59 @@ class Signal(models.Model):
         from strategies.tags import signal_tag
 
         return signal_tag(self.symbol, self.setup, self.bar_ts)
+
+
+class SetupMode(models.TextChoices):
+    PAPER = "paper"
+    LIVE = "live"
+
+
+class UserSetup(models.Model):
+    """A setup definition written in the admin or through the API (same YAML as a file)."""
+
+    name = models.CharField(max_length=32, unique=True)
+    text = models.TextField(help_text="the YAML definition (see docs/strategy.md)")
+    version = models.CharField(max_length=16, editable=False)
+    enabled = models.BooleanField(default=True)
+    updated_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} {self.version}"
+
+
+class SetupControl(models.Model):
+    """Operator switches of any setup (file, admin, plug-in, built-in): an enable/disable
+    override and the one version approved for live trading. A setup whose current version is
+    not the approved one trades on paper only."""
+
+    name = models.CharField(max_length=32, unique=True)
+    enabled = models.BooleanField(null=True, blank=True, help_text="None: as its definition")
+    live_version = models.CharField(max_length=16, blank=True, default="")
+    approved_by = models.CharField(max_length=150, blank=True, default="")
+    approved_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SetupAudit(models.Model):
+    """Every change to a setup: who, when, which version, what."""
+
+    at = models.DateTimeField(auto_now_add=True)
+    actor = models.CharField(max_length=150)
+    setup = models.CharField(max_length=32)
+    version = models.CharField(max_length=16, blank=True, default="")
+    action = models.CharField(max_length=32)
+    detail = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["setup", "-at"], name="setup_audit_setup_at")]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.setup}"

@@ -17,6 +17,7 @@ from strategies.models import Signal
 SIGNAL_FIELDS = [
     "id",
     "setup",
+    "setup_version",
     "symbol",
     "execution_symbol",
     "bar_ts",

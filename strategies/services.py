@@ -12,7 +12,7 @@ from autotrader_site.clock import clock
 from autotrader_site.metrics import SIGNAL_TOTAL
 from strategies import policies
 from strategies.config import StrategyConfig
-from strategies.evaluation import cooldown_apply, setups_decide
+from strategies.evaluation import SETUPS_KEY, cooldown_apply, cooldown_window, setups_decide
 from strategies.execution_map import execution_levels
 from strategies.feature_store import features_at, features_latest
 from strategies.features.sessions import bar_close_et, session_minute
@@ -43,7 +43,7 @@ def _signal_plan(*, decision: Decision, row: dict, symbol: str, cfg: StrategyCon
     bar_ts = row["ts"]
     exec_symbol = cfg.execution_symbol(symbol)
     checks = [_check("setup", "SETUP_FIRED", True, "; ".join(decision.reasons))]
-    features = dict(row)
+    features = {k: v for k, v in row.items() if k != SETUPS_KEY}
     levels = execution_levels(
         symbol=symbol,
         execution_symbol=exec_symbol,
@@ -57,6 +57,7 @@ def _signal_plan(*, decision: Decision, row: dict, symbol: str, cfg: StrategyCon
     )
     plan = {
         "setup": decision.setup,
+        "version": decision.version,
         "execution_symbol": exec_symbol,
         "entry_price": None,
         "stop_price": None,
@@ -123,8 +124,33 @@ def _signal_plan(*, decision: Decision, row: dict, symbol: str, cfg: StrategyCon
         checks += opt
         if _failed_codes(opt):
             outcome = SignalOutcome.OPTIONS_BLOCKED
+    if outcome == SignalOutcome.GENERATED:
+        mode_check = _paper_mode_check(decision)
+        if mode_check is not None:
+            checks.append(mode_check)
+            outcome = SignalOutcome.PAPER_ONLY
     plan.update(checks=checks, outcome=outcome)
     return plan
+
+
+def _paper_mode_check(decision: Decision) -> dict | None:
+    """A setup whose current version nobody approved for live trading must not reach the live
+    broker: with DRY_RUN=0 its signal is journaled as paper_only (never handed to trading).
+    With DRY_RUN=1 every signal trades on paper anyway."""
+    from django.conf import settings
+
+    from strategies.setups.registry import setup_get
+
+    entry = setup_get(decision.setup)
+    mode = entry.mode if entry is not None else "paper"
+    if mode == "live" or settings.DRY_RUN:
+        return None
+    return _check(
+        "setup",
+        "SETUP_PAPER_MODE",
+        False,
+        f"{decision.setup} version {decision.version} is in paper mode (not approved for live)",
+    )
 
 
 def _announce(signal: Signal, event: str, decided_at: datetime | None = None) -> None:
@@ -135,6 +161,7 @@ def _announce(signal: Signal, event: str, decided_at: datetime | None = None) ->
             "decided_at": decided_at or clock.now(),
             "signal_id": signal.pk,
             "setup": signal.setup,
+            "setup_version": signal.setup_version,
             "symbol": signal.symbol,
             "execution_symbol": signal.execution_symbol,
             "bar_ts": signal.bar_ts,
@@ -177,12 +204,17 @@ def evaluate_bar(
         return []
     decisions = setups_decide(row, symbol=symbol, cfg=cfg)
     if any(d.fired for d in decisions):  # the cooldown needs the journal only then
-        last = signal_last_fired(symbol=symbol, before=bar_ts, window_sec=cfg.cooldown_sec)
+        last = signal_last_fired(symbol=symbol, before=bar_ts, window_sec=cooldown_window(cfg))
         decisions = cooldown_apply(decisions, bar_ts=bar_ts, last_fired=last, cfg=cfg)
     snapshot = FeatureSnapshot(
         symbol=symbol,
         bar_ts=bar_ts,
-        features=json_safe({**row, "decisions": [d.as_dict() for d in decisions]}),
+        features=json_safe(
+            {
+                **{k: v for k, v in row.items() if k != SETUPS_KEY},
+                "decisions": [d.as_dict() for d in decisions],
+            }
+        ),
     )
     fired = [d for d in decisions if d.fired]
     if not fired:
@@ -205,6 +237,7 @@ def evaluate_bar(
             signals = [
                 Signal.objects.create(
                     setup=p["setup"],
+                    setup_version=p["version"],
                     symbol=symbol,
                     execution_symbol=p["execution_symbol"],
                     bar_ts=bar_ts,
@@ -226,7 +259,8 @@ def evaluate_bar(
     decided_at = (now or clock.now()) if signals else None
     for signal in signals:
         _announce(signal, "signal", decided_at)
-    return signals
+    # a paper-mode setup's signal is journaled but never handed to live trading
+    return [s for s in signals if s.outcome != SignalOutcome.PAPER_ONLY]
 
 
 @transaction.atomic
@@ -286,7 +320,7 @@ def signals_preview(
                 for name in cfg.enabled_setups
             )
             continue
-        last = signal_last_fired(symbol=symbol, before=row["ts"], window_sec=cfg.cooldown_sec)
+        last = signal_last_fired(symbol=symbol, before=row["ts"], window_sec=cooldown_window(cfg))
         for d in setups_decide(row, symbol=symbol, cfg=cfg, last_fired=last):
             item = {
                 "symbol": symbol,

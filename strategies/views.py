@@ -6,7 +6,7 @@ import orjson
 from django.http import HttpResponse
 from rest_framework import generics
 
-from autotrader_site.pagination import EstimatedCountPagination
+from autotrader_site.pagination import KeysetPagination
 from strategies.filters import SignalFilter
 from strategies.models import Signal
 from strategies.serializers import (
@@ -23,7 +23,7 @@ class SignalListApi(generics.ListAPIView):
 
     serializer_class = SignalOutputSerializer
     filterset_class = SignalFilter
-    pagination_class = EstimatedCountPagination
+    pagination_class = KeysetPagination
 
     def get_queryset(self):
         return Signal.objects.order_by("-bar_ts", "-id")
@@ -36,7 +36,7 @@ class SignalListApi(generics.ListAPIView):
             page = self.paginate_queryset(queryset.values(*SIGNAL_FIELDS))
             return self.get_paginated_response(signal_rows(page))
         page = self.paginate_queryset(signal_values_raw(queryset))
-        payload = self.paginator.get_paginated_response(signal_rows_raw(page)).data
+        payload = self.paginator.page_envelope(signal_rows_raw(page))
         return HttpResponse(orjson.dumps(payload), content_type="application/json")
 
 

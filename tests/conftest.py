@@ -42,3 +42,12 @@ def _clear_cache():
 
     cache.clear()
     yield
+
+
+@pytest.fixture(autouse=True)
+def _no_request_budget(settings, monkeypatch):
+    """The shared Tradier request budget paces real Tradier (60 trading calls a minute); the
+    local fakes answer hundreds a second, so tests (and the processes they start) run without
+    it unless they build one (tests/trading/test_request_budget.py, bench_tradier_budget)."""
+    settings.TRADIER_BUDGET_ENABLED = False
+    monkeypatch.setenv("TRADIER_BUDGET_ENABLED", "0")

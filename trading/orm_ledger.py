@@ -21,6 +21,7 @@ from django.db.models import DecimalField, Sum
 from django.db.models.functions import Coalesce
 
 from autotrader_site.clock import clock
+from autotrader_site.live_events import live_event_publish
 from autotrader_site.metrics import ACTIVE_TRADES, DECISION_TO_ACK_SECONDS
 from trading.brokers import broker_get
 from trading.brokers.base import (
@@ -377,6 +378,9 @@ class OrmLedger:
     def live_trades(self, symbol: str | None = None) -> list:
         return list(open_trades(symbol=symbol))
 
+    def decided_since(self, start: datetime) -> list:
+        return list(Trade.objects.filter(created_at__gte=start).order_by("created_at", "id"))
+
     def working(self, trade, roles=None) -> list:
         return list(trade_orders(trade, roles=roles))
 
@@ -448,20 +452,23 @@ class OrmLedger:
         }
 
     def pending_entries(self) -> list:
-        """(symbol, unfilled qty, worst-case price) of working entry orders: the limit, or the
-        signal's price worsened by the paper spread and slippage for a market order."""
-        from django.conf import settings
+        """(symbol, unfilled qty, worst-case price) of working entry orders
+        (risk.exposure.entry_worst_price: the larger of the limit and the market fallback)."""
+        from risk.costs import cost_model_from_settings
+        from risk.exposure import WorkingEntry, entry_worst_price
 
-        adverse = (
-            Decimal(str(settings.PAPER_SPREAD_BPS)) / 2 + Decimal(str(settings.PAPER_SLIPPAGE_BPS))
-        ) / Decimal(10000)
+        costs = cost_model_from_settings()
         out = []
         rows = working_orders().filter(role=OrderRole.ENTRY).select_related("signal")
         for order in rows:
-            worst = order.price
-            if worst is None and order.signal is not None and order.signal.entry_price:
-                worst = Decimal(order.signal.entry_price) * (1 + adverse)
-            out.append((order.symbol, order.qty - order.filled_qty, worst))
+            ref = order.signal.entry_price if order.signal is not None else None
+            ref = ref if ref else order.price
+            open_qty = order.qty - order.filled_qty
+            if ref is None:
+                out.append((order.symbol, open_qty, None))
+                continue
+            entry = WorkingEntry(order.symbol, open_qty, order.price, Decimal(ref))
+            out.append((order.symbol, open_qty, entry_worst_price(entry, costs)))
         return out
 
     def realized_between(self, start: datetime, end: datetime) -> Decimal:
@@ -707,7 +714,8 @@ class OrmLedger:
 
     def mark(self, symbol: str, price: Decimal) -> None:
         """Mark a position to the latest price (unrealized P&L, day-loss limit)."""
-        Position.objects.filter(symbol=symbol).update(last_price=to_cent(price))
+        if Position.objects.filter(symbol=symbol).update(last_price=to_cent(price)):
+            live_event_publish(kind="position")  # update() sends no post_save: tell the pages
 
     def halt(self, reason: str) -> None:
         from risk.services import trading_state_set

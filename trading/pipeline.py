@@ -17,12 +17,14 @@ from datetime import datetime, time, timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
 
 from autotrader_site.metrics import BAR_TO_DECISION_SECONDS
 from marketdata.types import BarData
 from risk.config import RiskConfig
 from risk.selectors import symbol_params_get
 from risk.services import decision_lock
+from trading.account_stream import stream_is_live
 from trading.brokers import broker_get
 from trading.core import lifecycle
 from trading.core.fills import BarPrices
@@ -34,6 +36,9 @@ from trading.selectors import exposure_snapshot, working_orders
 from trading.services.orders import order_sync
 
 log = logging.getLogger(__name__)
+
+# errors of a database connection that died (kill, restart): retried, never a signal's outcome
+DATABASE_GONE = (OperationalError, InterfaceError)
 BAR = timedelta(minutes=1)
 
 
@@ -146,8 +151,20 @@ def kill_switch_check(*, now: datetime, config: RiskConfig) -> bool:
     return lifecycle.kill_switch(_ledger(), now=now, config=config)
 
 
+def signals_undecided(*, symbol: str, bar_ts: datetime) -> list:
+    """The bar's signals an interrupted attempt left undecided (claim-and-resume: the bar is
+    claimed — evaluated, its signals stored — but the task died before deciding them)."""
+    from strategies.models import Signal
+
+    return list(Signal.objects.filter(symbol=symbol, bar_ts=bar_ts, outcome="generated"))
+
+
 def _signal_failed(candidate: Candidate, exc: Exception) -> None:
-    """A signal that crashed in risk/trading is marked failed (never left generated)."""
+    """A signal that crashed in risk/trading is marked failed (never left generated) — except
+    when the database went away under it: that is not the signal's fault, the task retries
+    (trading.tasks.BAR_CLOSE_RETRY) and the retry decides it."""
+    if isinstance(exc, DATABASE_GONE):
+        raise exc
     signal = candidate.ref
     log.error("signal %s failed in risk/trading", signal.pk, exc_info=exc)
     try:
@@ -180,6 +197,8 @@ def process_bar_close(*, bar: BarData, config: RiskConfig | None = None) -> list
 
     def strategy() -> list[Candidate]:
         signals.extend(_strategies().evaluate_bar(symbol=bar.symbol, bar_ts=bar.ts, now=now) or [])
+        if not signals:  # evaluated by an earlier attempt that did not finish: resume it
+            signals.extend(signals_undecided(symbol=bar.symbol, bar_ts=bar.ts))
         return [candidate_of(s) for s in signals if s.outcome == "generated"]
 
     ctx = StepContext(
@@ -229,8 +248,11 @@ def exits_tick_run(*, now: datetime, config: RiskConfig | None = None) -> int:
     config = config or RiskConfig.from_settings()
     broker = broker_get()
     if broker.name != "paper":
-        for order in working_orders(broker=broker.name).exclude(broker_order_id=""):
-            order_sync(order=order, now=now, broker=broker)
+        # The account event stream applies fills and states as they happen; polling every
+        # working order is the fallback while it is down (trading.account_stream).
+        if not stream_is_live():
+            for order in working_orders(broker=broker.name).exclude(broker_order_id=""):
+                order_sync(order=order, now=now, broker=broker)
         lifecycle.escalate_due(_ledger(broker), now=now, config=config)
     done = exits_manage(now=now, config=config, broker=broker)
     kill_switch_check(now=now, config=config)

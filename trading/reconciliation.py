@@ -202,6 +202,7 @@ def reconcile_run(*, now: datetime | None = None, startup: bool = False, broker=
         with transaction.atomic():
             _orders_reconcile(broker, now, summary)
             _positions_reconcile(broker, summary)
+        summary["journal"] = signals_follow_ledger()
     except (BrokerError, Exception) as exc:  # noqa: BLE001 - the result records it
         ok, error = False, f"{type(exc).__name__}: {exc}"
         log.exception("reconciliation failed")
@@ -219,6 +220,40 @@ def reconcile_run(*, now: datetime | None = None, startup: bool = False, broker=
     if ok:
         RECONCILE_LAST_SUCCESS.set(now.timestamp())
     return result
+
+
+def signals_follow_ledger() -> list[str]:
+    """The journal follows the ledger: a signal left `approved` (the process died between the
+    decision and recording the send) gets the outcome its entry order tells — `submitted` once
+    the order reached the broker, `failed` when it ended without ever reaching it. An entry
+    still `new` and unsent is in flight (or the retry will send it): left as it is. Returns
+    "<signal id>:<outcome>" for each signal set."""
+    from strategies.models import Signal
+    from trading.pipeline import signal_outcome_set
+
+    changed = []
+    for signal in Signal.objects.filter(outcome="approved").order_by("pk")[:1000]:
+        entries = list(Order.objects.filter(signal=signal, role=OrderRole.ENTRY).order_by("pk"))
+        sent = [o for o in entries if o.broker_order_id and o.broker != "paper"]
+        if sent:
+            outcome, message = "submitted", f"entry {sent[-1].tag} reached the broker"
+        elif any(o.broker == "paper" for o in entries):
+            outcome, message = "dry_run", "paper entry recorded"
+        elif entries and all(o.status not in WORKING_STATUSES for o in entries):
+            outcome, message = "failed", "entry never reached the broker"
+        else:
+            continue
+        check = {
+            "stage": "reconciliation",
+            "code": "LEDGER",
+            "passed": outcome == "submitted",
+            "message": message,
+        }
+        signal_outcome_set(signal=signal, outcome=outcome, checks=[check])
+        changed.append(f"{signal.pk}:{outcome}")
+    if changed:
+        log.warning("journal follows the ledger: %s", ", ".join(changed))
+    return changed
 
 
 def _gauges_refresh() -> None:

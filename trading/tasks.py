@@ -8,13 +8,28 @@ import socket
 from datetime import UTC, datetime
 
 from celery import shared_task
+from django.db import InterfaceError, OperationalError
 
 from autotrader_site.clock import clock
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(name="trading.on_bar_closed", acks_late=True)
+# Claim-and-resume of a closed bar: a database connection that dies (kill, restart) fails the
+# attempt, which is retried with a short backoff; the retry resumes where the first stopped (the
+# bar's stored, still undecided signals: pipeline.signals_undecided) and the idempotency tags keep
+# an entry from being sent twice. A killed worker's message comes back (acks_late).
+BAR_CLOSE_RETRY = {
+    "acks_late": True,
+    "autoretry_for": (OperationalError, InterfaceError),
+    "retry_backoff": 1,  # an int: Celery's jitter draws randrange(countdown + 1)
+    "retry_backoff_max": 8,
+    "retry_jitter": True,
+    "max_retries": 12,  # up to ≈ 80 s of outage
+}
+
+
+@shared_task(name="trading.on_bar_closed", **BAR_CLOSE_RETRY)
 def on_bar_closed(bar_event: dict) -> int:
     """One closed bar through strategies → risk → broker. Returns the signals handled."""
     from marketdata.types import BarData

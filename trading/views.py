@@ -13,10 +13,11 @@ from rest_framework.exceptions import APIException, NotFound, PermissionDenied
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from autotrader_site.pagination import EstimatedCountPagination
+from autotrader_site.pagination import KeysetPagination
 from autotrader_site.permissions import CanTrade, WriteThrottle, is_superuser
 from marketdata.serializers import PositivePriceField, SymbolField
 from trading import selectors, services
+from trading.brokers.order_shapes import OrderShapeError
 from trading.core.errors import TradingError
 from trading.filters import FillFilter, OrderFilter, TradeFilter
 from trading.models import AccountSnapshot, AuditEvent, Fill, Order, Trade
@@ -42,7 +43,7 @@ class OrderListApi(generics.ListAPIView):
 
     serializer_class = OrderOutputSerializer
     filterset_class = OrderFilter
-    pagination_class = EstimatedCountPagination
+    pagination_class = KeysetPagination
 
     def get_queryset(self):
         return Order.objects.order_by("-created_at", "-id")
@@ -51,7 +52,7 @@ class OrderListApi(generics.ListAPIView):
 class FillListApi(generics.ListAPIView):
     serializer_class = FillOutputSerializer
     filterset_class = FillFilter
-    pagination_class = EstimatedCountPagination
+    pagination_class = KeysetPagination
 
     def get_queryset(self):
         return Fill.objects.order_by("-ts", "-id")
@@ -62,7 +63,7 @@ class TradeListApi(generics.ListAPIView):
 
     serializer_class = TradeOutputSerializer
     filterset_class = TradeFilter
-    pagination_class = EstimatedCountPagination
+    pagination_class = KeysetPagination
 
     def get_queryset(self):
         return Trade.objects.order_by("-created_at", "-id")
@@ -102,6 +103,8 @@ def _broker_call(fn, **kwargs):
 
     try:
         return fn(**kwargs)
+    except OrderShapeError:
+        raise  # our own check refused it before sending: the caller answers 400
     except BrokerError as exc:
         logger.warning("broker call %s failed: %s", fn.__name__, type(exc).__name__)
         raise BrokerUnavailableError(f"broker error: {type(exc).__name__}") from exc
@@ -261,7 +264,7 @@ class AccountSnapshotListApi(generics.ListAPIView):
     """Stored account snapshots (equity curve), newest first."""
 
     serializer_class = AccountSnapshotOutputSerializer
-    pagination_class = EstimatedCountPagination
+    pagination_class = KeysetPagination
 
     def get_queryset(self):
         return AccountSnapshot.objects.order_by("-ts")
@@ -441,4 +444,8 @@ class BracketPlaceApi(_WriteApi):
             raise PermissionDenied(str(exc)) from exc
         except TradingError as exc:
             raise _input_error(exc) from exc
+        except OrderShapeError as exc:  # Tradier would refuse this shape: nothing was written
+            raise serializers.ValidationError(
+                {exc.field or "non_field_errors": [exc.detail], "rule": exc.rule}
+            ) from exc
         return Response(result)

@@ -246,6 +246,8 @@ def kernel_unsupported(frames, config: BacktestConfig, symbols, params: dict) ->
         return "volume-capped (partial) fills"
     if risk.max_daily_loss_usd > 0:
         return "the daily-loss kill switch"
+    if risk.money_rules_active():  # issue 13 rules live in risk.rules only (B)
+        return f"money-safety rules {', '.join(risk.money_rules_active())}"
     if config.policy_book is not None:
         return "session policies"
     for symbol, p in params.items():

@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 
 from analytics.backtest.result import ExitLeg, SignalRecord, TradeRecord
 from risk.config import RiskConfig, SymbolParams
+from risk.exposure import WorkingEntry, entry_worst_price
 from trading.brokers.paper import PaperBroker
 from trading.core import lifecycle
 from trading.core.fills import FillCosts
@@ -173,6 +174,9 @@ class MemoryLedger:
             return list(self.live)
         return [t for t in self.live if t.candidate.execution_symbol == symbol]
 
+    def decided_since(self, start: datetime) -> list:
+        return [t for t in reversed(self.trades) if t.created_at >= start]
+
     def working(self, trade, roles=None) -> list:
         return [
             o for o in trade.orders if o.status in WORKING and (roles is None or o.role in roles)
@@ -211,6 +215,8 @@ class MemoryLedger:
             cash=self.cash,
             buying_power=self.cash,
             with_day_pnl=self.risk.max_daily_loss_usd > 0,
+            costs=self.risk.costs,
+            idea_window_sec=self.risk.idea_window_sec,
         )
 
     def open_order_count(self) -> int:
@@ -229,10 +235,15 @@ class MemoryLedger:
         for trade in self.live:
             for order in trade.orders:
                 if order.role == Role.ENTRY and order.status in WORKING:
-                    worst = order.price
-                    if worst is None and trade.candidate.entry is not None:
-                        worst = Decimal(trade.candidate.entry) * (1 + self._adverse)
-                    out.append((order.symbol, order.qty - order.filled_qty, worst))
+                    open_qty = order.qty - order.filled_qty
+                    ref = (
+                        trade.candidate.entry if trade.candidate.entry is not None else order.price
+                    )
+                    if ref is None:
+                        out.append((order.symbol, open_qty, None))
+                        continue
+                    entry = WorkingEntry(order.symbol, open_qty, order.price, Decimal(ref))
+                    out.append((order.symbol, open_qty, entry_worst_price(entry, self.risk.costs)))
         return out
 
     def balances(self):

@@ -106,6 +106,9 @@ class TradeRecord:
         }
 
 
+APPROVED_OUTCOMES = ("approved", "dry_run", "submitted")
+
+
 @dataclass
 class SignalRecord:
     """A setup that fired, with what risk made of it."""
@@ -113,7 +116,7 @@ class SignalRecord:
     symbol: str
     setup: str
     bar_ts: datetime
-    outcome: str  # approved / risk_blocked
+    outcome: str  # dry_run (traded) / risk_blocked / policy_blocked / failed
     reasons: list[str] = field(default_factory=list)
     qty: int = 0
 
@@ -162,6 +165,26 @@ class BacktestResult:
         )
         return stats.as_dict()
 
+    def signal_counts(self) -> dict:
+        """fired = approved + blocked + failed; approved = the signals that became a trade
+        (outcome dry_run / submitted, as live records them), blocked = refused by a rule
+        (by_reason counts each code once per signal)."""
+        approved = sum(s.outcome in APPROVED_OUTCOMES for s in self.signals)
+        failed = sum(s.outcome == "failed" for s in self.signals)
+        by_reason: dict[str, int] = {}
+        for signal in self.signals:
+            if signal.outcome in APPROVED_OUTCOMES:
+                continue
+            for code in dict.fromkeys(signal.reasons):
+                by_reason[code] = by_reason.get(code, 0) + 1
+        return {
+            "fired": len(self.signals),
+            "approved": approved,
+            "blocked": len(self.signals) - approved - failed,
+            "failed": failed,
+            "by_reason": dict(sorted(by_reason.items())),
+        }
+
     def as_dict(self) -> dict:
         return {
             "mode": self.mode,
@@ -171,11 +194,7 @@ class BacktestResult:
             "elapsed_sec": round(self.elapsed_sec, 4),
             "params": self.params,
             "stats": self.stats(),
-            "signals": {
-                "fired": len(self.signals),
-                "approved": sum(s.outcome == "approved" for s in self.signals),
-                "blocked": sum(s.outcome != "approved" for s in self.signals),
-            },
+            "signals": self.signal_counts(),
             "trades": [t.as_dict() for t in self.closed_trades()],
             "session_labels": {str(d): label for d, label in sorted(self.session_labels.items())},
         }

@@ -14,7 +14,7 @@ from analytics.backtest.config import BacktestConfig
 from analytics.backtest.event import run_event
 from analytics.backtest.fast import run_fast
 from analytics.backtest.result import BacktestResult
-from analytics.bars import bars_frame_from_csv, bars_frame_from_db
+from analytics.bars import bars_frame_from_db, bars_frame_from_file
 
 log = logging.getLogger(__name__)
 NY = ZoneInfo("America/New_York")
@@ -23,12 +23,14 @@ MODES = ("event", "fast")
 
 @dataclass(frozen=True)
 class DataSpec:
-    """Where bars come from: `db` (stored bars) or a CSV file (one symbol)."""
+    """Where bars come from: `db` (stored bars) or a CSV/Parquet file (one symbol); `tz` is
+    the file's timezone when its times carry no offset (refused otherwise)."""
 
     source: str
     symbols: tuple[str, ...]
     start: date | None = None
     end: date | None = None
+    tz: str | None = None
 
     def describe(self) -> dict:
         return {
@@ -67,7 +69,7 @@ def frames_load(spec: DataSpec, config: BacktestConfig) -> dict[str, pd.DataFram
                 f"a CSV file holds one symbol; {spec.symbols[0]} executes in {needed[1]} "
                 "(use --data db, or SYMBOL_EXECUTION_MAP without it)"
             )
-        frame = bars_frame_from_csv(path)
+        frame = bars_frame_from_file(path, tz=spec.tz)
         if start is not None:
             frame = frame[frame.index >= start]
         if end is not None:

@@ -1,42 +1,32 @@
-"""The seven setups as boolean arrays over a vectorised feature frame (fast mode).
+"""The setups over whole columns (fast backtest): each one's vectorised evaluator, compiled from
+the same definition as the per-bar evaluator the live path runs (`strategies.setups`), so no
+setup formula is written here. Tests pin the two equal bar for bar.
 
-Each mask is the array twin of one `strategies.setups.<name>.evaluate`: a bar fires when every
-input that setup checks for warm-up is available and every condition holds. The fast-vs-event
-equality tests pin the two together; a change to a setup must be mirrored here.
-`setup_signals` adds each setup's own stop and targets as arrays (CONTRACTS.md item 3): the
-fast kernel consumes them and never knows a setup's formula.
+- `setup_signals(frame, config, symbol=...)` -> {setup: SetupArrays(fire, stop, t1, t2)}:
+  where each enabled setup fires (warm-up applied, before cooldown) and the levels it would
+  give on every row (NaN where undefined).
+- `setup_masks(features, symbol=, cfg=)`: the fire arrays alone.
+`frame` is a feature frame of `strategies.features.compute_features` (rows outside the regular
+session are never fired).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from strategies.config import StrategyConfig
+from strategies.dsl.functions import Columns
+from strategies.features.library import feature_kind, specs_for, vector_column
 
 
-@dataclass(frozen=True)
-class SetupArrays:
-    """One setup over a feature frame: where it fires (before cooldown) and the stop and
-    targets it would set on each bar (entry = the bar's close)."""
-
+class SetupArrays(NamedTuple):
     fire: np.ndarray  # bool
     stop: np.ndarray  # float
     t1: np.ndarray
     t2: np.ndarray
-
-
-def _finite(frame: pd.DataFrame, *names: str) -> np.ndarray:
-    out = np.ones(len(frame), dtype=bool)
-    for name in names:
-        out &= ~np.isnan(frame[name].to_numpy(dtype=float))
-    return out
-
-
-def _col(frame: pd.DataFrame, name: str) -> np.ndarray:
-    return frame[name].to_numpy(dtype=float)
 
 
 def close_minutes_et(index: pd.DatetimeIndex) -> np.ndarray:
@@ -45,118 +35,70 @@ def close_minutes_et(index: pd.DatetimeIndex) -> np.ndarray:
     return np.asarray(local.hour * 60 + local.minute, dtype=np.int64)
 
 
-def _minutes(t) -> int:
-    return t.hour * 60 + t.minute
+def _strategy(config) -> StrategyConfig:
+    return getattr(config, "strategy", config)
+
+
+def setup_columns(frame: pd.DataFrame, *, symbol: str, names) -> Columns:
+    """The arrays `names` need over `frame`'s rows (all regular-session), library features
+    computed from the frame's own columns."""
+    wall = frame.index.tz_convert("America/New_York").tz_localize(None).as_unit("ns").asi8
+    _, sess = np.unique(wall // 86_400_000_000_000, return_inverse=True)
+    minute_col = "minute" if "minute" in frame else "session_minute"
+    data = {c: frame[c].to_numpy(dtype=float) for c in frame.columns if _numeric(frame[c])}
+    data["minute"] = frame[minute_col].to_numpy(dtype=float)
+    base = {**data, "_sess": sess.astype(np.int64)}
+    base["_pre_high"] = data.get("premarket_high", np.full(len(frame), np.nan))
+    base["_pre_low"] = data.get("premarket_low", np.full(len(frame), np.nan))
+    needed = [n for n in names if n not in data]
+    for spec in specs_for(needed):
+        missing = [c for c in ("open", "high", "low", "close", "volume") if c not in base]
+        if missing:
+            raise KeyError(f"fast mode needs columns {missing} to compute {spec.names}")
+        data.update(vector_column(spec, base))
+    for n in names:
+        if feature_kind(n) == "bool":
+            data[n] = np.asarray(data[n] == 1.0) if data[n].dtype != bool else data[n]
+    return Columns(
+        data=data,
+        sess=sess.astype(np.int64),
+        close_minute=571 + data["minute"].astype(np.int64),
+        symbol=symbol,
+    )
+
+
+def _numeric(series: pd.Series) -> bool:
+    return series.dtype.kind in "fiub"
+
+
+def setup_signals(frame: pd.DataFrame, config, *, symbol: str) -> dict[str, SetupArrays]:
+    """{setup: SetupArrays} of every enabled setup over `frame` (see module docstring)."""
+    from strategies.setups.registry import programs_for
+
+    cfg = _strategy(config)
+    programs = programs_for(cfg)
+    n = len(frame)
+    regular = frame["in_session"].to_numpy(dtype=bool) if "in_session" in frame else None
+    rows = np.flatnonzero(regular) if regular is not None else np.arange(n)
+    sub = frame.iloc[rows] if regular is not None else frame
+    names = set().union(*(p.features for p in programs)) if programs else set()
+    cols = setup_columns(sub, symbol=symbol, names=names | {"close"})
+    out = {}
+    for p in programs:
+        arrays = p.vector(cols)
+        fire = np.zeros(n, dtype=bool)
+        fire[rows] = arrays["fire"]
+        levels = []
+        for key in ("stop", "target_one", "target_two"):
+            full = np.full(n, np.nan)
+            full[rows] = arrays[key]
+            levels.append(full)
+        out[p.name] = SetupArrays(fire, *levels)
+    return out
 
 
 def setup_masks(
     features: pd.DataFrame, *, symbol: str, cfg: StrategyConfig
 ) -> dict[str, np.ndarray]:
-    """setup name → bool array: where that setup fires (before cooldown), for enabled setups."""
-    f = features
-    close = _col(f, "close")
-    ema20, ema50 = _col(f, "ema_20"), _col(f, "ema_50")
-    atr = _col(f, "atr_14")
-    vwap, rvol = _col(f, "vwap"), _col(f, "rvol")
-    tod = close_minutes_et(f.index)
-    with np.errstate(invalid="ignore"):
-        masks: dict[str, np.ndarray] = {}
-        for name in cfg.enabled_setups:
-            if name == "EMA_CROSS":
-                ready = _finite(f, "ema_20", "ema_50", "ema_20_prev", "ema_50_prev", "atr_14")
-                cross = (_col(f, "ema_20_prev") <= _col(f, "ema_50_prev")) & (ema20 > ema50)
-                mask = ready & cross & (close > ema50)
-            elif name == "VWAP_RECLAIM":
-                ready = _finite(
-                    f, "prev_close", "vwap", "ema_20", "ema_50", "ema_20_slope", "rvol", "atr_14"
-                )
-                prev = _col(f, "prev_close")
-                mask = (
-                    ready
-                    & (prev < vwap)
-                    & (vwap < close)
-                    & (ema20 > ema50)
-                    & (_col(f, "ema_20_slope") > 0)
-                    & (rvol >= cfg.vwap_min_rvol)
-                )
-                if symbol in cfg.power_hour_symbols:
-                    mask &= tod >= _minutes(cfg.power_hour_start)
-            elif name == "SIGMA_FADE":
-                ready = _finite(f, "vwap", "vwap_sigma", "rvol", "ema_20", "ema_50", "atr_14")
-                band = vwap - cfg.sigma_fade_band_k * _col(f, "vwap_sigma")
-                mask = (
-                    ready & (close <= band) & (rvol >= cfg.sigma_fade_min_rvol) & ~(ema20 < ema50)
-                )
-            elif name == "HOD_FAIL":
-                ready = _finite(f, "hod", "vwap", "atr_14", "ema_20", "ema_50")
-                mask = (
-                    ready
-                    & (_col(f, "hod") - close >= cfg.hod_fail_min_atr * atr)
-                    & (close >= vwap)
-                    & ~(ema20 < ema50)
-                )
-            elif name == "ORB":
-                ready = _finite(
-                    f, "or_high", "atr_14", "regime_score", "rvol", "ema5m_20", "ema5m_50"
-                )
-                window = (tod >= _minutes(cfg.orb_start)) & (tod <= _minutes(cfg.orb_end))
-                mask = (
-                    window
-                    & ready
-                    & (_col(f, "regime_score") >= cfg.orb_min_regime)
-                    & (close > _col(f, "or_high") + cfg.orb_breakout_atr * atr)
-                    & (rvol >= cfg.orb_min_rvol)
-                    & (_col(f, "ema5m_20") > _col(f, "ema5m_50"))
-                )
-            elif name == "TREND_PULLBACK":
-                ready = _finite(
-                    f, "regime_score", "ema5m_20", "ema5m_50", "ema_20", "atr_14", "rvol"
-                )
-                depth = ema20 - close
-                mask = (
-                    ready
-                    & (_col(f, "regime_score") >= cfg.trend_pullback_min_regime)
-                    & (_col(f, "ema5m_20") > _col(f, "ema5m_50"))
-                    & (depth >= 0)
-                    & (depth <= cfg.trend_pullback_max_atr * atr)
-                    & (rvol >= cfg.trend_pullback_min_rvol)
-                )
-            elif name == "VWAP_MEAN":
-                ready = _finite(f, "regime_score", "vwap", "atr_14", "rvol")
-                mask = (
-                    ready
-                    & (_col(f, "regime_score") >= cfg.vwap_mean_min_regime)
-                    & (vwap - close >= cfg.vwap_mean_min_atr * atr)
-                    & (rvol >= cfg.vwap_mean_min_rvol)
-                )
-            else:  # a setup this module does not know: never silently approximate it
-                raise KeyError(f"fast mode has no vectorised twin of setup {name}")
-            masks[name] = np.asarray(mask, dtype=bool)
-    return masks
-
-
-def setup_levels(name: str, features: pd.DataFrame, cfg: StrategyConfig):
-    """(stop, t1, t2) arrays of setup `name` on every bar: the formulas of
-    `strategies.setups.<name>` (the fast-vs-event tests pin the two together)."""
-    close, atr = _col(features, "close"), _col(features, "atr_14")
-    if name == "ORB":
-        stop = _col(features, "or_high") - cfg.orb_stop_atr * atr
-    else:
-        stop = close - cfg.stop_atr * atr
-    if name == "VWAP_MEAN":
-        vwap = _col(features, "vwap")
-        t1, t2 = vwap, vwap + cfg.vwap_mean_t2_atr * atr
-    else:
-        t1, t2 = close + cfg.target_one_atr * atr, close + cfg.target_two_atr * atr
-    return stop, t1, t2
-
-
-def setup_signals(
-    features: pd.DataFrame, cfg: StrategyConfig, *, symbol: str
-) -> dict[str, SetupArrays]:
-    """setup name -> SetupArrays for the enabled setups (features with a `close` column)."""
-    out = {}
-    for name, fire in setup_masks(features, symbol=symbol, cfg=cfg).items():
-        stop, t1, t2 = setup_levels(name, features, cfg)
-        out[name] = SetupArrays(fire=fire, stop=stop, t1=t1, t2=t2)
-    return out
+    """setup name -> bool array: where that setup fires (before cooldown), for enabled setups."""
+    return {k: v.fire for k, v in setup_signals(features, cfg, symbol=symbol).items()}

@@ -28,6 +28,12 @@ from marketdata.clients.http_retry import (
     retry_after_seconds,
     retrying,
 )
+from marketdata.clients.tradier_budget import (
+    BudgetExhausted,
+    RequestBudget,
+    default_priority,
+    endpoint_class,
+)
 
 
 class TradierError(ProviderError):
@@ -89,9 +95,11 @@ class TradierHTTP:
         max_retries: int = 4,
         transport: httpx.BaseTransport | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        budget: RequestBudget | None = None,
     ) -> None:
         self.max_retries = max_retries
         self.sleep = sleep
+        self.budget = budget
         self.client = httpx.Client(
             base_url=base_url.rstrip("/") + "/",
             headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
@@ -107,6 +115,8 @@ class TradierHTTP:
             "timeout": settings.TRADIER_TIMEOUT_SEC,
             "max_retries": settings.TRADIER_MAX_RETRIES,
         }
+        if "budget" not in overrides:
+            kwargs["budget"] = RequestBudget.from_settings()
         kwargs.update(overrides)
         return cls(**kwargs)
 
@@ -122,10 +132,13 @@ class TradierHTTP:
         params: dict | None = None,
         data: dict | None = None,
         idempotent: bool | None = None,
+        priority: int | None = None,
     ) -> dict:
         """Send one logical request (retrying per policy) and return the decoded JSON object
         ({} for an empty or "null" body). Raises TradierError on refusal or exhausted retries.
-        `idempotent` defaults to True for GET and False otherwise."""
+        `idempotent` defaults to True for GET and False otherwise. Each attempt first takes a
+        token of the shared budget (`priority`: tradier_budget.CRITICAL/ENTRY/READ, default
+        by method); BudgetExhausted means nothing was sent."""
         if idempotent is None:
             idempotent = method.upper() == "GET"
         try:
@@ -134,19 +147,34 @@ class TradierHTTP:
             ):
                 with attempt:
                     return self._send_once(
-                        method, path, endpoint=endpoint, params=params, data=data
+                        method,
+                        path,
+                        endpoint=endpoint,
+                        params=params,
+                        data=data,
+                        priority=priority,
                     )
         except httpx.TransportError as exc:
             raise TradierTransportError(f"Tradier {endpoint}: {type(exc).__name__}: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def get(self, path: str, *, endpoint: str, params: dict | None = None) -> dict:
-        return self.request("GET", path, endpoint=endpoint, params=params)
+    def get(
+        self, path: str, *, endpoint: str, params: dict | None = None, priority: int | None = None
+    ) -> dict:
+        return self.request("GET", path, endpoint=endpoint, params=params, priority=priority)
 
     def post(
-        self, path: str, *, endpoint: str, data: dict | None = None, idempotent: bool = False
+        self,
+        path: str,
+        *,
+        endpoint: str,
+        data: dict | None = None,
+        idempotent: bool = False,
+        priority: int | None = None,
     ) -> dict:
-        return self.request("POST", path, endpoint=endpoint, data=data, idempotent=idempotent)
+        return self.request(
+            "POST", path, endpoint=endpoint, data=data, idempotent=idempotent, priority=priority
+        )
 
     def put(
         self, path: str, *, endpoint: str, data: dict | None = None, idempotent: bool = False
@@ -157,8 +185,26 @@ class TradierHTTP:
         return self.request("DELETE", path, endpoint=endpoint, idempotent=idempotent)
 
     def _send_once(
-        self, method: str, path: str, *, endpoint: str, params: dict | None, data: dict | None
+        self,
+        method: str,
+        path: str,
+        *,
+        endpoint: str,
+        params: dict | None,
+        data: dict | None,
+        priority: int | None = None,
     ) -> dict:
+        klass = endpoint_class(method, path)
+        if self.budget is not None:
+            if priority is None:
+                priority = default_priority(method, klass)
+            try:
+                self.budget.acquire(klass, priority)
+            except BudgetExhausted as exc:
+                TRADIER_REQUEST_TOTAL.labels(endpoint=endpoint, status="budget").inc()
+                raise TradierRetryableError(
+                    f"Tradier {endpoint}: {exc}", status=429, body="budget", retry_after=1.0
+                ) from exc
         try:
             response = self.client.request(method, path.lstrip("/"), params=params, data=data)
         except httpx.TimeoutException:
@@ -168,6 +214,8 @@ class TradierHTTP:
             TRADIER_REQUEST_TOTAL.labels(endpoint=endpoint, status="error").inc()
             raise
         TRADIER_REQUEST_TOTAL.labels(endpoint=endpoint, status=str(response.status_code)).inc()
+        if self.budget is not None:
+            self.budget.observe(klass, response.headers)
         body = _decode(response)
         if response.status_code in RETRYABLE_STATUS:
             raise TradierRetryableError(

@@ -68,6 +68,8 @@ class ClusterStream:
         auth_timeout: float = 10.0,
         rng: random.Random | None = None,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_disconnect: Callable[[str], None] | None = None,
+        on_state: Callable[[str, str], None] | None = None,
     ) -> None:
         self.url = url
         self.cluster = cluster
@@ -81,6 +83,8 @@ class ClusterStream:
         self.auth_timeout = auth_timeout
         self.rng = rng or random.Random()
         self.sleep = sleep
+        self.on_disconnect = on_disconnect or (lambda cluster: None)
+        self.on_state = on_state or (lambda cluster, state: None)
         self.connections = 0
         self.reconnects = 0
         self.waits: list[float] = []
@@ -95,8 +99,9 @@ class ClusterStream:
             if not self.tickers:
                 raise NoSymbolsLeft(f"{self.cluster}: no symbols left ({self.dropped})")
             streamed = False
+            self.on_state(self.cluster, "connecting")
             try:
-                streamed = await self._session(stop)
+                streamed = await self._until_stopped(self._session(stop), stop)
             except (StreamAuthError, NoSymbolsLeft):
                 raise
             except (
@@ -108,6 +113,9 @@ class ClusterStream:
                 _Reconnect,
             ) as exc:
                 log.warning("%s stream: %s: %s", self.cluster, type(exc).__name__, exc)
+            finally:
+                if not stop.is_set():  # what is sent while away is gone
+                    self.on_disconnect(self.cluster)
             if stop.is_set():
                 return
             failures = 0 if streamed else failures + 1
@@ -115,7 +123,24 @@ class ClusterStream:
             self.waits.append(delay)
             self.reconnects += 1
             STREAM_RECONNECTS_TOTAL.labels(cluster=self.cluster).inc()
+            self.on_state(self.cluster, "backing_off")
             await self._wait(stop, delay)
+
+    @staticmethod
+    async def _until_stopped(work: Awaitable[bool], stop: asyncio.Event) -> bool:
+        """`work`, cancelled as soon as `stop` is set (a connect to a silent host, a TLS
+        handshake, an auth answer that never comes: none may outlive a stop)."""
+        task = asyncio.ensure_future(work)
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            return False
+        return task.result()
 
     async def _wait(self, stop: asyncio.Event, delay: float) -> None:
         stopper = asyncio.ensure_future(stop.wait())
@@ -128,7 +153,11 @@ class ClusterStream:
         """One connection's life. Returns True when data flowed (resets the backoff)."""
         streamed = False
         async with connect(
-            self.url, open_timeout=self.open_timeout, ping_interval=20, max_queue=1024
+            self.url,
+            open_timeout=self.open_timeout,
+            close_timeout=1.0,  # a stop never waits long for a silent server's close frame
+            ping_interval=20,
+            max_queue=1024,
         ) as ws:
             self.connections += 1
             await ws.send(json.dumps({"action": "auth", "params": self.api_key}))
@@ -137,6 +166,7 @@ class ClusterStream:
                 json.dumps({"action": "subscribe", "params": subscription_params(self.tickers)})
             )
             log.info("%s stream: subscribed %s", self.cluster, ",".join(self.tickers))
+            self.on_state(self.cluster, "streaming")
             receiver = asyncio.ensure_future(self._receive(ws))
             stopper = asyncio.ensure_future(stop.wait())
             try:

@@ -20,18 +20,25 @@ STREAMER_CHANNEL = "marketdata-streamer"
 
 
 class StreamerConsumer(AsyncConsumer):
+    # Control messages come only from the worker's own channel. Listening on the configured
+    # (Redis) layer as well would tie the streamer's life to that connection: a Redis error
+    # there ends the consumer silently, and a later stop message would find nothing to stop.
+    channel_layer_alias = "marketdata-streamer-control-only"  # deliberately not configured
+
     def __init__(
         self,
         *args,
         finished: asyncio.Future | None = None,
         config: StreamerConfig | None = None,
         service_factory=StreamerService,
+        heartbeat=None,
         **kwargs,
     ) -> None:
         super().__init__(*args, **kwargs)
         self.finished = finished
         self.config = config
         self.service_factory = service_factory
+        self.heartbeat = heartbeat
         self.stop_event: asyncio.Event | None = None
         self.task: asyncio.Task | None = None
 
@@ -40,7 +47,7 @@ class StreamerConsumer(AsyncConsumer):
             log.info("streamer already running")
             return
         config = self.config or StreamerConfig.from_settings()
-        service = self.service_factory(config)
+        service = self.service_factory(config, heartbeat=self.heartbeat)
         self.stop_event = asyncio.Event()
         self.task = asyncio.ensure_future(service.run(self.stop_event))
         self.task.add_done_callback(self._done)

@@ -1,5 +1,6 @@
-"""The streamer: one ClusterStream per needed cluster feeding one StreamSink, plus the
-periodic flush (`POLYGON_WS_FLUSH_INTERVAL`) and the idle close of open minutes."""
+"""The streamer: one ClusterStream per needed cluster feeding one StreamSink, plus a ticker
+(grace closes of quiet feeds, the periodic flush `POLYGON_WS_FLUSH_INTERVAL`, the idle close
+of open minutes, the heartbeat)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,11 @@ import contextlib
 import logging
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from django.conf import settings
 
+from autotrader_site.heartbeat import Heartbeat
 from marketdata.clients.symbols import cluster_of
 from marketdata.streamer.client import ClusterStream, NoSymbolsLeft, StreamAuthError
 from marketdata.streamer.sink import StreamSink
@@ -43,6 +46,7 @@ class StreamerConfig:
     backoff_max: float = 60.0
     backoff_base: float = 0.5
     backfill_gaps: bool = True
+    heal_delay_sec: float = 5.0
 
     @classmethod
     def from_settings(cls) -> StreamerConfig:
@@ -56,19 +60,31 @@ class StreamerConfig:
             idle_close_sec=settings.POLYGON_WS_IDLE_CLOSE_SEC,
             backoff_max=settings.POLYGON_WS_BACKOFF_MAX_SEC,
             backfill_gaps=settings.STREAM_GAP_BACKFILL,
+            heal_delay_sec=settings.STREAM_HEAL_DELAY_SEC,
         )
 
 
 class StreamerService:
-    def __init__(self, config: StreamerConfig, *, sink: StreamSink | None = None) -> None:
+    def __init__(
+        self,
+        config: StreamerConfig,
+        *,
+        sink: StreamSink | None = None,
+        heartbeat: Heartbeat | None = None,
+    ) -> None:
         if not config.api_key:
             raise ValueError("the streamer needs POLYGON_WS_KEY (or POLYGON_API_KEY)")
         if not config.symbols:
             raise ValueError("POLYGON_WS_SYMBOLS is empty")
         self.config = config
         self.sink = sink or StreamSink(
-            batch=config.batch, grace_sec=config.grace_sec, backfill_gaps=config.backfill_gaps
+            batch=config.batch,
+            grace_sec=config.grace_sec,
+            backfill_gaps=config.backfill_gaps,
+            heal_delay_sec=config.heal_delay_sec,
         )
+        self.heartbeat = heartbeat
+        self.states: dict[str, str] = {}
         self.last_data = time.monotonic()
         by_cluster: dict[str, list[str]] = {}
         for symbol in config.symbols:
@@ -82,6 +98,8 @@ class StreamerService:
                 on_aggs=self._on_aggs,
                 backoff_max=config.backoff_max,
                 backoff_base=config.backoff_base,
+                on_disconnect=self.sink.interrupted,
+                on_state=self._on_state,
             )
             for cluster, symbols in by_cluster.items()
         ]
@@ -91,16 +109,46 @@ class StreamerService:
         self.last_data = time.monotonic()
         await self.sink.add(aggs)
 
+    def _on_state(self, cluster: str, state: str) -> None:
+        self.states[cluster] = state
+        self._beat(force=True)
+
+    def _beat(self, *, force: bool = False, state: str | None = None) -> None:
+        if self.heartbeat is None:
+            return
+        states = set(self.states.values())
+        overall = state or (states.pop() if len(states) == 1 else "mixed")
+        self.heartbeat.beat(
+            force=force,
+            state=overall,
+            clusters=dict(self.states),
+            last_data_age_sec=round(time.monotonic() - self.last_data, 1),
+            pending=self.sink.pending,
+            bars_closed=self.sink.stats.bars_closed,
+            provisional_closed=self.sink.stats.provisional_closed,
+            bars_healed=self.sink.stats.bars_healed,
+            flush_failures=self.sink.stats.flush_failures,
+        )
+
     async def _ticker(self, stop: asyncio.Event) -> None:
+        """Grace closes of quiet feeds (often), the periodic flush, the idle close and the
+        heartbeat; every wait races `stop`."""
         idle_closed = False
+        step = max(0.01, min(self.config.flush_interval, 0.25))
+        last_flush = time.monotonic()
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), self.config.flush_interval)
+                await asyncio.wait_for(stop.wait(), step)
+            if stop.is_set():
+                return
+            await self.sink.tick()
+            self._beat()
             idle = time.monotonic() - self.last_data >= self.config.idle_close_sec
             if idle and not idle_closed:
                 await self.sink.close_open_minutes()
                 idle_closed = True
-            else:
+            elif time.monotonic() - last_flush >= self.config.flush_interval:
+                last_flush = time.monotonic()
                 await self.sink.flush()
             if not idle:
                 idle_closed = False
@@ -122,6 +170,7 @@ class StreamerService:
         flushed and open minutes are closed before returning."""
         stop = stop or asyncio.Event()
         ticker = asyncio.ensure_future(self._ticker(stop))
+        self.sink.heal_stored(before=datetime.now(UTC))
         try:
             results = await asyncio.gather(
                 *(self._run_stream(s, stop) for s in self.streams), return_exceptions=True
@@ -134,5 +183,7 @@ class StreamerService:
                     raise result
         finally:
             stop.set()
+            self._beat(force=True, state="stopping")
             await asyncio.gather(ticker, return_exceptions=True)
             await self.sink.aclose()
+            self._beat(force=True, state="stopped")

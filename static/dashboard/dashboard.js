@@ -249,6 +249,22 @@
     badge.textContent = text;
   }
 
+  // Stale: the panels show what was true when live updates stopped (socket closed, or the
+  // server lost its channel layer); they are dimmed and say since when, until fresh data arrives.
+  let staleSince = null;
+  function markStale(reason, sinceSeconds) {
+    if (staleSince === null) staleSince = sinceSeconds ? new Date(sinceSeconds * 1000) : new Date();
+    document.body.dataset.stale = "1";
+    $("stale-banner").hidden = false;
+    $("stale-banner").textContent = `Stale since ${dateTimeFmt.format(staleSince)} ET: ${reason}. Retrying…`;
+  }
+
+  function clearStale() {
+    staleSince = null;
+    delete document.body.dataset.stale;
+    $("stale-banner").hidden = true;
+  }
+
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${scheme}://${location.host}/ws/live/`);
@@ -257,13 +273,19 @@
       let msg;
       try { msg = JSON.parse(event.data); } catch (e) { return; }
       if (msg.type === "hello") {
+        document.body.dataset.mode = msg.mode || "poll";
         symbols = msg.symbols.length ? msg.symbols : symbols;
         socket.send(JSON.stringify({ action: "subscribe", symbols }));
       } else if (msg.type === "chart") setChart(msg);
       else if (msg.type === "bar") addBar(msg);
-      else if (msg.type === "panel") renderPanel(msg);
+      else if (msg.type === "panel") { renderPanel(msg); clearStale(); }
+      else if (msg.type === "status") {
+        if (msg.live) { clearStale(); setConn("live", "live"); }
+        else { markStale(msg.reason || "live updates lost", msg.since); setConn("reconnecting", "stale"); }
+      }
     };
     socket.onclose = (event) => {
+      markStale("connection to the server lost");
       if (event.code === 4401) { setConn("closed", "logged out — reload to log in"); return; }
       retry = Math.min(retry + 1, 6);
       const delay = Math.min(1000 * 2 ** (retry - 1), 15000);

@@ -14,6 +14,7 @@ from datetime import datetime
 import numpy as np
 
 from strategies.features.sessions import (
+    ET,
     FULL_SESSION_MINUTES,
     OPENING_RANGE_MINUTES,
     session_minute,
@@ -91,8 +92,15 @@ class FeatureEngine:
         lookback_days: int = 120,
         lookback_min: int = 180,
         rvol_profile_min_sessions: int = 5,
+        library=None,
+        on_row=None,
     ) -> None:
+        """`library`: a `strategies.features.library.FeatureLibrary` adding the extra features
+        setups name to each row; `on_row(row)`: called with every finished row (the setups'
+        per-bar evaluators keep their history state there)."""
         self.symbol = symbol
+        self.library = library if library else None
+        self.on_row = on_row
         self.lookback_days = lookback_days
         self.lookback_min = lookback_min
         self.rvol_profile_min_sessions = rvol_profile_min_sessions
@@ -170,6 +178,9 @@ class FeatureEngine:
         self.last_close = close
         where = session_minute(ts)
         if where is None:
+            if self.library is not None and self.library.premarket:
+                local = ts.astimezone(ET)
+                self.library.outside(local.date(), local.hour * 60 + local.minute, high, low)
             return None
         sd, minute = where
         volume = volume if volume == volume and volume > 0 else 0.0
@@ -284,5 +295,9 @@ class FeatureEngine:
             "regime_score": regime,
         }
         self._prev_close = close
+        if self.library is not None:
+            self.library.push(row)
+        if self.on_row is not None:
+            self.on_row(row)
         self.last_row = row
         return row

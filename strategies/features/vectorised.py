@@ -38,15 +38,12 @@ def _settings_defaults() -> dict:
 
 
 def ema_seeded(x: np.ndarray, n: int, alpha: float | None = None) -> np.ndarray:
-    """EMA with k = 2/(n+1) (or `alpha`) seeded with the mean of the first n values; NaN before."""
-    out = np.full(len(x), np.nan)
-    if len(x) < n:
-        return out
-    alpha = 2.0 / (n + 1) if alpha is None else alpha
-    tail = x[n - 1 :].astype(float).copy()
-    tail[0] = np.cumsum(x[:n])[-1] / n
-    out[n - 1 :] = pd.Series(tail).ewm(alpha=alpha, adjust=False).mean().to_numpy()
-    return out
+    """EMA with k = 2/(n+1) (or `alpha`) seeded with the mean of the first n values; NaN before.
+    The same arithmetic, in the same order, as the engine's `_Ema` (numba kernel)."""
+    from strategies.features.kernels import ema_seeded as kernel
+
+    k = 2.0 / (n + 1) if alpha is None else alpha
+    return kernel(np.ascontiguousarray(x, dtype=float), n, k)
 
 
 def _higher_timeframe_ema(keys: np.ndarray, close: np.ndarray, n: int) -> np.ndarray:
@@ -77,8 +74,11 @@ def compute_features(
     lookback_days: int | None = None,
     lookback_min: int | None = None,
     rvol_profile_min_sessions: int | None = None,
+    features=(),
 ) -> pd.DataFrame:
-    """Features of DESIGN §3 for every bar of `bars` (see module docstring)."""
+    """Features of DESIGN §3 for every bar of `bars` (see module docstring), plus the bar's
+    own open/high/low/close/volume, the day's pre-market high/low and the library features
+    named in `features` (`strategies.features.library`)."""
     params = _settings_defaults()
     if lookback_days is not None:
         params["lookback_days"] = lookback_days
@@ -142,9 +142,11 @@ def compute_features(
     ref = typical[starts][sess]
     x = typical - ref
     g = pd.Series(sess)
-    cum_v = pd.Series(v).groupby(g).cumsum().to_numpy()
-    cum_vx = pd.Series(v * x).groupby(g).cumsum().to_numpy()
-    cum_vx2 = pd.Series(v * x * x).groupby(g).cumsum().to_numpy()
+    from strategies.features.kernels import session_cumsum
+
+    cum_v = session_cumsum(np.ascontiguousarray(v), first_of_session)
+    cum_vx = session_cumsum(np.ascontiguousarray(v * x), first_of_session)
+    cum_vx2 = session_cumsum(np.ascontiguousarray(v * x * x), first_of_session)
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_x = np.where(cum_v > 0, cum_vx / cum_v, np.nan)
         vwap = ref + mean_x
@@ -212,6 +214,29 @@ def compute_features(
         + (cols["ema15m_20"] / cols["ema15m_50"] - 1.0)
         + cols["ema_20_slope"]
     ) / 3.0
+
+    # pre-market (04:00-09:30 New York) high/low of each regular row's day
+    wall_min = (wall // 60_000_000_000) % 1440
+    pre = (wall_min >= 240) & (wall_min < 570)
+    pre_h = np.full(len(day_num), np.nan)
+    pre_l = np.full(len(day_num), np.nan)
+    if pre.any():
+        hi_all = bars["high"].to_numpy(float)
+        lo_all = bars["low"].to_numpy(float)
+        np.fmax.at(pre_h, day_of_row[pre], hi_all[pre])
+        np.fmin.at(pre_l, day_of_row[pre], lo_all[pre])
+    cols["premarket_high"] = pre_h[day_of_row[r]]
+    cols["premarket_low"] = pre_l[day_of_row[r]]
+    cols["open"], cols["high"], cols["low"] = bars["open"].to_numpy(float)[r], h, lo
+    cols["close"], cols["volume"] = c, v
+    cols["minute"] = minute.astype(float)
+    if features:
+        from strategies.features.library import specs_for, vector_column
+
+        lib_in = {**cols, "_sess": sess, "_pre_high": cols["premarket_high"]}
+        lib_in["_pre_low"] = cols["premarket_low"]
+        for spec in specs_for(features):
+            cols.update(vector_column(spec, lib_in))
 
     for name, values in cols.items():
         full = np.full(n_all, np.nan)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from strategies.config import StrategyConfig
-
 FIRED = "fired"
 NOT_FIRED = "not_fired"
 WARMING_UP = "warming_up"
@@ -22,13 +20,23 @@ class SetupContext:
 
 @dataclass(slots=True)
 class Decision:
+    """`reasons` may be given as a zero-argument callable: it is called (once) when the reasons
+    are first read, so a bar nobody looks at never pays for formatting them."""
+
     setup: str
     status: str
-    reasons: list[str] = field(default_factory=list)
+    reasons_of: object = field(default_factory=list)  # list[str] or () -> list[str]
     entry: float | None = None
     stop: float | None = None
     target_one: float | None = None
     target_two: float | None = None
+    version: str = ""  # content hash of the setup definition that decided
+
+    @property
+    def reasons(self) -> list[str]:
+        if callable(self.reasons_of):
+            self.reasons_of = self.reasons_of()
+        return self.reasons_of
 
     @property
     def fired(self) -> bool:
@@ -43,45 +51,5 @@ class Decision:
             "stop": self.stop,
             "target_one": self.target_one,
             "target_two": self.target_two,
+            "version": self.version,
         }
-
-
-def missing(f: dict, *names: str) -> list[str]:
-    """Names of features that are not available yet (NaN) in row `f`."""
-    return [n for n in names if f[n] != f[n]]
-
-
-def warming_up(setup: str, names: list[str]) -> Decision:
-    return Decision(setup, WARMING_UP, [f"warming up: {', '.join(names)} not available yet"])
-
-
-def not_fired(setup: str, reasons: list[str]) -> Decision:
-    return Decision(setup, NOT_FIRED, reasons)
-
-
-def fired(
-    setup: str,
-    f: dict,
-    cfg: StrategyConfig,
-    reason: str,
-    *,
-    stop: float | None = None,
-    target_one: float | None = None,
-    target_two: float | None = None,
-) -> Decision:
-    """A long entry at the bar's close with ATR-based stop and targets unless given."""
-    entry = f["close"]
-    atr = f["atr_14"]
-    return Decision(
-        setup,
-        FIRED,
-        [reason],
-        entry=entry,
-        stop=entry - cfg.stop_atr * atr if stop is None else stop,
-        target_one=entry + cfg.target_one_atr * atr if target_one is None else target_one,
-        target_two=entry + cfg.target_two_atr * atr if target_two is None else target_two,
-    )
-
-
-def fmt(x: float) -> str:
-    return f"{x:.4g}"

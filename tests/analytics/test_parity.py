@@ -44,6 +44,7 @@ def recorded_session(request, db, settings, tmp_path):
     settings.SESSION_POLICY_FILE = policy_file
     settings.RISK_MAX_CONCURRENT = max_concurrent  # 1: many signals are risk-blocked
     settings.RISK_MAX_DAILY_LOSS_USD = Decimal(daily_loss)  # 150: the kill switch fires
+    settings.RISK_MAX_DAILY_LOSS_R = Decimal("0")  # the USD limit above is the only one
     settings.CELERY_TASK_ALWAYS_EAGER = True
     from strategies.feature_store import engines_reset
 

@@ -59,6 +59,14 @@ def test_sweep_fans_out_stores_every_run_and_summarises(tmp_path, settings):
     stops = {r.params["overrides"]["RISK_STOP_ATR_MULTIPLIER"]: r.params["stop_atr"] for r in runs}
     assert stops == {1.0: 1.0, 2.0: 2.0}
     assert len({r["stats"]["total_pnl"] for r in rows}) > 1
+    # overfitting odds of the sweep: every combination's P&L per session, summing to its total
+    for row in rows:
+        assert sum(row["daily"].values()) == pytest.approx(row["stats"]["total_pnl"], abs=0.01)
+        assert len(row["daily"]) == 3
+    over = sweep.summary["overfitting"]
+    assert over["candidates"] == 4 and over["sessions"] == 3
+    assert over["deflated_sharpe"]["trials"] == 4
+    assert over["pbo"]["reason"] == "needs >= 4 periods"  # three sessions: too few to split
 
 
 @pytest.mark.django_db

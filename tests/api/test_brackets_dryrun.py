@@ -185,3 +185,16 @@ def test_bracket_place_bad_input_is_400(trader, body, field):
     resp = trader.post("/api/v1/bracket/place", body, format="json")
     assert resp.status_code == 400
     assert field in resp.json()
+
+
+def test_bracket_place_that_tradier_would_refuse_is_400_naming_the_rule(trader, spy_bar):
+    """stop_pct=0.999999 puts the stop at 0.00: no stop order can carry it. Refused before any
+    row is written, with the rule's name."""
+    from trading.models import Order, Trade
+
+    body = {"symbol": "AAPL", "qty": 1, "type": "market", "stop_pct": 0.999999, "tp_pct": 0.02}
+    resp = trader.post("/api/v1/bracket/place", body, format="json")
+    assert resp.status_code == 400, resp.content
+    out = resp.json()
+    assert out.get("rule") == "stop_required" and "stop[2]" in out, out
+    assert not Order.objects.exists() and not Trade.objects.exists()

@@ -1,5 +1,6 @@
-"""The lean signal list renders exactly like the DRF serializer; counts stay right on big
-tables (estimate beyond the cap, flagged) and `next` never lies."""
+"""The lean signal list renders exactly like the DRF serializer; keyset pages walk the journal
+exactly (ties on the bar time included) in one query each; counts, when asked, stay right on big
+tables (estimate beyond the cap, flagged) and `next` never lies; `offset` still pages."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def test_lean_signal_rows_equal_the_serializer(reader):
 
     make_signal(entry_price=Decimal("500.1"), stop_price=None, score=0.25)
     make_signal(bar_ts=T0 + timedelta(minutes=1), entry_price=Decimal("7"), qty=None)
-    body = reader.get("/api/v1/signals").json()
+    body = reader.get("/api/v1/signals?count=true").json()
     expected = SignalOutputSerializer(Signal.objects.order_by("-bar_ts", "-id"), many=True).data
     assert body["results"] == [dict(row) for row in expected]
     assert body["count"] == 2 and body["count_exact"] is True and body["next"] is None
@@ -54,13 +55,13 @@ def test_count_beyond_the_cap_is_an_estimate(reader, monkeypatch):
 
     with connection.cursor() as cursor:
         cursor.execute("ANALYZE strategies_signal")
-    body = reader.get("/api/v1/signals?limit=2").json()
+    body = reader.get("/api/v1/signals?limit=2&count=1").json()
     assert body["count_exact"] is False
     assert body["count"] >= 3 and body["next"]
-    filtered = reader.get("/api/v1/signals?limit=2&setup=ORB").json()
+    filtered = reader.get("/api/v1/signals?limit=2&setup=ORB&count=1").json()
     assert filtered["count_exact"] is False and filtered["count"] >= 3
     small = reader.get(
-        "/api/v1/signals?limit=2&setup=ORB&since="
+        "/api/v1/signals?limit=2&setup=ORB&count=1&since="
         + (T0 + timedelta(minutes=8)).isoformat().replace("+", "%2B")
     ).json()
     assert small["count_exact"] is True and small["count"] == 2
@@ -78,3 +79,70 @@ def test_huge_offset_is_an_empty_page_not_an_error(reader):
         resp = reader.get(url, {"offset": "6360320633491977515304270954496"})
         assert resp.status_code == 200, url
         assert resp.json()["results"] == []
+
+
+def _walk(reader, url: str) -> list[int]:
+    ids: list[int] = []
+    while url:
+        body = reader.get(url).json()
+        ids += [row["id"] for row in body["results"]]
+        url = body["next"]
+    return ids
+
+
+def test_keyset_pages_walk_every_row_once_with_ties_on_the_time(reader):
+    from strategies.models import Signal
+
+    # 4 setups on each of 3 bars (ties on bar_ts), created in shuffled order.
+    for minute in (2, 0, 1):
+        for setup in ("ORB", "EMA_CROSS", "SIGMA_FADE", "HOD_FAIL"):
+            make_signal(bar_ts=T0 + timedelta(minutes=minute), setup=setup)
+    expected = [pk for _, pk in sorted(Signal.objects.values_list("bar_ts", "id"), reverse=True)]
+    assert _walk(reader, "/api/v1/signals?limit=5") == expected
+    assert _walk(reader, "/api/v1/signals?limit=1") == expected
+    # Filters stay on every page (the cursor carries the key, the URL the filter).
+    orb = [row["id"] for row in reader.get("/api/v1/signals?setup=ORB&limit=100").json()["results"]]
+    assert _walk(reader, "/api/v1/signals?setup=ORB&limit=2") == orb and len(orb) == 3
+
+
+def test_previous_goes_back_to_the_same_page(reader):
+    setups = ("ORB", "EMA_CROSS", "SIGMA_FADE")
+    for i in range(7):
+        make_signal(bar_ts=T0 + timedelta(minutes=i % 3), setup=setups[i // 3])
+    first = reader.get("/api/v1/signals?limit=3").json()
+    assert first["previous"] is None
+    second = reader.get(first["next"]).json()
+    back = reader.get(second["previous"]).json()
+    assert [r["id"] for r in back["results"]] == [r["id"] for r in first["results"]]
+    assert back["previous"] is None and back["next"] == first["next"]
+
+
+def test_keyset_page_is_one_query_without_counting(reader):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for i in range(5):
+        make_signal(bar_ts=T0 + timedelta(minutes=i))
+    url = reader.get("/api/v1/signals?limit=2").json()["next"]
+    with CaptureQueriesContext(connection) as queries:
+        body = reader.get(url).json()
+    assert len(body["results"]) == 2
+    journal = [q["sql"] for q in queries if "strategies_signal" in q["sql"]]
+    assert len(journal) == 1, journal
+    assert "COUNT" not in journal[0].upper() and "OFFSET" not in journal[0].upper()
+
+
+def test_orders_and_fills_page_by_cursor_too(reader):
+    from tests.api.conftest import make_order
+
+    orders = [make_order(symbol="SPY") for _ in range(5)]
+    expected = sorted(((o.created_at, o.pk) for o in orders), reverse=True)
+    assert _walk(reader, "/api/v1/orders?limit=2") == [pk for _, pk in expected]
+
+
+def test_bad_cursor_is_a_400(reader):
+    make_signal()
+    for cursor in ("junk", "eyJrIjpbMV19", "eyJrIjpbIm5vdCBhIHRpbWUiLDFdfQ"):
+        resp = reader.get("/api/v1/signals", {"cursor": cursor})
+        assert resp.status_code == 400, cursor
+        assert resp.json() == {"cursor": ["invalid cursor"]}

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.private_redis import private_redis_running
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -74,16 +76,14 @@ def _wait_until_serving(url: str, process: subprocess.Popen, log: Path) -> None:
     pytest.fail(f"server did not answer at {url}:\n{log.read_text()[-3000:]}")
 
 
-@pytest.fixture
-def asgi_server(transactional_db, tmp_path, settings):
-    """uvicorn serving autotrader_site.asgi on a free port, on the test database."""
-    if not settings.REDIS_URL:
-        pytest.skip("the browser test needs Redis (set REDIS_URL) for the channel layer")
+def _serve(tmp_path, redis_url: str):
+    """uvicorn serving autotrader_site.asgi on a free port, on the test database (a generator:
+    yields the LiveServer, stops the server afterwards)."""
     port = _free_port()
     env = dict(os.environ)
     env.update(
         DATABASE_URL=_database_url(),
-        REDIS_URL=settings.REDIS_URL,
+        REDIS_URL=redis_url,
         CELERY_TASK_ALWAYS_EAGER="1",
         DJANGO_DEBUG="0",
         DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost",
@@ -130,6 +130,34 @@ def asgi_server(transactional_db, tmp_path, settings):
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=5)
+
+
+@pytest.fixture
+def asgi_server(transactional_db, tmp_path, settings):
+    """The app on the test database and the shared Redis (the channel layer crosses processes)."""
+    if not settings.REDIS_URL:
+        pytest.skip("the browser test needs Redis (set REDIS_URL) for the channel layer")
+    yield from _serve(tmp_path, settings.REDIS_URL)
+
+
+@pytest.fixture
+def private_redis():
+    """A redis-server of the test's own, free to be killed (never the shared one)."""
+    with private_redis_running() as redis:
+        yield redis
+
+
+@pytest.fixture
+def asgi_server_private_redis(transactional_db, tmp_path, private_redis, settings):
+    """The app with its channel layer (and cache) on `private_redis`; this test process
+    publishes there too (its ledger writes reach the server's consumers)."""
+    settings.CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [private_redis.url], "prefix": "autotrader"},
+        }
+    }
+    yield from _serve(tmp_path, private_redis.url)
 
 
 def in_thread(fn, *args, **kwargs):

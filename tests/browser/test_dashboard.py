@@ -248,3 +248,98 @@ def test_dashboard_without_trading_permission_is_read_only(asgi_server, browser)
         headers={"X-CSRFToken": token, "Referer": f"{asgi_server.url}/"},
     )
     assert response.status == 403
+
+
+def _db_sessions() -> int:
+    """Sessions PostgreSQL has counted on the test database (each closed connection adds one;
+    the server runs with DB_CONN_MAX_AGE=0, so every database read of the page is a session)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return int(cursor.fetchone()[0])
+
+
+def _entry_filled(price: Decimal) -> int:
+    """What the trading stage commits when an entry fills: the order and its fill, at once."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    with transaction.atomic():
+        now = timezone.now()
+        order = Order.objects.create(
+            tag="browser-push-entry",
+            symbol="SPY",
+            side="buy",
+            qty=25,
+            order_type="market",
+            status="filled",
+            filled_qty=25,
+            avg_fill_price=price,
+            created_at=now,
+        )
+        fill = Fill.objects.create(
+            order=order,
+            broker_fill_id="browser-push-1",
+            symbol="SPY",
+            side="buy",
+            qty=25,
+            price=price,
+            ts=now,
+        )
+    return fill.pk
+
+
+def test_a_fill_reaches_the_dashboard_pushed_not_polled(
+    asgi_server_private_redis, browser, screenshot_dir
+):
+    # The server's channel layer is a Redis of this test's own, so no other process's events
+    # (nor a blip of the shared Redis, which refreshes the panels once) touch the idle window.
+    asgi_server = asgi_server_private_redis
+    in_thread(bars_upsert, bars=_bars()[:120])
+    in_thread(_trader, can_trade=False)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _login(page, asgi_server.url)
+    page.wait_for_selector("#conn-status[data-state=live]", timeout=WAIT_MS)
+    page.wait_for_selector("body[data-mode=push]", timeout=WAIT_MS)
+    page.wait_for_function(
+        "document.querySelector('#chart-SPY')?.dataset.bars === '120'", timeout=WAIT_MS
+    )
+    assert page.locator("#fills-table tbody tr").count() == 0
+
+    # Idle: the open page costs the database nothing (the old page polled ~9 queries/s).
+    before = in_thread(_db_sessions)  # this read's own session is counted when it closes
+    page.wait_for_timeout(3000)
+    idle_sessions = in_thread(_db_sessions) - before - 1
+    assert idle_sessions == 0
+
+    fill_id = in_thread(_entry_filled, Decimal("501.75"))
+    row = page.wait_for_selector(f"#fills-table tr[data-fill-id='{fill_id}']", timeout=WAIT_MS)
+    assert "501.75" in row.text_content()
+    page.screenshot(path=str(screenshot_dir / "dashboard-pushed-fill.png"), full_page=False)
+    assert errors == []
+
+
+def test_panels_show_stale_when_redis_dies_and_recover_when_it_returns(
+    asgi_server_private_redis, private_redis, browser, screenshot_dir
+):
+    in_thread(bars_upsert, bars=_bars()[:120])
+    in_thread(_trader, can_trade=False)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _login(page, asgi_server_private_redis.url)
+    page.wait_for_selector("body[data-mode=push]", timeout=WAIT_MS)
+    assert page.get_attribute("body", "data-stale") is None
+
+    private_redis.stop()
+    page.wait_for_selector("body[data-stale='1']", timeout=WAIT_MS)
+    assert "Stale since" in page.text_content("#stale-banner")
+    page.screenshot(path=str(screenshot_dir / "dashboard-stale.png"), full_page=False)
+    fill_id = in_thread(_entry_filled, Decimal("499.10"))  # trading goes on meanwhile
+
+    private_redis.start()
+    page.wait_for_function("!document.body.dataset.stale", timeout=WAIT_MS)
+    assert page.is_hidden("#stale-banner")
+    # The write made during the outage is on the page once it is live again.
+    page.wait_for_selector(f"#fills-table tr[data-fill-id='{fill_id}']", timeout=WAIT_MS)

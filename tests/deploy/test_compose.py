@@ -20,7 +20,7 @@ from tests.deploy.compose_tools import (
     unknown_variables,
 )
 
-APP_SERVICES = ("web", "worker", "beat", "streamer", "flower")
+APP_SERVICES = ("web", "worker", "beat", "streamer", "account_stream", "flower")
 STACK = ("db", "redis", "migrate", *APP_SERVICES, "prometheus", "grafana")
 
 
@@ -100,10 +100,26 @@ def test_stack_has_every_service_with_restart_and_health(resolved):
     services = resolved["services"]
     assert set(STACK) <= set(services)
     for name in STACK:
-        expected = "no" if name == "migrate" else "unless-stopped"
+        # the streamer exits 0 when it has no (valid) key: restarting it would only loop
+        expected = {"migrate": "no", "streamer": "on-failure"}.get(name, "unless-stopped")
         assert services[name]["restart"] == expected, name
-    for name in ("db", "redis", "web", "worker", "flower", "prometheus", "grafana"):
+    for name in (
+        "db",
+        "redis",
+        "web",
+        "worker",
+        "beat",
+        "streamer",
+        "account_stream",
+        "flower",
+        "prometheus",
+    ):
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+    assert services["grafana"].get("healthcheck", {}).get("test")
+    for name in ("beat", "streamer"):
+        assert services[name]["healthcheck"]["test"][-2:] == ["heartbeat", name]
+    for name in APP_SERVICES:  # SIGTERM stops each within SHUTDOWN_DEADLINE_SEC; room to spare
+        assert services[name].get("stop_grace_period", "10s") in ("10s", "10000000000"), name
     for name in APP_SERVICES:
         deps = services[name]["depends_on"]
         assert deps["migrate"]["condition"] == "service_completed_successfully", name
@@ -153,7 +169,7 @@ def test_procfile_and_compose_run_the_same_processes(resolved):
     procfile = _procfile()
     assert list(procfile) == list(APP_SERVICES)
     services = resolved["services"]
-    for name in ("worker", "beat", "streamer", "flower"):
+    for name in ("worker", "beat", "streamer", "account_stream", "flower"):
         assert services[name]["command"] == procfile[name].split(), name
     web = " ".join(services["web"]["command"]).replace("$$", "$")
     assert procfile["web"] in web

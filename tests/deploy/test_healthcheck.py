@@ -72,3 +72,47 @@ def test_no_answer_is_unhealthy():
     result = _run(port)  # nothing listens there any more
     assert result.returncode == 1
     assert "unhealthy" in result.stdout
+
+
+def _heartbeat(directory, name: str, *, age: float, state: str, max_age: str = "60"):
+    import json
+    import time
+
+    if age >= 0:
+        record = {"name": name, "pid": 1, "ts": time.time() - age, "state": state}
+        (directory / f"{name}.json").write_text(json.dumps(record))
+    env = {"HEARTBEAT_DIR": str(directory), "HEARTBEAT_MAX_AGE_SEC": max_age, "PATH": "/usr/bin"}
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), "heartbeat", name],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize(
+    ("age", "state", "healthy"),
+    [
+        (5, "streaming", True),
+        (59, "backing_off", True),  # reconnecting is alive: the loop still beats
+        (61, "streaming", False),  # a stuck loop stops beating
+        (-1, "", False),  # never written
+        (5, "stopped", False),
+        (3600, "disabled", True),  # no key: exited on purpose, nothing to restart
+    ],
+)
+def test_heartbeat_age_and_state_decide_health(tmp_path, age, state, healthy):
+    result = _heartbeat(tmp_path, "streamer", age=age, state=state)
+    assert (result.returncode == 0) is healthy, result.stdout
+
+
+def test_heartbeat_written_by_the_app_is_read_by_the_probe(tmp_path, settings):
+    from autotrader_site.heartbeat import Heartbeat
+
+    settings.HEARTBEAT_DIR = tmp_path
+    beat = Heartbeat("beat", interval=3600)
+    assert beat.beat(state="running") is True
+    assert beat.beat(state="running") is False  # not due yet: no write per loop pass
+    result = _heartbeat(tmp_path, "beat", age=-1, state="")
+    assert result.returncode == 0 and "running" in result.stdout

@@ -60,6 +60,9 @@ def quiet(*names: str):
             lg.setLevel(level)
 
 
+SWEEP_EVERY = 10  # flows between two dips of the market through the stops
+
+
 def _fast_sleep(seconds: float) -> None:
     time.sleep(min(seconds, 0.02))  # keep the backoff's shape, not its wall time
 
@@ -165,9 +168,16 @@ def book_compare(fake: FakeTradier) -> dict:
 
 
 def run_broker_faults(
-    *, flows: int, fault_rate: float = 0.3, seed: int = 1, kinds: tuple[str, ...] = ALL_FAULTS
+    *,
+    flows: int,
+    fault_rate: float = 0.3,
+    seed: int = 1,
+    kinds: tuple[str, ...] = ALL_FAULTS,
+    late_landing_sec: float = 0.0,
 ) -> dict:
-    """Needs a migrated database (in-process; the fake runs in a thread)."""
+    """Needs a migrated database (in-process; the fake runs in a thread). `late_landing_sec`
+    > 0 adds the late landing to the faults: an order POST that times out at the client and
+    reaches the book that long after it arrived — after the client's first tag look-up."""
     from trading.brokers import broker_override
     from trading.brokers.tradier import TradierBroker
     from trading.models import Order
@@ -177,9 +187,16 @@ def run_broker_faults(
     rng = random.Random(seed)
     outcomes: Counter = Counter()
     errors: list[str] = []
+    resting_fills = 0
     started = time.monotonic()
     with (
-        FakeTradier(fault_rate=0.0, delay_sec=0.35, seed=seed, fault_kinds=kinds) as fake,
+        FakeTradier(
+            fault_rate=0.0,
+            delay_sec=0.35,
+            seed=seed,
+            fault_kinds=kinds,
+            late_landing_sec=late_landing_sec,
+        ) as fake,
         tradier_settings(fake.base_url),
         quiet("trading", "marketdata", "risk", "strategies", "httpx"),
     ):
@@ -201,6 +218,18 @@ def run_broker_faults(
                         exits_tick_run(now=now, config=config)
                     except Exception as exc:
                         errors.append(f"exits_tick: {type(exc).__name__}: {exc}"[:200])
+                if n % SWEEP_EVERY == SWEEP_EVERY - 1:
+                    # the market dips through the stops and comes back: resting stops fill
+                    # (brackets cancel their targets), so the book stays the size of a day's
+                    # and every exit tick does not re-sync every order ever placed
+                    for symbol in SYMBOLS:
+                        resting_fills += fake.state.move_price(symbol, Decimal("98.50"))
+                    try:
+                        exits_tick_run(now=now, config=config)
+                    except Exception as exc:
+                        errors.append(f"exits_tick: {type(exc).__name__}: {exc}"[:200])
+                    for symbol in SYMBOLS:
+                        fake.state.move_price(symbol, Decimal("100.00"))
             end = NOW + timedelta(seconds=5 * flows)
             injected = sum(fake.state.faults.values())
             failures = tradier_failures() - failures_before
@@ -220,6 +249,8 @@ def run_broker_faults(
         "requests": requests,
         "faults_injected": injected,
         "faults_by_kind": dict(fake.state.faults),
+        "late_landings": fake.state.late_landings,
+        "resting_fills": resting_fills,  # stops (and bracket legs) filled by the market dips
         "failures_in_metrics": sum(failures.values()),
         "failures_by_status": dict(failures),
         "outcomes": dict(outcomes),

@@ -237,6 +237,7 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
         "mismatch_examples": figures["mismatch_examples"],
         "orphan_examples": figures["lost_examples"] + figures["unsettled_examples"],
         "entries_dropped_by_crash": never_sent,
+        "signals_mislabelled": outcomes.get("approved", 0),  # journal silent on the order
         "broker_orders": figures["broker_orders"],
         "reconcile_ok": reconciled["ok"],
         "seconds": round(time.monotonic() - started, 1),

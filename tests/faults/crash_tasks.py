@@ -10,6 +10,7 @@ from celery import shared_task
 from django.conf import settings
 
 from autotrader_site.celery import app
+from trading.tasks import BAR_CLOSE_RETRY
 
 # Sweep for unacknowledged (abandoned) messages every second instead of kombu's ~100 s, so a
 # task of a killed worker comes back within the run (after CELERY_VISIBILITY_TIMEOUT_SEC).
@@ -20,7 +21,7 @@ app.conf.broker_transport_options = {
 }
 
 
-@shared_task(name="faults.signal_handle", acks_late=True)
+@shared_task(name="faults.signal_handle", **BAR_CLOSE_RETRY)  # as trading.on_bar_closed
 def signal_handle_task(signal_id: int, now_iso: str, bracket: bool) -> str:
     from strategies.models import Signal
     from tests.faults.broker_faults import loose_config

@@ -1,9 +1,10 @@
 """Scenario: a Celery worker takes a steady stream of signal → order flows (fake Tradier) while
 its PostgreSQL connections are killed (`pg_terminate_backend`) every few seconds and, with
-`restart=True` (full mode only, and only when FAULTS_PG_RESTART=1: it restarts the shared
-server), PostgreSQL itself is restarted once. Figures: how long until the next flow completes
-after each kill (goal ≤ 30 s), flows lost, fills lost (broker fills the ledger does not hold
-after reconciliation), position mismatches.
+`restart=True`, PostgreSQL itself is restarted (`pg_ctl restart -m fast`) — on a cluster the
+scenario starts itself (tests/faults/own_servers.py: its own initdb, its own port), never the
+shared server. Figures: how long until the next flow completes after each kill/restart (goal
+≤ 30 s), flows lost, fills lost (broker fills the ledger does not hold after
+reconciliation), position mismatches.
 
 Run as its own process like the crash scenario (`python -m tests.faults.db_faults`).
 """
@@ -37,16 +38,33 @@ def _terminate_backends(dbname: str) -> int:
 
 
 def _pg_restart() -> bool:
-    result = subprocess.run(
-        ["pg_ctlcluster", "--skip-systemctl-redirect", "15", "main", "restart"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    return result.returncode == 0
+    """Restart the scenario's own cluster (FAULTS_PG_OWN, set by run_db_faults)."""
+    from tests.faults.own_servers import OwnPostgres
+
+    spec = os.environ.get("FAULTS_PG_OWN")
+    if not spec:
+        raise RuntimeError("a PostgreSQL restart needs the scenario's own server")
+    try:
+        OwnPostgres.attach(spec).restart()
+    except (RuntimeError, subprocess.TimeoutExpired):
+        return False
+    return True
 
 
-def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
+def _redis_restart() -> bool:
+    """Restart the scenario's own Redis (FAULTS_REDIS_OWN, set by run_db_faults)."""
+    from tests.faults.own_servers import OwnRedis
+
+    try:
+        OwnRedis.attach(os.environ["FAULTS_REDIS_OWN"]).restart(down_sec=2.0)
+    except (KeyError, RuntimeError, subprocess.TimeoutExpired):
+        return False
+    return True
+
+
+def run_driver(
+    *, flows: int, kills: int, restart: bool, redis_restart: bool = False, seed: int = 5
+) -> dict:
     database_reset()
     from django.db import connection, connections
     from django.db.models import Count, Sum
@@ -98,7 +116,8 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
         kill_at = sorted(
             rng.sample(range(flows // 5, flows), k=min(kills, max(1, flows - flows // 5)))
         )
-        restart_at = flows // 2 if restart else None
+        restarts_at = {flows // 3, (2 * flows) // 3} if restart else set()
+        redis_restarts_at = {flows // 2} if redis_restart else set()
         events: list[tuple[str, float]] = []
         try:
             # wait for the worker: the first flow completes
@@ -119,7 +138,10 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
                 if n in kill_at:
                     killed = _terminate_backends(dbname)
                     events.append((f"terminate:{killed}", time.time()))
-                if restart_at is not None and n == restart_at:
+                if n in redis_restarts_at:
+                    ok = _redis_restart()
+                    events.append((f"redis_restart:{ok}", time.time()))
+                if n in restarts_at:
                     connections.close_all()
                     ok = _pg_restart()
                     events.append((f"pg_restart:{ok}", time.time()))
@@ -188,37 +210,65 @@ def run_driver(*, flows: int, kills: int, restart: bool, seed: int = 5) -> dict:
             int(e.split(":")[1]) for e, _ in events if e.startswith("terminate")
         ),
         "pg_restarts": [e for e, _ in events if e.startswith("pg_restart")],
+        "redis_restarts": [e for e, _ in events if e.startswith("redis_restart")],
         "recovery_seconds_max": max(known) if known else None,
         "not_recovered": sum(1 for r in recoveries if r is None),
         "outcomes": outcomes,
-        "lost_flows": outcomes.get("generated", 0),
-        "stuck_approved": outcomes.get("approved", 0),
-        "fills_lost_qty": max(0, broker_filled - ledger_filled),
+        "flows_lost": outcomes.get("generated", 0),  # never decided
+        # the journal says `approved` at the end: it does not tell what happened to the order
+        "signals_mislabelled": outcomes.get("approved", 0),
+        "fills_lost": max(0, broker_filled - ledger_filled),  # shares
         "broker_filled_qty": broker_filled,
         "ledger_filled_qty": ledger_filled,
-        "orphan_orders": figures["lost_orders"] + figures["unsettled_orders"],
-        "duplicate_orders": figures["doubled_orders"],
-        "position_mismatches": figures["position_mismatches"],
+        "orders_orphan": figures["lost_orders"] + figures["unsettled_orders"],
+        "orders_duplicate": figures["doubled_orders"],
+        "positions_mismatch": figures["position_mismatches"],
         "reconcile_ok": reconciled["ok"],
         "seconds": round(time.monotonic() - started, 1),
     }
 
 
-def run_db_faults(*, flows: int, kills: int, restart: bool = False, timeout: float = 1800) -> dict:
-    restart = restart and os.environ.get("FAULTS_PG_RESTART") == "1"
+def run_db_faults(
+    *,
+    flows: int,
+    kills: int,
+    restart: bool = False,
+    redis_restart: bool = False,
+    timeout: float = 1800,
+) -> dict:
+    """Run the driver in its own process: on the shared server's faults database, or — with
+    `restart` — on a PostgreSQL cluster started here for the scenario alone; with
+    `redis_restart`, Redis (broker, cache, channel layer) is a server of its own too."""
+    from contextlib import ExitStack
+
+    from tests.faults.own_servers import OwnPostgres, OwnRedis
+
     db_url, redis_url = faults_urls()
-    database_ensure(db_url)
     env = {
         **os.environ,
-        "DATABASE_URL": db_url,
         "REDIS_URL": redis_url,
         "DJANGO_SETTINGS_MODULE": "autotrader_site.settings",
         "PYTHONPATH": str(ROOT),
     }
     env.pop("TEST_DB_NAME", None)
-    cmd = [sys.executable, "-m", "tests.faults.db_faults", "--flows", str(flows)]
-    cmd += ["--kills", str(kills)] + (["--restart"] if restart else [])
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    with ExitStack() as stack:
+        if restart:
+            own = stack.enter_context(OwnPostgres())
+            db_url = own.url("autotrader_faults")
+            env["FAULTS_PG_OWN"] = own.spec
+        else:
+            database_ensure(db_url)
+        if redis_restart:
+            own_redis = stack.enter_context(OwnRedis())
+            env["REDIS_URL"] = own_redis.url(0)
+            env["FAULTS_REDIS_OWN"] = own_redis.spec
+        env["DATABASE_URL"] = db_url
+        cmd = [sys.executable, "-m", "tests.faults.db_faults", "--flows", str(flows)]
+        cmd += ["--kills", str(kills)] + (["--restart"] if restart else [])
+        cmd += ["--redis-restart"] if redis_restart else []
+        proc = subprocess.run(
+            cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout
+        )
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:
         raise RuntimeError(f"db driver failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -230,12 +280,15 @@ def main() -> None:
     parser.add_argument("--flows", type=int, default=30)
     parser.add_argument("--kills", type=int, default=2)
     parser.add_argument("--restart", action="store_true")
+    parser.add_argument("--redis-restart", action="store_true")
     args = parser.parse_args()
-    print(
-        json.dumps(
-            run_driver(flows=args.flows, kills=args.kills, restart=args.restart), default=str
-        )
+    figures = run_driver(
+        flows=args.flows,
+        kills=args.kills,
+        restart=args.restart,
+        redis_restart=args.redis_restart,
     )
+    print(json.dumps(figures, default=str))
 
 
 if __name__ == "__main__":

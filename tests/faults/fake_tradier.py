@@ -7,9 +7,12 @@ none. Requests are validated as Tradier documents them (form-encoded, tag charac
 indexed legs) and answered 400 `{"errors": {"error": [...]}}` when invalid.
 
 Faults (rate `fault_rate`, seeded): 429 (nothing done), 5xx before acting, 5xx AFTER acting,
-a timeout before acting, a timeout after acting, and answer-then-drop (act, then close the
-socket without an answer). Every order the broker accepted is recorded with its tag, so a test
-can count lost and doubled orders.
+a timeout before acting, a timeout after acting, answer-then-drop (act, then close the
+socket without an answer), and — with `late_landing_sec` set — a late landing: the client's
+POST times out and the order is booked `late_landing_sec` after the request arrived, i.e.
+after the client's timeout and its first look-up of the tag (the unknown-outcome window that
+a tag look-up alone cannot close). Every order the broker accepted is recorded with its tag,
+so a test can count lost and doubled orders.
 """
 
 from __future__ import annotations
@@ -40,7 +43,8 @@ CLASSES = {"equity", "oco", "oto", "otoco"}
 # Fault kinds: which ones act on the request before failing.
 FAULTS_BEFORE = ("429", "500", "502", "503", "timeout_before")
 FAULTS_AFTER = ("500_after", "504_after", "timeout_after", "drop_after")
-ALL_FAULTS = FAULTS_BEFORE + FAULTS_AFTER
+LATE_LANDING = "land_late"  # chosen only when late_landing_sec > 0, only for order POSTs
+ALL_FAULTS = FAULTS_BEFORE + FAULTS_AFTER + (LATE_LANDING,)
 
 
 def _fixture(name: str):
@@ -68,6 +72,7 @@ class FakeTradierState:
     fault_on: frozenset[str] = frozenset({"GET", "POST", "PUT", "DELETE"})
     delay_sec: float = 0.5  # how long a "timeout" sleeps (set above the client's timeout)
     answer_delay_sec: float = 0.0  # an order POST is booked, then answered this much later
+    late_landing_sec: float = 0.0  # > 0 enables `land_late`: booked this long after arrival
     seed: int = 7
     prices: dict[str, Decimal] = field(default_factory=dict)
     fill_market: bool = True
@@ -77,6 +82,7 @@ class FakeTradierState:
     faults: Counter = field(default_factory=Counter)
     requests: Counter = field(default_factory=Counter)
     next_id: int = 257459
+    late_landings: int = 0
     cash: Decimal = Decimal("100000")
 
     def __post_init__(self) -> None:
@@ -108,7 +114,10 @@ class FakeTradierState:
         with self.lock:
             if method not in self.fault_on or self.rng.random() >= self.fault_rate:
                 return ""
-            fault = self.rng.choice(self.fault_kinds)
+            kinds = [k for k in self.fault_kinds if k != LATE_LANDING or self.late_landing_sec]
+            fault = self.rng.choice(kinds)
+            if fault == LATE_LANDING and method != "POST":
+                fault = "timeout_after"
             if method == "GET" and fault in FAULTS_AFTER:  # a read has nothing to "act" on
                 fault = "timeout_before" if fault == "timeout_after" else "503"
             self.faults[fault] += 1
@@ -186,6 +195,58 @@ class FakeTradierState:
             limit = Decimal(str(record["price"]))
             if (buy and last <= limit) or (not buy and last >= limit):
                 self._fill(record, limit)
+
+    # --- the market moves ----------------------------------------------------------------------
+    def move_price(self, symbol: str, price: Decimal) -> int:
+        """The last price of `symbol` moves: resting limits and stops it crosses fill (at their
+        price), an OCO pair cancels the sibling of a filled leg, an OTO/OTOCO's exit legs open
+        once its entry fills. Returns the number of orders or legs filled."""
+        with self.lock:
+            self.prices[symbol] = price
+            filled = 0
+            for record in self.orders.values():
+                legs = record.get("leg") or []
+                if not legs:
+                    if record["symbol"] == symbol and record["status"] == "open":
+                        filled += self._cross(record, price)
+                    continue
+                if legs[0]["symbol"] != symbol:
+                    continue
+                oclass = record.get("class", "")
+                exits = legs if oclass == "oco" else legs[1:]
+                if oclass in ("oto", "otoco"):
+                    if legs[0]["status"] == "open":
+                        filled += self._cross(legs[0], price)
+                    if legs[0]["status"] == "filled":
+                        for leg in exits:
+                            if leg["status"] == "pending":
+                                leg["status"] = "open"
+                for leg in exits:
+                    if leg["status"] == "open" and self._cross(leg, price):
+                        filled += 1
+                        if oclass != "oto":  # one leg of an OCO pair done: the other goes
+                            for other in exits:
+                                if other is not leg and other["status"] in ("open", "pending"):
+                                    other["status"] = "canceled"
+                        break
+                if all(leg["status"] in ("filled", "canceled", "expired") for leg in legs):
+                    record["status"] = "filled"
+            return filled
+
+    def _cross(self, record: dict, last: Decimal) -> int:
+        buy = record["side"] in ("buy", "buy_to_cover")
+        kind = record["type"]
+        if kind == "limit":
+            limit = Decimal(str(record["price"]))
+            if (buy and last <= limit) or (not buy and last >= limit):
+                self._fill(record, limit)
+                return 1
+        elif kind in ("stop", "stop_limit"):
+            stop = Decimal(str(record["stop_price"]))
+            if (buy and last >= stop) or (not buy and last <= stop):
+                self._fill(record, stop)
+                return 1
+        return 0
 
     def place(self, form: dict[str, str]) -> tuple[int, dict]:
         """Validate and book an order; returns (status, body)."""
@@ -410,6 +471,9 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(state.delay_sec)
             self._drop()
             return
+        if fault == LATE_LANDING:
+            self._land_late(method, path, query, form)
+            return
         status, body = self._route(method, path, query, form)
         if method == "POST" and state.answer_delay_sec:
             time.sleep(state.answer_delay_sec)  # widens "placed but not yet recorded"
@@ -428,6 +492,24 @@ class _Handler(BaseHTTPRequestHandler):
             self._drop()
             return
         self._send(status, body)
+
+    def _land_late(self, method: str, path: str, query: dict, form: dict) -> None:
+        """The request is stuck on its way in: the client times out (no answer ever comes) and
+        the broker acts on it `late_landing_sec` after it arrived."""
+        state = self.state
+
+        def land() -> None:
+            status, body = self._route(method, path, query, form)
+            oid = (body.get("order") or {}).get("id") if isinstance(body, dict) else None
+            with state.lock:
+                state.late_landings += 1
+                for submission in state.submissions:
+                    if status == 200 and submission.order_id == oid:
+                        submission.fault = LATE_LANDING
+
+        threading.Timer(state.late_landing_sec, land).start()
+        time.sleep(state.delay_sec)  # longer than the client's timeout
+        self._drop()
 
     def _route(self, method: str, path: str, query: dict, form: dict) -> tuple[int, dict]:
         state = self.state

@@ -1,7 +1,10 @@
 """`make faults`: every fault scenario at the issue's full sizes (FAULTS_FULL=1), on a database
 of its own (FAULTS_DB_NAME, default autotrader_faults, created and migrated here) and Redis db
-FAULTS_REDIS_DB (default 7). Progress goes to stderr; the LAST line of stdout is one JSON
-object of figures. `--only stream,broker` runs a subset.
+FAULTS_REDIS_DB (default 7); the PostgreSQL and Redis restart scenarios start servers of their
+own. Progress goes to stderr; the LAST line of stdout is one JSON object: `counts` (every loss,
+duplicate, orphan, mismatch, partial bar and mislabelled signal, named by what it counts; all
+0 is the goal, `all_zero` says so), then each scenario's figures. `--only stream,broker` runs
+a subset.
 """
 
 from __future__ import annotations
@@ -81,7 +84,10 @@ def _concurrency() -> dict:
 def _broker() -> dict:
     from tests.faults.broker_faults import run_broker_faults
 
-    return run_broker_faults(flows=_n("broker_flows", 12, 300), fault_rate=0.3)
+    # late landings: booked 0.25 s after arriving, the client gives up after 0.15 s
+    return run_broker_faults(
+        flows=_n("broker_flows", 12, 1000), fault_rate=0.3, late_landing_sec=0.25
+    )
 
 
 def _crash() -> dict:
@@ -92,9 +98,46 @@ def _crash() -> dict:
 
 def _database() -> dict:
     from tests.faults.db_faults import run_db_faults
-    from tests.faults.sizes import FULL
 
-    return run_db_faults(flows=_n("db_flows", 20, 150), kills=_n("db_kills", 1, 6), restart=FULL)
+    return run_db_faults(flows=_n("db_flows", 20, 150), kills=_n("db_kills", 1, 6))
+
+
+def _pg_restart() -> dict:
+    from tests.faults.db_faults import run_db_faults
+
+    return run_db_faults(flows=_n("pg_restart_flows", 12, 150), kills=0, restart=True)
+
+
+def _redis_restart() -> dict:
+    from tests.faults.db_faults import run_db_faults
+
+    return run_db_faults(flows=_n("redis_restart_flows", 12, 150), kills=0, redis_restart=True)
+
+
+def _pytest_counts(path: str, env: dict) -> tuple[dict, str]:
+    import re
+    import subprocess
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", path, "-q", "-p", "no:cacheprovider", "-W", "ignore"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
+    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else proc.stderr[-300:]
+    counts = {k: int(v) for v, k in re.findall(r"(\d+) (passed|failed|skipped|error)", tail)}
+    return counts, tail
+
+
+def _shutdown() -> dict:
+    """Every long-running process and state stopped by SIGTERM (tests/faults/test_sigterm.py)."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["DATABASE_URL"] = _main_database_url
+    own = os.environ.get("FAULTS_DB_NAME", "autotrader_faults")
+    env.setdefault("TEST_DB_NAME", f"test_{own}_sigterm")  # not shared with another run
+    counts, tail = _pytest_counts("tests/faults/test_sigterm.py", env)
+    return {**counts, "summary": tail[-200:]}
 
 
 def _api() -> dict:
@@ -142,8 +185,72 @@ SCENARIOS = {
     "stream": _stream,
     "crash": _crash,
     "database": _database,
+    "pg_restart": _pg_restart,
+    "redis_restart": _redis_restart,
+    "shutdown": _shutdown,
     "api": _api,
 }
+
+_RECOVERY = {
+    "flows_lost": "flows_lost",
+    "signals_mislabelled": "signals_mislabelled",
+    "fills_lost": "fills_lost",
+    "orders_orphan": "orders_orphan",
+    "orders_duplicate": "orders_duplicate",
+    "positions_mismatch": "positions_mismatch",
+    "recoveries_lost": "not_recovered",
+}
+# count key in the summary → the scenario's own figure; every one should be 0
+COUNTS = {
+    "stream": {
+        "bars_lost": "bars_lost",
+        "bars_duplicate": "bars_duplicate",
+        "bars_partial": "bars_partial",
+        "bars_provisional_left": "bars_provisional_left",
+        "streams_crashed": "crashes",
+    },
+    "broker": {
+        "orders_lost": "lost_orders",
+        "orders_orphan": "unsettled_orders",
+        "orders_duplicate": "doubled_orders",
+        "orders_mismatch": "state_mismatches",
+        "positions_mismatch": "position_mismatches",
+        "bracket_legs_orphan": "unlinked_bracket_legs",
+        "stops_duplicate": "trades_with_two_stops",
+        "flows_crashed": "errors",
+    },
+    "crash": {
+        "flows_lost": "unfinished_flows",
+        "entries_lost": "entries_dropped_by_crash",
+        "signals_mislabelled": "signals_mislabelled",
+        "orders_orphan": "orphan_orders",
+        "orders_duplicate": "duplicate_orders",
+        "orders_mismatch": "state_mismatches",
+        "positions_mismatch": "position_mismatches",
+    },
+    "concurrency": {"limits_breached": "breaches_total", "deciders_crashed": "errors"},
+    "database": _RECOVERY,
+    "pg_restart": _RECOVERY,
+    "redis_restart": _RECOVERY,
+    "shutdown": {"stops_late_or_lossy": "failed"},
+    "api": {"api_checks_failed": "failed"},
+}
+
+
+def counts_of(figures: dict) -> dict:
+    """`<scenario>_<what>_<kind>` → count, for every scenario that ran (a scenario that could
+    not run counts as one `<scenario>_runs_lost`)."""
+    out = {}
+    for scenario, keys in COUNTS.items():
+        got = figures.get(scenario)
+        if got is None:
+            continue
+        if "error" in got:
+            out[f"{scenario}_runs_lost"] = 1
+            continue
+        for name, key in keys.items():
+            out[f"{scenario}_{name}"] = int(got.get(key) or 0)
+    return out
 
 
 def main() -> None:
@@ -169,7 +276,15 @@ def main() -> None:
             file=sys.stderr,
             flush=True,
         )
-    print(json.dumps(figures, default=str))
+    counts = counts_of(figures)
+    summary = {
+        "name": figures.pop("name"),
+        "full": figures.pop("full"),
+        "all_zero": not any(counts.values()),
+        "counts": counts,
+        **figures,
+    }
+    print(json.dumps(summary, default=str))
 
 
 if __name__ == "__main__":

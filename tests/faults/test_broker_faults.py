@@ -9,10 +9,11 @@ from tests.faults.sizes import size
 @pytest.mark.slow
 @pytest.mark.django_db
 def test_broker_faults_lose_and_double_nothing():
-    figures = run_broker_faults(flows=size(12, 300), fault_rate=0.3)
+    figures = run_broker_faults(flows=size(12, 1000), fault_rate=0.3)
     print(figures)
     assert figures["errors"] == 0, figures["first_error"]
     assert figures["faults_injected"] >= 10
+    assert figures["resting_fills"] > 0  # resting stops filled at the broker, learnt by sync
     assert figures["failures_in_metrics"] == figures["faults_injected"]
     assert figures["reconcile_ok"]
     assert figures["doubled_orders"] == 0
@@ -22,3 +23,26 @@ def test_broker_faults_lose_and_double_nothing():
     assert figures["position_mismatches"] == 0
     assert figures["unlinked_bracket_legs"] == 0, figures["unlinked_examples"]
     assert figures["trades_with_two_stops"] == 0
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.xfail(
+    strict=True,
+    reason="TradierBroker.submit looks the tag up right after a timeout and resends: an order "
+    "landing later is doubled. Fix belongs to trading/brokers/tradier.py (helper C, issue 14): "
+    "after an ambiguous failure, re-check the tag over a settle window before resending "
+    "(docs/reliability.md finding 7). Strict: passes the day the fix lands, then drop this.",
+)
+def test_order_landing_after_the_tag_lookup_is_not_doubled():
+    """The unknown-outcome window: an order POST times out at the client (0.15 s) and reaches
+    the book 0.25 s after it arrived — after the client's first look-up of its tag."""
+    figures = run_broker_faults(
+        flows=size(12, 200), fault_rate=0.3, kinds=("land_late",), late_landing_sec=0.25
+    )
+    print(figures)
+    assert figures["late_landings"] > 0  # the window was exercised
+    assert figures["doubled_orders"] == 0
+    assert figures["lost_orders"] == 0, figures["lost_examples"]
+    assert figures["unsettled_orders"] == 0
+    assert figures["position_mismatches"] == 0

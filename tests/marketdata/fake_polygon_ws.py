@@ -35,6 +35,7 @@ class FakePolygonServer:
     not_entitled: set[str] = field(default_factory=set)  # tickers, e.g. {"I:NDX"}
     faults: list[Fault] = field(default_factory=list)
     max_connections_first: bool = False
+    pauses: dict[int, float] = field(default_factory=dict)  # frame index → seconds before it
 
     def __post_init__(self) -> None:
         self.connections: dict[str, int] = {}
@@ -110,6 +111,8 @@ class FakePolygonServer:
         try:
             while self.cursor.get(cluster, 0) < len(frames):
                 position = self.cursor.get(cluster, 0)
+                if position in self.pauses:
+                    await asyncio.sleep(self.pauses[position])  # a quiet market
                 frame = frames[position]
                 if isinstance(frame, str):
                     await ws.send(frame)

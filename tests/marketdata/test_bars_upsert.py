@@ -89,3 +89,35 @@ def test_ticks_insert_upserts_by_key():
     assert ticks_insert(ticks=rows[:2] + [("SPY", T0, 1, 3, 0.5, 2.5, 11, 1.3, 5, "stream")]) == 1
     assert Tick.objects.count() == 5
     assert Tick.objects.get(ts=T0).close == 2.5
+
+
+@pytest.mark.django_db
+def test_heal_replaces_the_provisional_stream_row_with_the_providers_bar():
+    from marketdata.selectors import bars_as_data
+    from marketdata.services import bars_heal
+
+    stream = [replace(b, provisional=(i == 1)) for i, b in enumerate(bars(3))]
+    bars_upsert(bars=stream)
+    assert Bar.objects.get(ts=T0 + timedelta(minutes=1)).provisional is True
+    provider = replace(bars(3, source="rest_backfill", shift=0.25)[1], provisional=True)
+    assert bars_heal(bars=[provider]) == 1
+    assert bars_heal(bars=[provider]) == 0  # idempotent: nothing changes the second time
+    rows = Bar.objects.filter(ts=T0 + timedelta(minutes=1))
+    assert [(r.source, r.close, r.provisional) for r in rows] == [("rest_backfill", 101.75, False)]
+    assert Bar.objects.count() == 3  # the other minutes keep their stream rows
+    got = bars_as_data(symbol="SPY")
+    assert [b.close for b in got] == [100.5, 101.75, 102.5]
+
+
+@pytest.mark.django_db
+def test_readers_prefer_a_final_bar_to_a_provisional_one_of_the_same_minute():
+    from marketdata.selectors import bars_as_data
+
+    final = bars(1, source="polygon_flatfile", shift=1.0)  # stored first ...
+    provisional = [replace(b, provisional=True) for b in bars(1)]
+    bars_upsert(bars=provisional)  # ... or second: the final one is what readers see
+    bars_upsert(bars=final)
+    (bar,) = bars_as_data(symbol="SPY")
+    assert (bar.source, bar.close, bar.provisional) == ("polygon_flatfile", 101.5, False)
+    (latest,) = bars_as_data(symbol="SPY", limit=1)
+    assert latest.source == "polygon_flatfile"

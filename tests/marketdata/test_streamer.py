@@ -6,12 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.core.management import call_command
-from django.core.management.base import CommandError
 
+from autotrader_site.heartbeat import heartbeat_read
 from autotrader_site.metrics import STREAM_MESSAGES_TOTAL
 from marketdata.models import Bar, Tick
 from marketdata.streamer.client import StreamAuthError
@@ -279,18 +279,28 @@ def test_max_connections_backs_off_then_streams():
 
 
 @pytest.mark.django_db(transaction=True)
-def test_session_gap_is_back_filled_from_rest():
+def test_gap_is_back_filled_and_partial_first_minute_healed_from_rest():
+    """Minute 2 is never streamed (a gap); minute 0 is the first after connecting, so its
+    earlier seconds may be missing (provisional). Both end as the provider's bar, one row per
+    minute; the stream's own complete minutes stay as streamed."""
     events = source_events(["SPY"], 5, seed=6, skip_minute=("SPY", 2))
     server = FakePolygonServer(frames={"stocks": frames_of(events)}).start()
-    gap_ts = datetime.fromtimestamp(START + 120, tz=UTC)
+    minute = lambda m: datetime.fromtimestamp(START + 60 * m, tz=UTC)  # noqa: E731
     asked = []
 
-    def rest_fetch(symbol, start, end):
+    def rest_fetch(symbol, start, end):  # the provider's bar of each minute asked for
         asked.append((symbol, start, end))
-        return [BarData(symbol, gap_ts, 1.0, 2.0, 0.5, 1.5, 900.0, 1.2, source="tradier")]
+        out, at = [], start
+        while at <= end:
+            out.append(BarData(symbol, at, 1.0, 2.0, 0.5, 1.5, 900.0, 1.2, 7, source="polygon"))
+            at += timedelta(minutes=1)
+        return out
 
+    published = []
     try:
-        sink = StreamSink(backfill_gaps=True, rest_fetch=rest_fetch, on_bar=lambda b: None)
+        sink = StreamSink(
+            backfill_gaps=True, rest_fetch=rest_fetch, on_bar=published.append, heal_delay_sec=0
+        )
         run_streamer(
             server,
             config_for(server, ["SPY"], backfill_gaps=True),
@@ -299,25 +309,45 @@ def test_session_gap_is_back_filled_from_rest():
         )
     finally:
         server.stop()
-    assert asked == [("SPY", gap_ts, gap_ts.replace(second=59))]
-    filled = Bar.objects.get(symbol="SPY", source="rest_backfill")
-    assert filled.ts == gap_ts and filled.close == 1.5 and filled.volume == 900
-    assert Bar.objects.filter(symbol="SPY", source="stream").count() == 4
-    assert sink.stats.gaps_filled == 1
+    assert ("SPY", minute(2), minute(2).replace(second=59)) in asked  # the gap
+    assert ("SPY", minute(0), minute(0).replace(second=59)) in asked  # the provisional minute
+    rows = list(Bar.objects.filter(symbol="SPY").order_by("ts"))
+    assert [r.ts for r in rows] == [minute(m) for m in range(5)]  # one row per minute
+    by_ts = {r.ts: r for r in rows}
+    for m in (0, 2):
+        healed = by_ts[minute(m)]
+        assert (healed.source, healed.close, healed.volume, healed.trades) == (
+            "rest_backfill",
+            1.5,
+            900,
+            7,
+        )
+        assert healed.provisional is False
+    want = expected_bars(events)
+    for m in (1, 3):
+        row = by_ts[minute(m)]
+        assert row.source == "stream" and row.provisional is False
+        assert row.close == want[("SPY", minute(m))][3]
+    assert published[0].ts == minute(0) and published[0].provisional is True  # told, not held
+    assert [b.ts for b in published if b.provisional] == [minute(0)], published
+    assert sink.stats.gaps_filled == 1 and sink.stats.bars_healed >= 1
 
 
 @pytest.mark.django_db(transaction=True)
-def test_run_streamer_command_reports_auth_failure(settings):
+def test_run_streamer_refused_key_says_so_once_and_stops(settings, tmp_path, capsys):
     server = FakePolygonServer(key="right", frames={"indices": []}).start()
     settings.POLYGON_WS_URL = server.url
     settings.POLYGON_WS_KEY = "wrong"
     settings.STREAM_GAP_BACKFILL = False
+    settings.HEARTBEAT_DIR = tmp_path
     try:
-        with pytest.raises(CommandError, match="auth_failed|refused the key"):
-            call_command("run_streamer", "--symbols", "SPX")
+        call_command("run_streamer", "--symbols", "SPX")  # returns: nothing to retry
     finally:
         server.stop()
     assert server.connections == {"indices": 1}
+    assert "refused the key" in capsys.readouterr().err
+    beat = heartbeat_read("streamer", directory=tmp_path)
+    assert beat["state"] == "disabled" and "refused the key" in beat["reason"]
 
 
 def test_cluster_url_replaces_the_configured_cluster():

@@ -108,7 +108,8 @@ def test_risk_preview_explains_every_block():
     out = risk_preview(symbol="spy", qty=10, price="450", now=NOON)
     assert out["approved"] is False
     assert "TRADING_HALTED" in out["reasons"]
-    assert out["notional"] == "4500.00"
+    # priced at the expected fill: 450 + half the 0.01 spread + 0.005 slippage = 450.01
+    assert out["notional"] == "4500.10"
     assert out["qty"] == 10
 
 
@@ -137,6 +138,11 @@ def test_decision_lock_is_a_transaction_with_an_advisory_lock():
 @pytest.mark.django_db
 def test_risk_preview_sizes_from_the_stop_or_falls_back_to_order_qty(settings):
     settings.ORDER_QTY = 3
+    settings.RISK_MAX_ORDER_NOTIONAL_PCT = 0  # let the risk budget, not the cap, size it
+    settings.RISK_MAX_SYMBOL_EXPOSURE_PCT = 0
     assert risk_preview(symbol="SPY", price="450", now=NOON)["qty"] == 3
     sized = risk_preview(symbol="SPY", price="450", stop_price="449.50", now=NOON)
-    assert sized["qty"] == 200 and sized["approved"]
+    # fill 450.01, stop fills at 449.49: 0.52 a share + SEC fee (27.80 per million of
+    # 449.49) + TAF 0.000166 = 0.53266 -> 187 shares lose 97.24 + 2.34 + 0.04 = 99.62;
+    # 188 would lose 97.76 + 2.35 + 0.04 = 100.15 > 100
+    assert sized["qty"] == 187 and sized["approved"]

@@ -157,18 +157,27 @@ def test_per_symbol_notional_cap_counts_what_is_held():
     assert "NOTIONAL_EXCEEDS_SYMBOL_MAX" in failed(decision)  # 2000 + 4500 > 6000
 
 
-def test_min_cash_against_balances():
+def test_min_cash_is_kept_after_paying_for_the_order():
     config = RiskConfig(min_cash_usd=D("5000"))
+    # 100 shares (risk-sized: 100 / 1.00) cost 45,000; 50,000 leaves exactly the 5,000 floor
+    assert evaluate(INTENT, Exposure(cash=D("50000")), config, OPEN_NOON).qty == 100
+    # 49,999.99: sizing keeps the floor by buying one share less
+    assert evaluate(INTENT, Exposure(cash=D("49999.99")), config, OPEN_NOON).qty == 99
+    # below the floor nothing fits
     assert failed(evaluate(INTENT, Exposure(cash=D("4999")), config, OPEN_NOON)) == {
-        "INSUFFICIENT_CASH"
+        "INSUFFICIENT_CASH",
+        "QTY_ZERO",
     }
-    assert evaluate(INTENT, Exposure(cash=D("5000")), config, OPEN_NOON).approved
     assert "INSUFFICIENT_CASH" in failed(evaluate(INTENT, Exposure(), config, OPEN_NOON))
 
 
-def test_daily_loss_limit_blocks_new_entries():
+def test_daily_loss_limit_counts_the_new_trade_at_its_stop():
     config = RiskConfig(max_daily_loss_usd=D("500"))
-    assert evaluate(INTENT, Exposure(day_pnl=D("-499.99")), config, OPEN_NOON).approved
+    # the new trade risks 100 (100 shares x 1.00): -400 - 100 reaches the limit exactly
+    assert evaluate(INTENT, Exposure(day_pnl=D("-400")), config, OPEN_NOON).approved
+    assert failed(evaluate(INTENT, Exposure(day_pnl=D("-400.01")), config, OPEN_NOON)) == {
+        "DAILY_LOSS_LIMIT"
+    }
     assert failed(evaluate(INTENT, Exposure(day_pnl=D("-500")), config, OPEN_NOON)) == {
         "DAILY_LOSS_LIMIT"
     }

@@ -89,6 +89,16 @@ def hod_fail(symbol="SPY", hold=False) -> Sequence:
     return Sequence(bars, bars[61].ts)
 
 
+def hod_fail_twice(symbol="SPY") -> Sequence:
+    """hod_fail, then the price climbs to a new high (100.8) and fails again (100.5)."""
+    closes = [100.0 + 0.01 * i for i in range(61)] + [100.5] * 5
+    closes += [100.6, 100.7, 100.8] + [100.5] * 5
+    bars = _bars(symbol, SESSIONS[0], closes, [1000.0] * len(closes), 100.0)
+    seq = Sequence(bars, bars[61].ts)
+    seq.expected_all = [bars[61].ts, bars[69].ts]
+    return seq
+
+
 def orb(symbol="SPY") -> Sequence:
     """Two trend sessions, then a range 09:30-10:14 and a breakout at 10:15 on triple volume."""
     warm, price = trend_sessions(symbol)

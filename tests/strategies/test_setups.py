@@ -10,8 +10,7 @@ import pytest
 from marketdata.services import bars_upsert
 from strategies.config import StrategyConfig
 from strategies.evaluation import setups_decide
-from strategies.feature_store import engines_reset
-from strategies.features import FeatureEngine
+from strategies.feature_store import engines_reset, new_engine
 from strategies.models import Signal
 from strategies.services import evaluate_bar
 from tests.strategies import sequences
@@ -25,7 +24,7 @@ def cfg(settings):
 
 def run(bars, cfg, symbol="SPY"):
     """(bar start, decision) for every regular-session bar, cooldown from earlier fires."""
-    engine = FeatureEngine(symbol, lookback_days=cfg.lookback_days, lookback_min=cfg.lookback_min)
+    engine = new_engine(symbol, cfg)
     last: dict = {}
     out = []
     for b in bars:
@@ -82,14 +81,15 @@ def test_vwap_reclaim_needs_rvol_above_minimum(cfg):
         run(seq.bars, replace(cfg, enabled_setups=("VWAP_RECLAIM",), vwap_min_rvol=2.5))
     )
     d = decisions[seq.expected]
-    assert not d.fired and any("rvol 2 below 2.5" in r for r in d.reasons)
+    assert not d.fired
+    assert d.reasons == ["not met: rvol >= VWAP_MIN_RVOL (rvol=2, VWAP_MIN_RVOL=2.5)"]
 
 
 def test_vwap_reclaim_waits_for_power_hour_on_power_hour_symbols(cfg):
     seq = sequences.vwap_reclaim("SPX")
     base = replace(cfg, enabled_setups=("VWAP_RECLAIM",), cooldown_sec=0)
     d = dict(run(seq.bars, base, "SPX"))[seq.expected]  # closes 10:32 < 15:00
-    assert not d.fired and "power hour" in d.reasons[0]
+    assert not d.fired and "POWER_HOUR_START=15:00" in d.reasons[0], d.reasons
     from datetime import time
 
     early = replace(base, power_hour_start=time(10, 32))
@@ -107,7 +107,9 @@ def test_orb_only_inside_its_time_window(cfg):
         seq.expected
     ]
     d = dict(run(seq.bars, replace(c, orb_end=time(10, 15))))[seq.expected]
-    assert not d.fired and "outside 10:00-10:15" in d.reasons[0]
+    assert not d.fired
+    window = "time_between(ORB_START, ORB_END) (ORB_START=10:00, ORB_END=10:15)"
+    assert d.reasons == [f"not met: {window}"]
 
 
 def test_thresholds_come_from_settings(settings):
@@ -119,10 +121,21 @@ def test_thresholds_come_from_settings(settings):
 
 
 def test_level_setup_repeats_only_after_the_cooldown(cfg):
-    seq = sequences.hod_fail(hold=True)
-    c = replace(cfg, enabled_setups=("HOD_FAIL",), cooldown_sec=900)
+    # the close stays under the band for 7 bars (then the trend turns down): 0, +5 min
+    seq = sequences.sigma_fade(hold=True)
+    c = replace(cfg, enabled_setups=("SIGMA_FADE",), cooldown_sec=300)
     fired = [ts for ts, d in run(seq.bars, c) if d.fired]
-    assert fired == [seq.expected + timedelta(minutes=m) for m in (0, 15, 30)]
+    assert fired == [seq.expected + timedelta(minutes=m) for m in (0, 5)]
+
+
+def test_hod_fail_fires_once_per_fresh_high(cfg):
+    """An event: the pullback that holds for 30 bars fires once (the level rule refired at
+    every cooldown expiry); a new high that fails again fires again."""
+    c = replace(cfg, enabled_setups=("HOD_FAIL",), cooldown_sec=0)
+    held = sequences.hod_fail(hold=True)
+    assert [ts for ts, d in run(held.bars, c) if d.fired] == [held.expected]
+    again = sequences.hod_fail_twice()
+    assert [ts for ts, d in run(again.bars, c) if d.fired] == again.expected_all
 
 
 @pytest.mark.django_db
@@ -138,9 +151,9 @@ def test_live_path_journals_exactly_one_signal_on_the_built_bar(setup, settings)
 
 @pytest.mark.django_db
 def test_cooldown_survives_a_restart(settings):
-    settings.ENABLED_SETUPS = ["HOD_FAIL"]
-    settings.VWAP_COOLDOWN_SEC = 900
-    seq = sequences.hod_fail(hold=True)
+    settings.ENABLED_SETUPS = ["SIGMA_FADE"]
+    settings.VWAP_COOLDOWN_SEC = 300
+    seq = sequences.sigma_fade(hold=True)
     bars_upsert(bars=seq.bars)
     cut = [b.ts for b in seq.bars].index(seq.expected) + 3
     for b in seq.bars[:cut]:
@@ -149,4 +162,4 @@ def test_cooldown_survives_a_restart(settings):
     for b in seq.bars[cut:]:
         evaluate_bar(symbol="SPY", bar_ts=b.ts)
     fired = list(Signal.objects.order_by("bar_ts").values_list("bar_ts", flat=True))
-    assert fired == [seq.expected + timedelta(minutes=m) for m in (0, 15, 30)]
+    assert fired == [seq.expected + timedelta(minutes=m) for m in (0, 5)]

@@ -134,8 +134,10 @@ def test_order_dryrun_validates_like_tradier():
 
 
 def test_kill_switch_halts_and_flattens_on_the_daily_loss(paper):
+    # opened without a limit: with one of 50, a trade risking 100 is refused at entry
+    # (DAILY_LOSS_LIMIT counts its loss at the stop); here the loss comes from the marks
+    trade = opened(RiskConfig())
     config = RiskConfig(max_daily_loss_usd=D("50"))
-    trade = opened(config)
     from trading.services import bar_mark
 
     bar_mark(symbol="SPY", price=D("99.70"))  # 100 shares, entry 100.12 → -42

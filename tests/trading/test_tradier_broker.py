@@ -66,7 +66,8 @@ def test_market_limit_stop_and_stop_limit_are_form_encoded(fake_tradier):
 
 
 def test_otoco_sends_indexed_legs_that_the_fake_accepts(fake_tradier):
-    ack = fake_tradier.broker.submit(otoco())
+    fake_tradier.quote("SPY", "450.00", "450.02")
+    ack = fake_tradier.broker.submit(otoco(leg0_type="limit"))
     placed = fake_tradier.orders[int(ack.id)]
     assert placed["class"] == "otoco" and len(placed["leg"]) == 3
     form = next(r for r in fake_tradier.requests if r.method == "POST").content.decode()
@@ -125,8 +126,18 @@ def test_the_fake_itself_rejects_what_tradier_rejects():
         f"accounts/{fake.account}/orders", data=form, headers={"Authorization": "Bearer test-token"}
     )
     assert response.status_code == 400
-    assert "only the first leg may be market" in response.text
+    assert "type[0] must be one of limit, stop, stop_limit" in response.text
     assert fake.submissions == {}
+    form["type[0]"], form["price[0]"] = "limit", "1.50"
+    response = client.post(
+        f"accounts/{fake.account}/orders", data=form, headers={"Authorization": "Bearer test-token"}
+    )
+    assert "type[1] must be one of limit, stop, stop_limit" in response.text  # exits too
+    form["type[1]"], form["price[1]"] = "limit", "2.00"
+    response = client.post(
+        f"accounts/{fake.account}/orders", data=form, headers={"Authorization": "Bearer test-token"}
+    )
+    assert response.status_code == 200 and fake.submissions == {"x-1": 1}
 
 
 def _requests_total(endpoint, status):

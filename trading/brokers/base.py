@@ -6,12 +6,9 @@ normalised to the order state machine's names (`trading.models.OrderStatus`).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Protocol
-
-TAG_RE = re.compile(r"^[A-Za-z0-9-]{1,255}$")
 
 
 class BrokerError(Exception):
@@ -147,52 +144,8 @@ class Broker(Protocol):
 
 
 def validate_request(request: OrderRequest) -> None:
-    """Tradier's documented rules, applied before anything is sent (both brokers)."""
-    if not TAG_RE.match(request.tag or ""):
-        raise BrokerRejected(f"tag {request.tag!r}: letters, digits and '-' only, 1-255 chars")
-    if request.order_class == "otoco":
-        _validate_otoco(request.legs)
-        return
-    if request.order_class == "oco":
-        if len(request.legs) != 2:
-            raise BrokerRejected("oco needs exactly 2 legs")
-        for leg in request.legs:
-            _validate_leg(leg, allow_market=False)
-        return
-    _validate_leg(
-        Leg(
-            request.symbol,
-            request.side,
-            request.qty,
-            request.order_type,
-            request.price,
-            request.stop,
-        ),
-        allow_market=True,
-    )
+    """Tradier's documented shape rules (`trading.brokers.order_shapes.validate`), applied
+    before anything is sent by either broker. Raises OrderShapeError (a BrokerRejected)."""
+    from trading.brokers.order_shapes import validate
 
-
-def _validate_leg(leg: Leg, *, allow_market: bool) -> None:
-    if leg.side not in ("buy", "sell", "sell_short", "buy_to_cover"):
-        raise BrokerRejected(f"side {leg.side!r} invalid")
-    if int(leg.qty) < 1:
-        raise BrokerRejected("quantity must be >= 1")
-    if leg.order_type not in ("market", "limit", "stop", "stop_limit"):
-        raise BrokerRejected(f"type {leg.order_type!r} invalid")
-    if leg.order_type == "market" and not allow_market:
-        raise BrokerRejected("only the first leg may be a market order")
-    if leg.order_type in ("limit", "stop_limit") and (leg.price is None or leg.price <= 0):
-        raise BrokerRejected(f"{leg.order_type} order needs price")
-    if leg.order_type in ("stop", "stop_limit") and (leg.stop is None or leg.stop <= 0):
-        raise BrokerRejected(f"{leg.order_type} order needs stop")
-
-
-def _validate_otoco(legs: tuple[Leg, ...]) -> None:
-    if len(legs) != 3:
-        raise BrokerRejected("otoco needs exactly 3 legs")
-    for index, leg in enumerate(legs):
-        _validate_leg(leg, allow_market=index == 0)
-    if legs[1].symbol != legs[2].symbol:
-        raise BrokerRejected("otoco legs 1 and 2 must be the same symbol")
-    if legs[1].order_type == legs[2].order_type:
-        raise BrokerRejected("otoco legs 1 and 2 must have different types")
+    validate(request)

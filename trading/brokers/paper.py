@@ -21,6 +21,7 @@ from trading.brokers.base import (
     Quote,
     validate_request,
 )
+from trading.brokers.order_shapes import needs_entry_price, with_marketable_entry
 from trading.core.fills import FillCosts
 
 
@@ -48,7 +49,17 @@ class PaperBroker:
 
     # --- the broker interface ------------------------------------------------------------
     def submit(self, request: OrderRequest) -> BrokerOrder:
-        validate_request(request)
+        # The shape Tradier would receive is checked (a market-entry bracket as its marketable
+        # limit), while the paper book keeps the ledger's market entry: the fill model fills it
+        # at the next bar like the marketable limit that does not run past its cap.
+        if needs_entry_price(request):
+            quote = self.quote(request.legs[0].symbol) or self._bracket_midpoint(request)
+            shaped = with_marketable_entry(
+                request, quote, Decimal(str(settings.ENTRY_MARKETABLE_OFFSET))
+            )
+            validate_request(shaped)
+        else:
+            validate_request(request)
         legs = [
             BrokerOrder(id=self._new_id(), status="open", symbol=leg.symbol, side=leg.side)
             for leg in request.legs
@@ -136,6 +147,16 @@ class PaperBroker:
         return Quote(symbol, bid=mid - half, ask=mid + half, last=mid)
 
     # --- helpers -------------------------------------------------------------------------
+    @staticmethod
+    def _bracket_midpoint(request: OrderRequest) -> Quote | None:
+        """Without stored bars, the middle of the exit legs stands in for the quote: only the
+        shape is checked with it, nothing is priced or filled from it."""
+        levels = [leg.price or leg.stop for leg in request.legs[1:] if (leg.price or leg.stop)]
+        if not levels:
+            return None
+        mid = sum(levels, Decimal("0")) / len(levels)
+        return Quote(request.legs[0].symbol, bid=None, ask=None, last=mid)
+
     def _row(self, broker_order_id: str):
         from trading.models import Order
 

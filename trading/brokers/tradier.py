@@ -16,6 +16,7 @@ from typing import Any
 
 from django.conf import settings
 
+from marketdata.clients.tradier_budget import CRITICAL, ENTRY
 from marketdata.clients.tradier_http import (
     TradierError,
     TradierHTTP,
@@ -35,6 +36,7 @@ from trading.brokers.base import (
     Quote,
     validate_request,
 )
+from trading.brokers.order_shapes import BUY_SIDES, needs_entry_price, with_marketable_entry
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +90,14 @@ def order_form(request: OrderRequest) -> dict[str, str]:
     return form
 
 
+def submit_priority(request: OrderRequest) -> int:
+    """Orders that close or protect (sells, covers, OCO exits) go before new entries."""
+    side = request.legs[0].side if request.legs else request.side
+    if request.order_class == "oco" or side not in BUY_SIDES:
+        return CRITICAL
+    return ENTRY
+
+
 def parse_order(data: dict) -> BrokerOrder:
     legs = [parse_order(leg) for leg in as_list(data.get("leg"))]
     return BrokerOrder(
@@ -121,12 +131,18 @@ class TradierBroker:
         submit_attempts: int = 4,
         backoff_sec: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
+        marketable_offset: Decimal | None = None,
     ) -> None:
         self.http = http
         self.account_id = account_id
         self.submit_attempts = max(1, submit_attempts)
         self.backoff_sec = backoff_sec
         self.sleep = sleep
+        self.marketable_offset = (
+            Decimal(str(settings.ENTRY_MARKETABLE_OFFSET))
+            if marketable_offset is None
+            else marketable_offset
+        )
 
     @classmethod
     def from_settings(cls, **overrides) -> TradierBroker:
@@ -148,8 +164,10 @@ class TradierBroker:
 
     # --- orders --------------------------------------------------------------------------
     def submit(self, request: OrderRequest) -> BrokerOrder:
+        request = self.shaped(request)
         validate_request(request)
         form = order_form(request)
+        priority = submit_priority(request)
         last_error: Exception | None = None
         for attempt in range(self.submit_attempts):
             if attempt:
@@ -161,7 +179,9 @@ class TradierBroker:
                     return existing
                 self.sleep(self.backoff_sec * (2 ** (attempt - 1)))
             try:
-                body = self.http.post(self._orders_path, endpoint="orders.create", data=form)
+                body = self.http.post(
+                    self._orders_path, endpoint="orders.create", data=form, priority=priority
+                )
             except (TradierRetryableError, TradierTransportError) as exc:
                 last_error = exc
                 continue
@@ -179,6 +199,8 @@ class TradierBroker:
                 qty=request.qty,
                 order_type=request.order_type,
                 tag=request.tag,
+                price=request.price,
+                stop=request.stop,
                 order_class=request.order_class,
                 raw=body,
             )
@@ -186,6 +208,47 @@ class TradierBroker:
         if existing is not None:
             return existing
         raise BrokerUnavailable(f"Tradier submit of {request.tag} failed: {last_error}")
+
+    def shaped(self, request: OrderRequest) -> OrderRequest:
+        """A market-entry bracket as Tradier takes it: the entry leg becomes a marketable limit
+        (ask + ENTRY_MARKETABLE_OFFSET; last + offset without a quote). See order_shapes."""
+        if not needs_entry_price(request):
+            return request
+        entry = request.legs[0]
+        try:
+            quote = self.quote(entry.symbol)
+        except BrokerUnavailable as exc:
+            log.warning("no quote for the marketable entry of %s: %s", request.tag, exc)
+            quote = None
+        return with_marketable_entry(request, quote, self.marketable_offset)
+
+    def events_session(self) -> tuple[str, str]:
+        """A fresh account streaming session: (sessionid, websocket url). Tradier: valid 5
+        minutes to connect, one session per account at a time."""
+        try:
+            body = self.http.post(
+                "accounts/events/session",
+                endpoint="accounts.events.session",
+                idempotent=True,  # a second session only replaces the first
+                priority=CRITICAL,
+            )
+        except TradierError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        sid = dig(body, "stream", "sessionid")
+        if not sid:
+            raise BrokerUnavailable(f"Tradier answered no sessionid: {body}")
+        return str(sid), str(dig(body, "stream", "url") or "")
+
+    def profile(self) -> dict:
+        try:
+            body = self.http.get("user/profile", endpoint="user.profile")
+        except TradierError as exc:
+            raise BrokerUnavailable(str(exc)) from exc
+        return dig(body, "profile") or {}
+
+    def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
+        """The account's orders carrying `tag` (Tradier has no tag filter: list and match)."""
+        return [order for order in self.orders() if order.tag == tag]
 
     def _find_by_tag(self, tag: str) -> BrokerOrder | None:
         try:

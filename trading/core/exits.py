@@ -19,8 +19,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import datetime
-from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Decimal
 
+from risk.sizing import partial_exit_qty
 from trading.core.fills import CENT, BarPrices
 
 
@@ -84,10 +85,9 @@ def exit_decide(
         if state.target_two is not None and bar.high >= state.target_two:
             return replace(action, kind="full", qty=state.remaining_qty, reason="target_two")
         if state.target_one is not None and not state.partial_done and bar.high >= state.target_one:
-            qty = int(
-                (Decimal(state.remaining_qty) * partial_exit_pct).to_integral_value(ROUND_FLOOR)
-            )
-            qty = min(qty, state.remaining_qty - 1) if state.remaining_qty > 1 else 0
+            qty = partial_exit_qty(state.remaining_qty, partial_exit_pct)
+            if qty >= state.remaining_qty:  # PARTIAL_EXIT_PCT=1.0: all of it at T1
+                return replace(action, kind="full", qty=state.remaining_qty, reason="target_one")
             breakeven = max(state.stop_price, state.entry_price)
             kind = "partial" if qty >= 1 else "stop"
             return replace(

@@ -396,10 +396,23 @@ def escalate_due(ledger, *, now: datetime, config: RiskConfig) -> int:
     )
 
 
-def exposure(ledger, *, now: datetime, cash=None, buying_power=None, with_day_pnl=True):
+def exposure(
+    ledger,
+    *,
+    now: datetime,
+    cash=None,
+    buying_power=None,
+    with_day_pnl=True,
+    costs=None,
+    idea_window_sec: int | None = None,
+):
     """Everything the risk rules read, from the ledger in one place (call it inside the
     decision lock): live trades, working non-protective orders, position notional, working
     entries' worst-case notional (the cash they reserve), ideas in flight, day P&L, state."""
+    if costs is None:
+        from risk.costs import cost_model_from_settings
+
+        costs = cost_model_from_settings()
     trades = ledger.live_trades()
     by_symbol: dict[str, int] = {}
     for trade in trades:
@@ -419,8 +432,55 @@ def exposure(ledger, *, now: datetime, cash=None, buying_power=None, with_day_pn
         trading_state=ledger.trading_state(),
         pending_notional_by_symbol=pending,
         pending_cash=sum(pending.values(), ZERO),
-        ideas=tuple((t.setup, t.execution_symbol, t.created_at) for t in trades),
+        ideas=_ideas(ledger, trades, now=now, window_sec=idea_window_sec),
+        open_risk=_open_risk(trades, costs),
     )
+
+
+def _ideas(ledger, live, *, now: datetime, window_sec: int | None):
+    """risk.exposure.ideas_in_window: live trades, and trades decided within the window."""
+    from risk.exposure import IdeaRow, ideas_in_window
+
+    if window_sec is None:
+        from django.conf import settings
+
+        window_sec = settings.RISK_IDEA_WINDOW_SEC
+    live_ids = {id(t) for t in live}
+    live_pks = {getattr(t, "pk", None) for t in live} - {None}
+    rows = [IdeaRow(t.setup, t.execution_symbol, t.created_at, True) for t in live]
+    for t in ledger.decided_since(now - timedelta(seconds=window_sec)):
+        if id(t) in live_ids or getattr(t, "pk", None) in live_pks:
+            continue
+        rows.append(IdeaRow(t.setup, t.execution_symbol, t.created_at, False))
+    return ideas_in_window(rows, now=now, window_sec=window_sec)
+
+
+def _reference_price(trade) -> Decimal | None:
+    """The price a trade was planned on: its signal's (ORM row) or candidate's (backtest)."""
+    for holder, name in (("signal", "entry_price"), ("candidate", "entry")):
+        value = getattr(getattr(trade, holder, None), name, None)
+        if value is not None:
+            return Decimal(value)
+    return None
+
+
+def _open_risk(trades, costs) -> Decimal:
+    """risk.exposure.open_risk of the live trades: open ones at their fill and remaining qty,
+    pending ones at the worst-case market fill of their reference price."""
+    from risk.exposure import LiveTrade, open_risk
+
+    rows = []
+    for trade in trades:
+        if trade.status == TradeState.OPEN and trade.entry_price is not None:
+            qty, entry = trade.remaining_qty, Decimal(trade.entry_price)
+        else:
+            ref = _reference_price(trade)
+            if ref is None:
+                continue
+            qty, entry = trade.qty, costs.market_fill("buy", ref)
+        stop = None if trade.stop_price is None else Decimal(trade.stop_price)
+        rows.append(LiveTrade(trade.execution_symbol, qty, entry, stop))
+    return open_risk(rows, lambda _symbol: costs)
 
 
 def day_start(now: datetime) -> datetime:
@@ -519,6 +579,7 @@ def signal_decide(
         setup=candidate.setup,
         signal_symbol=candidate.symbol,
         policy_window=candidate.policy_window,
+        target_one=t1,
     )
     quote = ledger.quote(candidate.execution_symbol, entry)
     with ledger.decision_lock():
@@ -536,7 +597,7 @@ def signal_decide(
         plan = trade_plan(
             qty=decision.qty,
             entry=entry,
-            stop=stop,
+            stop=decision.stop_price or stop,  # widened to the minimum stop distance
             target_one=t1,
             target_two=t2,
             bracket=bracket,

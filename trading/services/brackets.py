@@ -115,6 +115,8 @@ def bracket_place(
     symbol = preview["symbol"]
     entry_price = Decimal(preview["price"])
     stop, target = Decimal(preview["stop"]), Decimal(preview["target"])
+    limit = to_cent(price) if order_type == OrderType.LIMIT else None
+    _shape_check(symbol, size, order_type, limit, target, stop, entry_price)
     broker = broker_get()
     ledger = OrmLedger(broker)
     config = RiskConfig.from_settings()
@@ -141,7 +143,6 @@ def bracket_place(
             deadline=None,
             created_at=now,
         )
-        limit = to_cent(price) if order_type == OrderType.LIMIT else None
         legs = bracket_legs(symbol, size, order_type, limit, target, stop)
         base = f"at-manual-{symbol}-{now:%Y%m%d%H%M%S}"
         entry = order_create(
@@ -187,6 +188,40 @@ def bracket_place(
         "reject_reason": order.reject_reason,
         "trade_id": trade.pk,
     }
+
+
+def _shape_check(symbol, size, order_type, limit, target, stop, reference) -> None:
+    """Refuse, before any row is written, a bracket Tradier would refuse: raises OrderShapeError
+    (HTTP 400 naming the rule). A market entry is checked as the marketable limit the Tradier
+    client will send (priced here from the bracket's reference price)."""
+    from django.conf import settings
+
+    from trading.brokers.base import Leg, Quote
+    from trading.brokers.order_shapes import validate, with_marketable_entry
+
+    legs = tuple(
+        Leg(
+            leg["symbol"],
+            leg["side"],
+            int(leg["qty"]),
+            leg["order_type"],
+            Decimal(leg["price"]) if leg["price"] else None,
+            Decimal(leg["stop"]) if leg["stop"] else None,
+        )
+        for leg in bracket_legs(symbol, size, order_type, limit, target, stop)
+    )
+    request = OrderRequest(
+        symbol,
+        "buy",
+        size,
+        order_type,
+        "at-manual-check",
+        price=limit,
+        order_class="otoco",
+        legs=legs,
+    )
+    quote = Quote(symbol, bid=None, ask=None, last=reference)
+    validate(with_marketable_entry(request, quote, Decimal(str(settings.ENTRY_MARKETABLE_OFFSET))))
 
 
 def order_dryrun(

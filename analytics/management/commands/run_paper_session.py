@@ -19,7 +19,8 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from autotrader_site.clock import MarketClock
-from marketdata.replay import ReplayFeed, read_bars_csv, store_and_publish, synthetic_sessions
+from marketdata.replay import ReplayFeed, read_bars_file, store_and_publish, synthetic_sessions
+from marketdata.timestamps import zone
 from marketdata.types import BarData
 
 HEARTBEAT_EVERY_SEC = 10.0
@@ -29,7 +30,12 @@ class Command(BaseCommand):
     help = "Serve AutoTrader and run a paper session replaying bars (REPLAY_FILE or synthetic)."
 
     def add_arguments(self, parser):
-        parser.add_argument("--file", default=settings.REPLAY_FILE, help="CSV of 1-minute bars")
+        parser.add_argument(
+            "--file", default=settings.REPLAY_FILE, help="CSV or Parquet of 1-minute bars"
+        )
+        parser.add_argument(
+            "--tz", default="", help="timezone of naive times in --file (refused without it)"
+        )
         parser.add_argument("--symbol", default=settings.REPLAY_SYMBOL)
         parser.add_argument(
             "--speed",
@@ -134,7 +140,10 @@ class Command(BaseCommand):
             path = Path(opts["file"])
             if not path.is_file():
                 raise CommandError(f"REPLAY_FILE {path} does not exist")
-            return list(read_bars_csv(path, symbol=symbol))
+            try:
+                return list(read_bars_file(path, symbol=symbol, tz=zone(opts["tz"])))
+            except ValueError as exc:  # naive times without --tz, a bad --tz, a bad header
+                raise CommandError(str(exc)) from exc
         return synthetic_sessions(
             symbol=symbol, sessions=opts["sessions"], seed=settings.REPLAY_SEED
         )

@@ -54,3 +54,10 @@ class Command(BaseCommand):
                 f"  {label}: {s['trades']} trades, win {win}, P&L {s['total_pnl']:.2f}, "
                 f"max DD {s['max_drawdown']:.2f} (BacktestRun #{row['run_id']})"
             )
+        over = sweep.summary.get("overfitting") or {}
+        pbo = (over.get("pbo") or {}).get("pbo")
+        dsr = (over.get("deflated_sharpe") or {}).get("dsr")
+        self.stdout.write(
+            f"overfitting odds: PBO {'-' if pbo is None else f'{pbo:.3f}'} (CSCV), deflated "
+            f"Sharpe of the best {'-' if dsr is None else f'{dsr:.3f}'} ({over.get('selected')})"
+        )

@@ -1,0 +1,78 @@
+"""The one way any stage tells the live dashboard that the account changed: `live_event_publish`.
+
+It lives above the apps (like the clock and the metrics) so every stage may call it without
+importing `analytics`. A call inside a transaction sends nothing until the transaction commits
+(a rolled-back change never reaches a page), and all calls of one transaction become ONE
+channel-layer message, so a bar that writes ten rows costs one send. The message goes to the
+group `live.account` with type `live.event`; `analytics.live.LiveConsumer` answers it by pushing
+a fresh panel snapshot to every open page.
+
+Message: {"type": "live.event", "kinds": ["fill", "order", ...], "sent_at": <unix seconds>}.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import time
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import DEFAULT_DB_ALIAS, transaction
+
+log = logging.getLogger(__name__)
+
+ACCOUNT_GROUP = "live.account"
+EVENT_TYPE = "live.event"
+KINDS = frozenset(
+    {"order", "fill", "position", "trade", "trading_state", "account", "signal", "bars"}
+)
+_PENDING_ATTR = "_live_events_pending"
+
+
+def live_event_publish(*, kind: str, using: str = DEFAULT_DB_ALIAS) -> None:
+    """Tell open dashboards that `kind` changed (one of KINDS), once the change is committed.
+
+    Never raises for a channel-layer outage: a dashboard must never stop trading.
+    Raises ValueError for an unknown kind (a programming error, caught by the tests)."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown live event kind {kind!r}; one of {sorted(KINDS)}")
+    connection = transaction.get_connection(using)
+    if not connection.in_atomic_block:
+        _send({kind})
+        return
+    flushes = [sids for sids, func, _ in connection.run_on_commit if func is _flusher(using)]
+    if not flushes:  # kinds left by a rolled-back transaction are not news
+        setattr(connection, _PENDING_ATTR, set())
+    getattr(connection, _PENDING_ATTR).add(kind)
+    # A flush that runs whenever this change is kept: its savepoints are a subset of the current
+    # ones, so a rollback that drops the flush drops the change too. Otherwise register another
+    # (the first to run at commit sends everything pending).
+    current = set(connection.savepoint_ids)
+    if not any(sids <= current for sids in flushes):
+        transaction.on_commit(_flusher(using), using=using, robust=True)
+
+
+@functools.cache
+def _flusher(using: str):
+    return functools.partial(_flush, using)
+
+
+def _flush(using: str) -> None:
+    connection = transaction.get_connection(using)
+    pending = getattr(connection, _PENDING_ATTR, None)
+    if not pending:
+        return  # an earlier flush of the same commit sent everything
+    setattr(connection, _PENDING_ATTR, set())
+    _send(pending)
+
+
+def _send(kinds: set[str]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    message = {"type": EVENT_TYPE, "kinds": sorted(kinds), "sent_at": time.time()}
+    try:
+        async_to_sync(layer.group_send)(ACCOUNT_GROUP, message)
+    except Exception:  # Redis down: the pages mark themselves stale; trading goes on
+        log.warning("live event %s not published (channel layer unreachable)", sorted(kinds))

@@ -1,0 +1,265 @@
+"""Protection benchmark: from an entry's fill at the broker to its protective stop accepted at
+the broker, with the account event stream and with the polling fallback, on PostgreSQL/Redis
+against the local fake Tradier over real HTTP and its websocket.
+
+    DATABASE_URL=... REDIS_URL=... python benchmarks/bench_protection.py [--flows 200]
+
+Each flow: a signal goes through the real pipeline (`signal_handle`: risk, trade, entry order),
+the fake fills the entry (wall time t0), and the flow waits until the fake has accepted the
+trade's stop (t1); t1 - t0 is both "fill -> protection accepted" and the time the filled
+quantity spent without a working stop. The stop is then filled (the trade closes) so risk limits
+never interfere. Stream mode: `run_account_stream`'s AccountStream in a thread applies the fill
+event (the poll's apply path) and the ledger places the stop at once. Polling mode: no stream;
+a poller runs the exit manager's tick every EXIT_MANAGER_INTERVAL_SEC as beat would.
+The request budget is off and the fake unlimited here (bench_tradier_budget measures that).
+Runs in a throw-away database `<name>_bench_protection`. Last line: one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import statistics
+import sys
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotrader_site.settings")
+os.environ["TRADIER_BUDGET_ENABLED"] = "0"
+os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "1")
+os.environ.setdefault("ENTRY_LIMIT_TIMEOUT_SEC", "3600")  # no escalation races in the flow
+T = datetime(2025, 9, 17, 14, 0, tzinfo=UTC)
+
+
+def pct(values, q):
+    if not values:
+        return None
+    values = sorted(values)
+    return round(values[min(len(values) - 1, int(q * len(values)))], 4)
+
+
+def summary(values):
+    return {
+        "n": len(values),
+        "p50": pct(values, 0.5),
+        "p99": pct(values, 0.99),
+        "max": round(max(values), 4) if values else None,
+        "mean": round(statistics.fmean(values), 4) if values else None,
+    }
+
+
+def wait_for(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.002)
+    return None
+
+
+class Flows:
+    def __init__(self, fake, config):
+        self.fake = fake
+        self.config = config
+        self.i = 0
+        self.streaming = True
+        self.interval = 0.0
+        self.rng = random.Random(7)
+
+    @staticmethod
+    def stop_of(trade) -> int | None:
+        from trading.models import Order
+
+        row = Order.objects.filter(trade=trade, role="stop").exclude(broker_order_id="").first()
+        return int(row.broker_order_id) if row else None
+
+    def one(self, timeout: float) -> float | None:
+        from strategies.models import Signal
+        from trading.models import Order, Trade
+        from trading.pipeline import signal_handle
+
+        self.i += 1
+        now = T + timedelta(minutes=self.i % 300, seconds=self.i // 300)
+        signal = Signal.objects.create(
+            setup="EMA_CROSS",
+            symbol="SPY",
+            execution_symbol="SPY",
+            bar_ts=now,
+            entry_price=Decimal("450.00"),
+            stop_price=Decimal("449.00"),
+            target_one=None,
+            target_two=None,
+            features={"exec_atr": 1.0},
+            outcome="generated",
+        )
+        outcome = signal_handle(signal=signal, now=now, config=self.config)
+        if outcome != "submitted":
+            raise RuntimeError(f"flow {self.i}: signal {outcome}: {signal.checks}")
+        entry = Order.objects.get(signal=signal, role="entry")
+        trade = Trade.objects.get(signal=signal)
+        if not self.streaming:  # fills land at a random point of the poll interval
+            time.sleep(self.rng.uniform(0, self.interval))
+        t0 = time.time()
+        self.fake.fill(int(entry.broker_order_id), price="450.00")
+        stop_id = wait_for(lambda: self.stop_of(trade), timeout)
+        if stop_id is None:
+            return None
+        latency = self.fake.created_wall[stop_id] - t0
+        self.fake.fill(stop_id, price="449.00")
+        if not self.streaming:  # close at once through the poll path, not at the next tick
+            from trading.services import order_sync
+
+            order_sync(order=Order.objects.get(broker_order_id=str(stop_id)), now=now)
+        closed = wait_for(
+            lambda: Trade.objects.filter(pk=trade.pk, status="closed").exists(), timeout
+        )
+        if not closed:
+            raise RuntimeError(f"flow {self.i}: trade did not close after its stop filled")
+        return latency
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--flows", type=int, default=200)
+    parser.add_argument("--poll-flows", type=int, default=12)
+    args = parser.parse_args()
+    import django
+
+    django.setup()
+    from django.conf import settings
+    from django.test.utils import setup_databases, teardown_databases
+
+    db = settings.DATABASES["default"]
+    db.setdefault("TEST", {})["NAME"] = f"{db['NAME']}_bench_protection"
+    old = setup_databases(verbosity=0, interactive=False, keepdb=False)
+    try:
+        return run(args)
+    finally:
+        from django.db import connection, connections
+
+        with connection.cursor() as cursor:  # threads of the run still hold connections
+            cursor.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        connections.close_all()
+        teardown_databases(old, verbosity=0)
+
+
+def run(args) -> int:
+    from django.conf import settings
+
+    from marketdata.clients.tradier_budget import redis_client
+    from marketdata.clients.tradier_http import TradierHTTP
+    from risk.config import RiskConfig
+    from tests.trading.fake_tradier import FakeTradier
+    from trading.account_stream import AccountStream, StreamConfig
+    from trading.brokers import broker_override
+    from trading.brokers.tradier import TradierBroker
+    from trading.pipeline import exits_tick_run
+
+    unlimited = {"trading": 10**9, "standard": 10**9, "market": 10**9}
+    fake = FakeTradier(account=f"VA{uuid.uuid4().hex[:8].upper()}", limits=unlimited)
+    fake.quote("SPY", "449.99", "450.01")
+    base_url = fake.serve_http()
+    ws_url = fake.start_stream()
+    settings.DRY_RUN = False
+    broker = TradierBroker(
+        http=TradierHTTP(base_url=base_url, token="test-token", timeout=5.0, max_retries=2),
+        account_id=fake.account,
+    )
+    broker_override(broker)
+    config = RiskConfig(
+        risk_per_trade_usd=Decimal("100"), max_concurrent=1000, max_open_orders=10000
+    )
+    flows = Flows(fake, config)
+    result = {"name": "protection", "load_1m_start": round(os.getloadavg()[0], 2)}
+
+    # --- with the account stream ---------------------------------------------------------
+    stream = AccountStream(
+        StreamConfig(ws_url=ws_url, account=fake.account, confirm_sec=2.0),
+        broker=broker,
+        redis=redis_client(),
+    )
+    holder: dict = {}
+
+    def run_stream():
+        import asyncio
+
+        holder["loop"] = asyncio.new_event_loop()
+        holder["loop"].run_until_complete(stream.run())
+
+    thread = threading.Thread(target=run_stream, daemon=True)
+    if args.flows:
+        thread.start()
+        if not wait_for(lambda: stream.stats.reconciles >= 1, 30):
+            raise RuntimeError("the account stream did not connect")
+    latencies, missing = [], 0
+    started = time.monotonic()
+    for _ in range(args.flows):
+        value = flows.one(timeout=10.0)
+        if value is None:
+            missing += 1
+        else:
+            latencies.append(value)
+    result["stream"] = {
+        "fill_to_protection_sec": summary(latencies),
+        "unprotected_sec_max": round(max(latencies), 4) if latencies else None,
+        "flows_without_stop_in_10s": missing,
+        "wall_sec": round(time.monotonic() - started, 1),
+        "events": stream.stats.events,
+        "confirm_reads": stream.stats.confirmed,
+    }
+    if args.flows:
+        holder["loop"].call_soon_threadsafe(stream.stop)
+        thread.join(10)
+
+    # --- polling fallback (no stream): the exit manager's tick every interval -------------
+    interval = float(settings.EXIT_MANAGER_INTERVAL_SEC)
+    stop_polling = threading.Event()
+
+    def poller():
+        from django.db import close_old_connections
+
+        while not stop_polling.wait(interval):
+            close_old_connections()
+            exits_tick_run(now=T + timedelta(minutes=1), config=config)
+
+    flows.streaming = False
+    flows.interval = interval
+    poll_thread = threading.Thread(target=poller, daemon=True)
+    poll_thread.start()
+    poll_latencies, poll_missing = [], 0
+    started = time.monotonic()
+    for _ in range(args.poll_flows):
+        value = flows.one(timeout=interval * 2 + 10)
+        if value is None:
+            poll_missing += 1
+        else:
+            poll_latencies.append(value)
+    stop_polling.set()
+    poll_thread.join(interval + 30)
+    result["polling"] = {
+        "interval_sec": interval,
+        "fill_to_protection_sec": summary(poll_latencies),
+        "unprotected_sec_max": round(max(poll_latencies), 4) if poll_latencies else None,
+        "flows_without_stop": poll_missing,
+        "wall_sec": round(time.monotonic() - started, 1),
+    }
+    result["load_1m_end"] = round(os.getloadavg()[0], 2)
+    fake.close()
+    print(json.dumps(result))
+    return 0 if not missing and not poll_missing else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
