@@ -43,8 +43,9 @@ EXERCISED: Counter = Counter()  # fuzz cases run in this session, by caller
 EXPECTED_FINDINGS = {
     # schema-valid writes answered 401/403: these callers lack can_trade (what the tests check)
     "RejectedPositiveData",
-    # schemathesis replays the request without credentials and reads a 401/403 as the
-    # authentication being ignored when the first answer was already 401/403 for permission
+    # seen (33 times) on POST /api/v1/trade/dryrun answered 200 to the read-only user: a preview
+    # any logged-in user may call (PREVIEWS); that anonymous callers are refused there is
+    # asserted by the anonymous fuzz test. Outside the previews it fails below.
     "IgnoredAuth",
 }
 
@@ -200,5 +201,10 @@ def test_zz_conformance_findings_are_reported():
     print("schemathesis conformance findings:", dict(CONFORMANCE), "cases:", dict(EXERCISED))
     unexpected = {k: n for k, n in CONFORMANCE.items() if k[0] not in EXPECTED_FINDINGS}
     assert not unexpected, f"unexpected conformance findings: {unexpected}"
-    successes = {k: n for k, n in CONFORMANCE.items() if 200 <= k[2] < 300}
-    assert not successes, f"findings on successful answers: {successes}"
+    # a successful answer with a finding is only expected where a reader may succeed
+    successes = {
+        k: n
+        for k, n in CONFORMANCE.items()
+        if 200 <= k[2] < 300 and k[1].split(" ", 1)[1].rstrip("/") not in PREVIEWS
+    }
+    assert not successes, f"findings on successful answers outside the previews: {successes}"
