@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from django.db import IntegrityError, transaction
 from django.db.models import DecimalField, Sum
@@ -34,6 +34,7 @@ from trading.brokers.base import (
 )
 from trading.core import lifecycle
 from trading.core.states import BROKER_STATUS, trade_can_transition
+from trading.core.types import FOUR, ZERO, to_cent
 from trading.models import (
     WORKING_STATUSES,
     Fill,
@@ -56,17 +57,8 @@ from trading.selectors import (
 from trading.state_machine import order_advance, order_transition
 
 log = logging.getLogger(__name__)
-CENT = Decimal("0.01")
-FOUR = Decimal("0.0001")
-_ZERO = Decimal("0")
 _MONEY = DecimalField(max_digits=20, decimal_places=6)
 DECIDED_OUTCOMES = ("approved", "dry_run", "submitted")
-
-
-def _q(value: Decimal | float | str | None) -> Decimal | None:
-    if value is None:
-        return None
-    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 # --- order rows and the broker -----------------------------------------------------------------
@@ -77,8 +69,8 @@ def request_of(order: Order) -> OrderRequest:
             side=leg["side"],
             qty=int(leg["qty"]),
             order_type=leg["order_type"],
-            price=_q(leg.get("price")),
-            stop=_q(leg.get("stop")),
+            price=to_cent(leg.get("price")),
+            stop=to_cent(leg.get("stop")),
         )
         for leg in order.legs or ()
     )
@@ -124,8 +116,8 @@ def order_create(
         qty=int(qty),
         order_type=order_type,
         order_class=order_class,
-        price=_q(price),
-        stop_price=_q(stop),
+        price=to_cent(price),
+        stop_price=to_cent(stop),
         legs=legs or [],
         role=role,
         trade=trade,
@@ -288,7 +280,7 @@ def fill_record(
     qty = min(int(qty), order.qty - order.filled_qty)
     if qty <= 0:
         return None
-    price = _q(price)
+    price = to_cent(price)
     try:
         with transaction.atomic():
             fill = Fill.objects.create(
@@ -305,7 +297,7 @@ def fill_record(
         return None  # this broker fill was recorded already
     before = order.filled_qty
     order.filled_qty = before + qty
-    previous_avg = order.avg_fill_price or _ZERO
+    previous_avg = order.avg_fill_price or ZERO
     order.avg_fill_price = ((previous_avg * before + price * qty) / order.filled_qty).quantize(FOUR)
     status = OrderStatus.FILLED if order.filled_qty >= order.qty else OrderStatus.PARTIALLY_FILLED
     # the quantities first: a refused or repeated status (partial -> partial) keeps them too
@@ -334,7 +326,7 @@ def _position_apply(symbol: str, side: str, qty: int, price: Decimal, fee: Decim
         if abs(signed) > abs(old_qty):  # flipped through zero
             position.avg_price = price
         elif new_qty == 0:
-            position.avg_price = _ZERO
+            position.avg_price = ZERO
     position.realized_pnl -= fee
     position.qty = new_qty
     position.avg_price = Decimal(position.avg_price).quantize(FOUR)
@@ -347,7 +339,7 @@ def _position_apply(symbol: str, side: str, qty: int, price: Decimal, fee: Decim
 
 
 def _symbol_cash_flows(symbol: str) -> Decimal:
-    total = _ZERO
+    total = ZERO
     for side, qty, price, fee in Fill.objects.filter(symbol=symbol).values_list(
         "side", "qty", "price", "fee"
     ):
@@ -478,7 +470,7 @@ class OrmLedger:
 
     def realized_between(self, start: datetime, end: datetime) -> Decimal:
         return Trade.objects.filter(closed_at__gte=start, closed_at__lt=end).aggregate(
-            total=Coalesce(Sum("realized_pnl"), _ZERO, output_field=_MONEY)
+            total=Coalesce(Sum("realized_pnl"), ZERO, output_field=_MONEY)
         )["total"]
 
     def last_price(self, symbol: str):
@@ -546,7 +538,7 @@ class OrmLedger:
     def modify(self, order, *, now: datetime, stop=None, order_type=None) -> bool:
         """Move a stop's trigger, or turn an entry limit into a market order, at the broker
         (Tradier modify = replace) and then in the row. False when the broker refused."""
-        changes = {"stop": _q(stop)} if stop is not None else {"order_type": order_type}
+        changes = {"stop": to_cent(stop)} if stop is not None else {"order_type": order_type}
         if order.broker_order_id:
             try:
                 self.broker.modify(order.broker_order_id, **changes)
@@ -554,7 +546,7 @@ class OrmLedger:
                 log.warning("modify of %s refused (%s)", order.tag, exc)
                 return False
         if stop is not None:
-            old, order.stop_price = order.stop_price, _q(stop)
+            old, order.stop_price = order.stop_price, to_cent(stop)
             order.save(update_fields=["stop_price", "updated_at"])
             cause = f"stop moved {old} -> {order.stop_price}"
         else:
@@ -719,7 +711,7 @@ class OrmLedger:
 
     def mark(self, symbol: str, price: Decimal) -> None:
         """Mark a position to the latest price (unrealized P&L, day-loss limit)."""
-        if Position.objects.filter(symbol=symbol).update(last_price=_q(price)):
+        if Position.objects.filter(symbol=symbol).update(last_price=to_cent(price)):
             live_event_publish(kind="position")  # update() sends no post_save: tell the pages
 
     def halt(self, reason: str) -> None:
@@ -774,8 +766,8 @@ def bracket_children_create(entry, trade, legs, *, base: str, now, broker) -> No
             side="sell",
             qty=leg["qty"],
             order_type=leg["order_type"],
-            price=_q(leg["price"]),
-            stop=_q(leg["stop"]),
+            price=to_cent(leg["price"]),
+            stop=to_cent(leg["stop"]),
             role=role,
             tag=unique_tag(f"{base}-{suffix}"),
             trade=trade,

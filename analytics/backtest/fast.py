@@ -504,6 +504,9 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
                     reason=REASONS[leg_reason_l[k][n_leg]],
                 )
             )
+        # the P&L in exact cents, as the ledger books it (Decimal) in the core
+        cents = sum(leg_qty_l[k][j] * (leg_px_l[k][j] - entry_px_l[k]) for j in range(legs_l[k]))
+        record.realized = cents / 100
         trades.append(record)
     sessions = sorted(
         set().union(

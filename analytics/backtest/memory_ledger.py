@@ -13,7 +13,7 @@ import itertools
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from analytics.backtest.result import ExitLeg, SignalRecord, TradeRecord
@@ -24,29 +24,23 @@ from trading.core.fills import FillCosts
 from trading.core.states import trade_can_transition
 from trading.core.types import (
     BUY_SIDES,
+    FOUR,
     PROTECTIVE_ROLES,
     WORKING,
+    ZERO,
     Candidate,
     OrderSpec,
     OrderState,
     Role,
     TradePlan,
     TradeState,
+    to_cent,
 )
 
 log = logging.getLogger(__name__)
 NY = ZoneInfo("America/New_York")
-CENT = Decimal("0.01")
-FOUR = Decimal("0.0001")
-ZERO = Decimal("0")
 TEN_K = Decimal(10000)
 _NO_LOCK = contextlib.nullcontext()
-
-
-def _q(value) -> Decimal | None:
-    if value is None:
-        return None
-    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 @dataclass(eq=False)
@@ -308,7 +302,7 @@ class MemoryLedger:
 
     def modify(self, order, *, now: datetime, stop=None, order_type=None) -> bool:
         if stop is not None:
-            order.stop_price = _q(stop)
+            order.stop_price = to_cent(stop)
         else:
             order.order_type, order.price = order_type, None
         return True
@@ -317,7 +311,7 @@ class MemoryLedger:
         qty = min(int(qty), order.qty - order.filled_qty)
         if qty <= 0 or order.status not in WORKING:
             return None
-        price = _q(price)
+        price = to_cent(price)
         order.filled_qty += qty
         order.status = (
             OrderState.FILLED if order.filled_qty >= order.qty else OrderState.PARTIALLY_FILLED
@@ -495,7 +489,7 @@ class MemoryLedger:
         self.signals.append(SignalRecord(symbol, setup, bar_ts, outcome, list(reasons)))
 
     def mark(self, symbol: str, price: Decimal) -> None:
-        self.prices[symbol] = _q(price)
+        self.prices[symbol] = to_cent(price)
 
     def halt(self, reason: str) -> None:
         self.halted = True

@@ -36,7 +36,28 @@ SENTINELS = {
     "POLYGON_FLATFILES_SECRET_KEY": "SENTINELflatfiles0123456",
     "ALERT_WEBHOOK_URL": "https://hooks.example.com/SENTINELwebhook012345",
 }
-CONFORMANCE: Counter = Counter()
+CONFORMANCE: Counter = Counter()  # (finding, method path) -> count, from the fuzz tests
+EXERCISED: Counter = Counter()  # fuzz cases run in this session, by caller
+# Conformance findings the fuzzing as an anonymous or read-only caller is expected to produce,
+# and why they are not defects. Anything else fails the report below.
+EXPECTED_FINDINGS = {
+    # schema-valid writes answered 401/403: these callers lack can_trade (what the tests check)
+    "RejectedPositiveData",
+    # seen (33 times) on POST /api/v1/trade/dryrun answered 200 to the read-only user: a preview
+    # any logged-in user may call (PREVIEWS); that anonymous callers are refused there is
+    # asserted by the anonymous fuzz test. Outside the previews it fails below.
+    "IgnoredAuth",
+}
+# Open conformance defects, known and reported (22:25 UTC, to the lead / helper D): the setups
+# API answers 403 with a content type its schema does not declare, and POST /setups/validate
+# answers 400 with a body that does not match its schema. Listed so that any NEW finding
+# fails; remove an entry when it is fixed.
+KNOWN_OPEN = {
+    ("UndefinedContentType", "POST /api/v1/setups/{name}/backtest"),
+    ("UndefinedContentType", "POST /api/v1/setups/{name}/enable"),
+    ("UndefinedContentType", "POST /api/v1/setups/{name}/live"),
+    ("JsonSchemaError", "POST /api/v1/setups/validate"),
+}
 
 schema = schemathesis.openapi.from_wsgi("/api/schema/", get_wsgi_application())
 # Inside make test only the unsafe methods (the write-permission property); full mode: all.
@@ -93,6 +114,7 @@ def _ledger_counts() -> tuple:
 
 
 def _exercise(case, headers: dict, *, may_write: bool) -> None:
+    EXERCISED["authenticated" if headers else "anonymous"] += 1
     before = _ledger_counts()
     response = case.call(headers=headers)
     text = response.text
@@ -112,7 +134,9 @@ def _exercise(case, headers: dict, *, may_write: bool) -> None:
         if isinstance(exc, (KeyboardInterrupt, SystemExit)):
             raise
         for sub in getattr(exc, "exceptions", [exc]):
-            CONFORMANCE[f"{type(sub).__name__}"] += 1
+            CONFORMANCE[
+                (type(sub).__name__, f"{case.method} {case.path}", response.status_code)
+            ] += 1
 
 
 FUZZ = settings(
@@ -179,5 +203,22 @@ def test_check_deploy_is_clean_with_production_settings():
 
 
 def test_zz_conformance_findings_are_reported():
-    """Prints what the non-asserted schemathesis checks found (runs after the fuzz tests)."""
-    print("schemathesis conformance findings:", dict(CONFORMANCE))
+    """Reports what the schemathesis conformance checks found in the fuzz tests above (this
+    module's last test) and fails on any finding that is not an expected, explained one, or on
+    a 2xx among them (a conformance finding on a successful answer is never expected here)."""
+    if not EXERCISED:
+        pytest.skip("the fuzz tests did not run in this session")
+    print("schemathesis conformance findings:", dict(CONFORMANCE), "cases:", dict(EXERCISED))
+    unexpected = {
+        k: n
+        for k, n in CONFORMANCE.items()
+        if k[0] not in EXPECTED_FINDINGS and (k[0], k[1]) not in KNOWN_OPEN
+    }
+    assert not unexpected, f"unexpected conformance findings: {unexpected}"
+    # a successful answer with a finding is only expected where a reader may succeed
+    successes = {
+        k: n
+        for k, n in CONFORMANCE.items()
+        if 200 <= k[2] < 300 and k[1].split(" ", 1)[1].rstrip("/") not in PREVIEWS
+    }
+    assert not successes, f"findings on successful answers outside the previews: {successes}"

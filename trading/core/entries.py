@@ -4,19 +4,11 @@ targets after the per-symbol percentages, and the whole plan a trade is opened w
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from risk.config import RiskConfig, SymbolParams
 from trading.core.fills import pegged_entry_limit
-from trading.core.types import TradePlan
-
-CENT = Decimal("0.01")
-
-
-def _q(value) -> Decimal | None:
-    if value is None:
-        return None
-    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
+from trading.core.types import TradePlan, to_cent
 
 
 def entry_plan(
@@ -38,9 +30,9 @@ def bracket_levels(
     """Stop/targets after per-symbol percentages: STOP_PCT sets the stop, TP_PCT the single
     target; both set -> a broker-side OTOCO bracket. Returns (stop, t1, t2, use_otoco)."""
     if params.stop_pct:
-        stop = _q(entry * (1 - params.stop_pct))
+        stop = to_cent(entry * (1 - params.stop_pct))
     if params.tp_pct:
-        t1, t2 = None, _q(entry * (1 + params.tp_pct))
+        t1, t2 = None, to_cent(entry * (1 + params.tp_pct))
     return stop, t1, t2, bool(params.stop_pct and params.tp_pct)
 
 
@@ -72,9 +64,9 @@ def trade_plan(
         order_type, limit, why = "market", None, f"bracket entry at market ({why})"
     return TradePlan(
         qty=int(qty),
-        stop=_q(stop),
-        target_one=_q(target_one),
-        target_two=_q(target_two),
+        stop=to_cent(stop),
+        target_one=to_cent(target_one),
+        target_two=to_cent(target_two),
         deadline=now + timeout,
         trail_pct=params.trail_pct,
         trail_act_pct=params.trail_act_pct,

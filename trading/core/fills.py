@@ -22,9 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
-CENT = Decimal("0.01")
+from trading.core.types import CENT, ZERO
+
 TEN_K = Decimal(10000)
-ZERO = Decimal("0")
 
 
 @dataclass(frozen=True, slots=True)

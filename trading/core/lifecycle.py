@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 from risk import rules
@@ -26,29 +26,23 @@ from trading.core.fills import BarPrices, FillCosts, bar_fills
 from trading.core.types import (
     BUY_SIDES,
     EXIT_ROLES,
+    FOUR,
     PROTECTIVE_ROLES,
+    ZERO,
     Candidate,
     OrderSpec,
     OrderState,
     Role,
     TradeState,
+    to_cent,
 )
 
 log = logging.getLogger(__name__)
 NY = ZoneInfo("America/New_York")
-CENT = Decimal("0.01")
-FOUR = Decimal("0.0001")
-ZERO = Decimal("0")
 BAR = timedelta(minutes=1)
 MAX_FILL_ROUNDS = 6  # fills can create orders that fill on the same bar (a stop after an entry)
 REASON_OF_ROLE = {Role.STOP: "stop", Role.TARGET_ONE: "target_one", Role.TARGET_TWO: "target_two"}
 TRADED_OUTCOMES = ("approved", "dry_run", "submitted")
-
-
-def _q(value) -> Decimal | None:
-    if value is None:
-        return None
-    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 def _check(stage: str, code: str, passed: bool, message: str) -> dict:
@@ -205,7 +199,7 @@ def protect(ledger, trade, *, now: datetime):
     targets = ledger.working(trade, (Role.TARGET_TWO,))
     if targets and stops and stops[0].parent_id:
         ledger.bracket_trim(trade)  # after a partial fill of one leg, the other covers the rest
-        if stops[0].stop_price != _q(trade.stop_price):
+        if stops[0].stop_price != to_cent(trade.stop_price):
             stop_move(ledger, stops[0], stop=trade.stop_price, now=now)
         return stops[0]
     keep = None
@@ -217,7 +211,7 @@ def protect(ledger, trade, *, now: datetime):
     if needed <= 0:
         return None
     if keep is not None:
-        if keep.stop_price != _q(trade.stop_price):
+        if keep.stop_price != to_cent(trade.stop_price):
             stop_move(ledger, keep, stop=trade.stop_price, now=now)
         return keep
     spec = OrderSpec(
@@ -225,7 +219,7 @@ def protect(ledger, trade, *, now: datetime):
         side="sell",
         qty=needed,
         order_type="stop",
-        stop=_q(trade.stop_price),
+        stop=to_cent(trade.stop_price),
         tag_suffix="stop",
     )
     return ledger.place(trade, spec, now=now)
@@ -233,7 +227,7 @@ def protect(ledger, trade, *, now: datetime):
 
 def stop_move(ledger, order, *, stop: Decimal, now: datetime):
     """Move a working stop's trigger; if the broker refuses, cancel it and re-protect."""
-    if ledger.modify(order, now=now, stop=_q(stop)):
+    if ledger.modify(order, now=now, stop=to_cent(stop)):
         return order
     cancel(ledger, order, now=now, cause="modify failed")
     trade = ledger.trade_of(order)
@@ -278,7 +272,7 @@ def exit(
     if full:
         fields["exit_reason"] = reason
     if new_stop is not None:
-        fields["stop_price"] = _q(new_stop)
+        fields["stop_price"] = to_cent(new_stop)
     ledger.trade_set(trade, **fields)
     spec = OrderSpec(
         role=role,

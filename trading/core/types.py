@@ -5,7 +5,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
+
+CENT = Decimal("0.01")
+FOUR = Decimal("0.0001")  # averages and ledger prices keep four places
+ZERO = Decimal("0")
+
+
+def to_cent(value) -> Decimal | None:
+    """A price or amount rounded half-up to the cent (None stays None)."""
+    if value is None:
+        return None
+    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
 
 
 class Role:

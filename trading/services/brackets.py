@@ -5,7 +5,7 @@ errors (`trading.core.errors`) that views map to field errors by code."""
 from __future__ import annotations
 
 from datetime import datetime
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import Decimal
 
 from autotrader_site.clock import clock
 from risk.selectors import symbol_params_get
@@ -14,6 +14,7 @@ from trading.brokers import broker_get
 from trading.brokers.base import BrokerRejected, OrderRequest
 from trading.core import lifecycle
 from trading.core.errors import BracketLevelsMissing, ForceNotAllowed, NoPrice, QuantityZero
+from trading.core.types import to_cent
 from trading.models import AuditEvent, OrderClass, OrderRole, OrderStatus, OrderType, Trade
 from trading.orm_ledger import (
     OrmLedger,
@@ -24,20 +25,12 @@ from trading.orm_ledger import (
     unique_tag,
 )
 
-CENT = Decimal("0.01")
-
-
-def _q(value) -> Decimal | None:
-    if value is None:
-        return None
-    return Decimal(str(value)).quantize(CENT, rounding=ROUND_HALF_UP)
-
 
 def _last_price(symbol: str) -> Decimal | None:
     from marketdata.selectors import bars_as_data
 
     last = bars_as_data(symbol=symbol, limit=1)
-    return _q(last[-1].close) if last else None
+    return to_cent(last[-1].close) if last else None
 
 
 def bracket_preview(
@@ -58,7 +51,7 @@ def bracket_preview(
     params = symbol_params_get(symbol=symbol)
     stop_pct = Decimal(str(stop_pct)) if stop_pct is not None else params.stop_pct
     tp_pct = Decimal(str(tp_pct)) if tp_pct is not None else params.tp_pct
-    base = _q(price) if price is not None else _last_price(symbol)
+    base = to_cent(price) if price is not None else _last_price(symbol)
     if base is None:
         raise NoPrice("no price: pass price=", symbol=symbol)
     if not stop_pct or not tp_pct:
@@ -67,8 +60,8 @@ def bracket_preview(
             symbol=symbol,
             price=str(base),
         )
-    stop = _q(base * (1 - stop_pct))
-    target = _q(base * (1 + tp_pct))
+    stop = to_cent(base * (1 - stop_pct))
+    target = to_cent(base * (1 + tp_pct))
     risk = risk_preview(symbol=symbol, qty=qty, price=base, stop_price=stop, now=now)
     size = risk["qty"] or 0
     return {
@@ -79,10 +72,10 @@ def bracket_preview(
         "tp_pct": str(tp_pct),
         "stop": str(stop),
         "target": str(target),
-        "notional": str(_q(base * size)),
+        "notional": str(to_cent(base * size)),
         "risk_per_share": str(base - stop),
-        "risk_usd": str(_q((base - stop) * size)),
-        "reward_usd": str(_q((target - base) * size)),
+        "risk_usd": str(to_cent((base - stop) * size)),
+        "reward_usd": str(to_cent((target - base) * size)),
         "reward_risk": str(((target - base) / (base - stop)).quantize(Decimal("0.01"))),
         "approved": risk["approved"],
         "checks": risk["checks"],
@@ -122,7 +115,7 @@ def bracket_place(
     symbol = preview["symbol"]
     entry_price = Decimal(preview["price"])
     stop, target = Decimal(preview["stop"]), Decimal(preview["target"])
-    limit = _q(price) if order_type == OrderType.LIMIT else None
+    limit = to_cent(price) if order_type == OrderType.LIMIT else None
     _shape_check(symbol, size, order_type, limit, target, stop, entry_price)
     broker = broker_get()
     ledger = OrmLedger(broker)
@@ -246,8 +239,8 @@ def order_dryrun(
         qty=int(qty),
         order_type=order_type,
         tag="at-dryrun-preview",
-        price=_q(price),
-        stop=_q(stop),
+        price=to_cent(price),
+        stop=to_cent(stop),
     )
     try:
         validate_request(request)
