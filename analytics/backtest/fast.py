@@ -37,6 +37,7 @@ from analytics.backtest.event import (
 from analytics.backtest.result import BacktestResult
 from analytics.backtest.strategy_driver import PriceLookup, fired_levels
 from analytics.backtest.vector_setups import setup_masks, setup_signals
+from strategies.evaluation import cooldown_of
 from strategies.features import FEATURE_COLUMNS, compute_features
 from strategies.features.sessions import bar_close_et
 from strategies.setups import SETUPS, SetupContext
@@ -127,7 +128,7 @@ def _run_fast_ledger(
         times = frame.index
         for name, mask in masks.items():
             fired_idx = reg_idx[mask]
-            for j in cooldown_keep(ts_ns[fired_idx], cfg.cooldown_sec):
+            for j in cooldown_keep(ts_ns[fired_idx], cooldown_of(name, cfg)):
                 i = int(fired_idx[j])
                 ts = times[i].to_pydatetime()
                 row = _row(arrays, i, float(closes[i]), ts)
@@ -375,7 +376,7 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
             ts_reg = part["ts"].to_numpy()[reg_idx]
             for name, setup in arrays.items():
                 fired = np.flatnonzero(setup.fire)
-                kept = fired[cooldown_keep(ts_reg[fired], cfg.cooldown_sec)]
+                kept = fired[cooldown_keep(ts_reg[fired], cooldown_of(name, cfg))]
                 if not kept.size:
                     continue
                 sig_parts.append(

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from strategies.config import StrategyConfig
-from strategies.evaluation import setups_decide
+from strategies.evaluation import cooldown_window, setups_decide
 from strategies.execution_map import MAX_STALENESS, levels_translate
 from strategies.feature_store import new_engine
 from strategies.setups.base import Decision
@@ -121,7 +121,7 @@ class StrategyDriver:
         self.row = row
         if row is None:
             return []
-        window = timedelta(seconds=self.cfg.cooldown_sec)
+        window = timedelta(seconds=cooldown_window(self.cfg))  # the longest of any setup
         recent = {
             k: t for k, t in self.last_fired.items() if t < row["ts"] and row["ts"] - t <= window
         }

@@ -136,9 +136,9 @@ def test_user_setups_backtest_to_identical_trades_in_event_and_fast_mode(setups_
     from strategies.setup_services import user_setup_save
 
     (setups_dir / "my_reclaim.yaml").write_text(FILE_SETUP)
-    # the backtest drivers (analytics/backtest) apply VWAP_COOLDOWN_SEC to every setup; a
-    # definition's own cooldown_sec is honoured on the live path (see notes-d.md)
-    user_setup_save(text=ADMIN_SETUP.replace("cooldown_sec: 1800\n", ""), actor="alice")
+    # RSI_DIP keeps its own cooldown_sec (1800 s, not VWAP_COOLDOWN_SEC): both backtest modes
+    # must honour it as the live path does
+    user_setup_save(text=ADMIN_SETUP, actor="alice")
     frames = _spy_frames()
     base = BacktestConfig.from_settings()
     # "auto" is the integer kernel when the configuration allows it (with the default money-safety
@@ -153,6 +153,11 @@ def test_user_setups_backtest_to_identical_trades_in_event_and_fast_mode(setups_
                 t.key() for t in event.closed_trades()
             ], (name, engine)
             assert [s.key() for s in fast.signals] == [s.key() for s in event.signals]
+        cooldown = 1800 if name == "RSI_DIP" else base.strategy.cooldown_sec
+        fired = sorted(s.bar_ts for s in event.signals)
+        assert len(fired) >= 5, name
+        gaps = [(b - a).total_seconds() for a, b in zip(fired, fired[1:], strict=False)]
+        assert min(gaps) >= cooldown, (name, min(gaps))
 
 
 def test_setups_check_command_exits_2_with_line_and_column(tmp_path, capsys):
