@@ -5,6 +5,7 @@ logged-in user, starting a walk-forward needs staff (it occupies the workers).""
 from __future__ import annotations
 
 from django.urls import path
+from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.permissions import IsAdminUser, IsAuthenticated
@@ -131,7 +132,7 @@ class DriftSummaryApi(APIView):
         start = serializers.DateTimeField(required=False)
         end = serializers.DateTimeField(required=False)
 
-    @extend_schema(parameters=[FilterSerializer], responses=serializers.DictField())
+    @extend_schema(parameters=[FilterSerializer], responses=OpenApiTypes.OBJECT)
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)

@@ -13,6 +13,8 @@ from datetime import date
 
 from celery import shared_task
 from django.urls import re_path, reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
@@ -82,6 +84,7 @@ class SetupBacktestApi(APIView):
 
 
 class SetupBacktestStatusApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, task_id: str):
         from analytics.models import BacktestRun
 

@@ -7,6 +7,8 @@ Reads: any logged-in user. Creating, editing and enabling: the model permission
 from __future__ import annotations
 
 from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
@@ -184,6 +186,7 @@ class SetupPreviewApi(APIView):
 
 
 class SetupAuditApi(APIView):
+    @extend_schema(responses=OpenApiTypes.OBJECT)
     def get(self, request, name: str):
         rows = SetupAudit.objects.filter(setup=name).values(
             "at", "actor", "version", "action", "detail"

@@ -284,12 +284,16 @@ def lifecycle_kernel(
                 kind, reason = 1, R_T2
             elif s_t1[k] >= 0 and not partial_done[k] and h >= s_t1[k]:
                 q = (remaining[k] * partial_num) // partial_den
-                if remaining[k] > 1:
+                if partial_num >= partial_den:
+                    q = remaining[k]  # PARTIAL_EXIT_PCT >= 1: all of it (risk.sizing)
+                elif remaining[k] > 1:
                     q = min(q, remaining[k] - 1)
                 else:
                     q = 0
                 partial_done[k] = True
                 kind = 2 if q >= 1 else 3
+                if q >= remaining[k]:
+                    kind = 1  # the whole position at T1, as the core's exit_decide
                 reason = R_T1
             elif g_cross[i]:
                 kind, reason = 1, R_CROSS

@@ -22,7 +22,32 @@ ROOT = Path(__file__).resolve().parents[2]
 BOUNDSCHECK = os.environ.get("NUMBA_BOUNDSCHECK") == "1"
 
 
+# The money-safety rules of issue 13 (on by default) are not in the kernel: it declines them and
+# fast mode runs the core. The differential compares the two where the kernel claims to cover.
+KERNEL_SCOPE = {
+    "RISK_MAX_ORDER_NOTIONAL_PCT": "0",
+    "RISK_MAX_SYMBOL_EXPOSURE_PCT": "0",
+    "RISK_MAX_GROSS_EXPOSURE_PCT": "0",
+    "RISK_MAX_DAILY_LOSS_R": "0",
+    "RISK_DUPLICATE_EXPOSURE": False,
+    "RISK_MIN_STOP_ATR": "0",
+    "RISK_MIN_STOP_TICKS": 0,
+    "RISK_MIN_STOP_SPREADS": "0",
+    "RISK_MIN_T1_COST_MULTIPLE": "0",
+    "COST_SPREAD_USD": "0",
+    "COST_SLIPPAGE_USD": "0",
+    "COST_SEC_FEE_PER_MILLION": "0",
+    "COST_TAF_PER_SHARE_USD": "0",
+    "COST_TAF_MAX_USD": "0",
+}
+
+
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
+@pytest.mark.skipif(
+    os.environ.get("FAULTS_FULL") != "1",
+    reason="over 5 min once it generates real examples: FAULTS_FULL=1 pytest this file",
+)
 def test_kernel_equals_core_with_numba_bounds_checking(tmp_path):
     env = {
         **os.environ,
@@ -89,6 +114,7 @@ def test_kernel_matches_core_on_random_bars(
             "PAPER_SPREAD_BPS": spread,
             "RISK_MAX_DAILY_LOSS_USD": "0",
             "SESSION_POLICY_FILE": "",
+            **KERNEL_SCOPE,
         },
         worst_case=worst_case,
     )

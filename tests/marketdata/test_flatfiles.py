@@ -207,7 +207,7 @@ def test_import_bars_csv_logs_bad_rows_with_line_numbers(tmp_path, capsys):
         "ts,open,high,low,close,volume\n"
         "2025-09-19T13:30:00Z,660.1,660.5,659.9,660.2,1000\n"
         "2025-09-19T13:31:00Z,660.2,bad,659.9,660.2,1000\n"
-        "2025-09-19T13:32:00,660.2,660.6,659.9,660.2,1000\n"
+        "not-a-time,660.2,660.6,659.9,660.2,1000\n"
         "2025-09-19T13:33:00Z,660.2,660.6,659.9,660.4,1200\n"
     )
     call_command("import_bars", str(path), "--symbol", "spy")
