@@ -168,18 +168,17 @@ def test_fast_mode_equals_event_mode_on_the_shared_spy_sessions(name):
 # behaviour change in features, setups, risk, fills or exits visible. Update deliberately, with
 # the reason in the commit.
 EXPECTED_SPY_2011_01 = {
-    # re-pinned for issue 13's money-safety defaults through the core: a 25 % of equity order
-    # cap (positions of ~25k instead of ~85k, so P&L about a quarter), costs in sizing, T1
-    # must clear two round trips (236 signals TARGET_BELOW_COSTS), one trade per setup and
-    # symbol (15 DUPLICATE_EXPOSURE)
-    "ALL": (256, 0.277344, -1758.92),
-    "EMA_CROSS": (33, 0.333333, -174.62),
-    "HOD_FAIL": (117, 0.273504, -755.1),
-    "ORB": (5, 0.0, -51.11),
-    "SIGMA_FADE": (19, 0.368421, -86.55),
-    "TREND_PULLBACK": (34, 0.294118, -249.52),
-    "VWAP_MEAN": (36, 0.25, -331.27),
-    "VWAP_RECLAIM": (12, 0.166667, -110.75),
+    # re-pinned for issues 13 + 15 combined: the money-safety defaults (order cap 25 % of
+    # equity, costs in sizing, T1 vs costs, one idea, the 3 R daily limit) and the setups as
+    # definitions (HOD_FAIL an event, no cross or reclaim across the overnight gap)
+    "ALL": (186, 0.290323, -1352.55),
+    "EMA_CROSS": (32, 0.3125, -194.99),
+    "HOD_FAIL": (44, 0.318182, -339.65),
+    "ORB": (5, 0.0, -41.61),
+    "SIGMA_FADE": (19, 0.368421, -89.61),
+    "TREND_PULLBACK": (35, 0.285714, -273.83),
+    "VWAP_MEAN": (37, 0.243243, -332.25),
+    "VWAP_RECLAIM": (14, 0.285714, -80.61),
 }
 
 
