@@ -270,7 +270,7 @@ def test_nightly_task_loads_the_previous_session_from_flat_files(bucket):
     )
     MarketClock.set_replay_time(datetime(2025, 9, 20, 9, 0, tzinfo=UTC))
     try:
-        result = backfill_previous_session.delay(symbols=["SPY"]).get()
+        result = backfill_previous_session.apply(kwargs={"symbols": ["SPY"]}).get()
     finally:
         MarketClock.set_replay_time(None)
     assert result == {"day": "2025-09-19", "via": "flatfiles", "rows": 390}
@@ -298,7 +298,7 @@ def test_nightly_task_falls_back_to_tradier_timesales(settings):
                     200, text=fixture_text("tradier/get_time_and_sale.json")
                 )
             )
-            result = backfill_previous_session.delay(symbols=["AAPL"]).get()
+            result = backfill_previous_session.apply(kwargs={"symbols": ["AAPL"]}).get()
     finally:
         MarketClock.set_replay_time(None)
     assert result == {"day": "2019-05-09", "via": "rest", "rows": 3}
