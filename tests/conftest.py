@@ -51,3 +51,15 @@ def _no_request_budget(settings, monkeypatch):
     it unless they build one (tests/trading/test_request_budget.py, bench_tradier_budget)."""
     settings.TRADIER_BUDGET_ENABLED = False
     monkeypatch.setenv("TRADIER_BUDGET_ENABLED", "0")
+
+
+@pytest.fixture(autouse=True)
+def _celery_app_follows_settings():
+    """Every test starts with the Celery app's eager flag equal to CELERY_TASK_ALWAYS_EAGER: a
+    test that switched the app to a real broker must not leave later tests sending to Redis."""
+    from django.conf import settings
+
+    from autotrader_site.celery import app
+
+    app.conf.task_always_eager = bool(settings.CELERY_TASK_ALWAYS_EAGER)
+    yield
