@@ -55,11 +55,14 @@ def _no_request_budget(settings, monkeypatch):
 
 @pytest.fixture(autouse=True)
 def _celery_app_follows_settings():
-    """Every test starts with the Celery app's eager flag equal to CELERY_TASK_ALWAYS_EAGER: a
-    test that switched the app to a real broker must not leave later tests sending to Redis."""
+    """Every test starts with the project's Celery app current and its eager flag equal to
+    CELERY_TASK_ALWAYS_EAGER: a test that built another app (a producer for a real worker) or
+    switched the app to a real broker must not leave later tests sending tasks to Redis."""
     from django.conf import settings
 
     from autotrader_site.celery import app
 
+    app.set_current()  # a producer app built by a test (Celery(...)) becomes current otherwise
+    app.set_default()
     app.conf.task_always_eager = bool(settings.CELERY_TASK_ALWAYS_EAGER)
     yield

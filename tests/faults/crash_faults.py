@@ -119,7 +119,7 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
     with FakeTradier(answer_delay_sec=0.25) as fake, tradier_settings(fake.base_url):
         from celery import Celery
 
-        producer = Celery("faults-producer", broker=redis_url)
+        producer = Celery("faults-producer", broker=redis_url, set_as_current=False)
         signals = [signal_make(n, rng) for n in range(flows)]
         for n, sig in enumerate(signals):
             now = NOW + timedelta(seconds=5 * n)

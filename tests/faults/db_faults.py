@@ -89,7 +89,7 @@ def run_driver(
     started = time.monotonic()
     # No quotes → market entries that fill at once: every flow produces a fill to keep.
     with FakeTradier(quotes=False) as fake, tradier_settings(fake.base_url):
-        producer = Celery("faults-producer", broker=redis_url)
+        producer = Celery("faults-producer", broker=redis_url, set_as_current=False)
         env = worker_env(redis_url=redis_url, tradier_url=fake.base_url)
         # no worker is killed here: redelivery is not what is tested, and a decision slowed by a
         # loaded machine must not be redelivered while it still runs (finding 13)

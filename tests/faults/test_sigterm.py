@@ -245,7 +245,7 @@ def test_worker_stops_and_a_running_task_is_redelivered(tmp_path, busy):
         if busy:
             from celery import Celery
 
-            Celery("sigterm-producer", broker=_redis_url()).send_task(
+            Celery("sigterm-producer", broker=_redis_url(), set_as_current=False).send_task(
                 "faults.sleep", args=[str(marker), 60], queue=queue
             )
             while not marker.exists() and time.monotonic() < deadline:
