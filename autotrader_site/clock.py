@@ -7,9 +7,12 @@ in the cache so worker processes share it.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 
 from django.core.cache import cache
+
+log = logging.getLogger(__name__)
 
 _REPLAY_KEY = "autotrader:clock:replay_now"
 
@@ -38,10 +41,29 @@ class FixedClock(Clock):
 
 
 class MarketClock(Clock):
-    """Wall clock unless a replay session has published its time."""
+    """Wall clock unless a replay session has published its time.
+
+    The shared replay time lives in the cache (Redis). While the cache cannot be read (a Redis
+    restart) the clock answers with the last replay time this process read, or the wall clock
+    if it never read one: a decision in flight must not fail because Redis blinked."""
+
+    def __init__(self) -> None:
+        self._last_replay: str | None = None
+        self._cache_down = False
 
     def now(self) -> datetime:
-        replay_now = cache.get(_REPLAY_KEY)
+        try:
+            replay_now = cache.get(_REPLAY_KEY)
+        except Exception as exc:  # noqa: BLE001 - any cache backend's outage error
+            if not self._cache_down:
+                log.warning("clock: cache unreadable (%s); last known time in use", exc)
+            self._cache_down = True
+            replay_now = self._last_replay
+        else:
+            if self._cache_down:
+                log.info("clock: cache readable again")
+            self._cache_down = False
+            self._last_replay = replay_now
         if replay_now is not None:
             return datetime.fromisoformat(replay_now)
         return datetime.now(UTC)

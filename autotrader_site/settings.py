@@ -307,6 +307,14 @@ CELERY_IMPORTS = ("autotrader_site.worker_lifecycle",)  # the bounded stop's wat
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT_SEC", 3600, minimum=1)
 }
+# A publish (a task, a retry) made while Redis restarts waits for it (~30 s) instead of failing
+# after kombu's default 0.6 s: a retry that cannot be published is a lost bar.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 20,
+    "interval_start": 0.2,
+    "interval_step": 0.5,
+    "interval_max": 2.0,
+}
 CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)  # Flower
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]

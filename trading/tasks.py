@@ -9,6 +9,8 @@ from datetime import UTC, datetime
 
 from celery import shared_task
 from django.db import InterfaceError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from autotrader_site.clock import clock
 
@@ -18,10 +20,12 @@ log = logging.getLogger(__name__)
 # Claim-and-resume of a closed bar: a database connection that dies (kill, restart) fails the
 # attempt, which is retried with a short backoff; the retry resumes where the first stopped (the
 # bar's stored, still undecided signals: pipeline.signals_undecided) and the idempotency tags keep
-# an entry from being sent twice. A killed worker's message comes back (acks_late).
+# an entry from being sent twice. A killed worker's message comes back (acks_late). A Redis
+# restart under a running attempt is retried the same way; the retry's own publish waits for
+# Redis to come back (CELERY_TASK_PUBLISH_RETRY_POLICY).
 BAR_CLOSE_RETRY = {
     "acks_late": True,
-    "autoretry_for": (OperationalError, InterfaceError),
+    "autoretry_for": (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError),
     "retry_backoff": 1,  # an int: Celery's jitter draws randrange(countdown + 1)
     "retry_backoff_max": 8,
     "retry_jitter": True,

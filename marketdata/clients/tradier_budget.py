@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import httpx
 from django.conf import settings
+from redis.exceptions import RedisError
 
 from autotrader_site.metrics import (
     TRADIER_BUDGET_AVAILABLE,
@@ -202,6 +203,7 @@ class RequestBudget:
         self._take = redis.register_script(_TAKE) if redis is not None else None
         self._observe = redis.register_script(_OBSERVE) if redis is not None else None
         self._local = _LocalBuckets(config)
+        self._redis_down = False
 
     @classmethod
     def from_settings(cls) -> RequestBudget | None:
@@ -217,10 +219,19 @@ class RequestBudget:
         floor = self.config.floor(klass, priority)
         if self.redis is None:
             return self._local.try_take(klass, floor)
-        granted, wait_ms = self._take(
-            keys=self._keys(klass),
-            args=[self.config.capacity(klass), self.config.refill_per_sec(klass) / 1000.0, floor],
-        )
+        try:
+            capacity, per_ms = self.config.capacity(klass), self.config.refill_per_sec(klass) / 1e3
+            granted, wait_ms = self._take(keys=self._keys(klass), args=[capacity, per_ms, floor])
+        except RedisError as exc:
+            # Redis is restarting: this process paces itself alone until it is back, so a stop
+            # change or an entry is not lost to the outage (Tradier's own 429s still apply).
+            if not self._redis_down:
+                log.warning("request budget: Redis unreachable (%s); this process paces alone", exc)
+            self._redis_down = True
+            return self._local.try_take(klass, floor)
+        if self._redis_down:
+            log.info("request budget: Redis back; the shared budget paces again")
+            self._redis_down = False
         return 0.0 if int(granted) else max(0.001, int(wait_ms) / 1000.0)
 
     def acquire(self, klass: str, priority: int, *, max_wait: float | None = None) -> float:
@@ -256,7 +267,10 @@ class RequestBudget:
         if self.redis is None:
             self._local.observe(klass, available_n, expiry_ms)
             return
-        self._observe(keys=self._keys(klass)[1:], args=[available_n, expiry_ms, allowed])
+        try:
+            self._observe(keys=self._keys(klass)[1:], args=[available_n, expiry_ms, allowed])
+        except RedisError:
+            self._local.observe(klass, available_n, expiry_ms)
 
     def reset(self) -> None:
         """Forget the budget's state (tests, after a token change)."""

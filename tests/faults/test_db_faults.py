@@ -38,11 +38,6 @@ def test_postgres_restart_on_its_own_cluster_recovers_without_losing_a_fill():
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 17 open: after the lifecycle-core merge a flow can be lost across a Redis "
-    "restart (1 of 12 on a loaded machine; cause not found); the figure is printed by make faults",
-)
 def test_redis_restart_on_its_own_server_recovers_without_losing_a_fill():
     """Broker, cache and channel layer on a Redis of the test's own, restarted mid-run."""
     figures = run_db_faults(flows=size(12, 150), kills=0, redis_restart=True)
