@@ -107,11 +107,13 @@ class StreamSink:
         self._flushing: asyncio.Future | None = None
         self._repairs: set[asyncio.Task] = set()
         self._closing = False
+        self._in_flight = 0  # ticks and bars handed to a write that has not returned
 
     @property
     def pending(self) -> int:
-        """Ticks and bars not written yet."""
-        return len(self.ticks) + len(self.bars_closed) + len(self.bars_corrected)
+        """Ticks and bars not written yet (those of a write still running included)."""
+        buffered = len(self.ticks) + len(self.bars_closed) + len(self.bars_corrected)
+        return buffered + self._in_flight
 
     async def add(self, aggs: list[SecondAgg]) -> None:
         for agg in aggs:
@@ -153,6 +155,7 @@ class StreamSink:
                 ticks, closed, corrected = self.ticks, self.bars_closed, self.bars_corrected
                 self.ticks, self.bars_closed, self.bars_corrected = [], [], []
                 loop = asyncio.get_running_loop()
+                self._in_flight = len(ticks) + len(closed) + len(corrected)
                 try:
                     await loop.run_in_executor(self._db, self._write, ticks, closed, corrected)
                 except Exception:
@@ -162,6 +165,8 @@ class StreamSink:
                     self.bars_closed = closed + self.bars_closed
                     self.bars_corrected = corrected + self.bars_corrected
                     return
+                finally:
+                    self._in_flight = 0
                 self._after_write(closed)
                 if not self.bars_closed:
                     return
