@@ -22,7 +22,7 @@ from marketdata.selectors import bars_as_data
 from marketdata.types import BarData
 from risk.selectors import trading_state_get
 from strategies.features.engine import FeatureEngine
-from strategies.models import Signal
+from strategies.models import Book, Signal
 from trading.models import (
     WORKING_STATUSES,
     AccountSnapshot,
@@ -77,12 +77,14 @@ def account_summary(*, now: datetime | None = None) -> dict:
     at their last price) so it moves with every bar instead of every snapshot."""
     now = now or clock.now()
     session_start = datetime.combine(now.astimezone(ET).date(), datetime.min.time(), ET)
+    # the account's book only: the paper book of paper-mode setups is not the account
+    account_positions = Position.objects.filter(book=Book.ACCOUNT)
     realized = Trade.objects.filter(
-        status=TradeStatus.CLOSED, closed_at__gte=session_start
+        status=TradeStatus.CLOSED, closed_at__gte=session_start, book=Book.ACCOUNT
     ).aggregate(total=Sum("realized_pnl"))["total"] or Decimal(0)
     unrealized = Decimal(0)
     open_positions = 0
-    for position in Position.objects.exclude(qty=0):
+    for position in account_positions.exclude(qty=0):
         open_positions += 1
         unrealized += Decimal(position.unrealized_pnl)
     snapshot = AccountSnapshot.objects.order_by("-ts").first()
@@ -90,8 +92,9 @@ def account_summary(*, now: datetime | None = None) -> dict:
         equity, cash, as_of, source = snapshot.equity, snapshot.cash, snapshot.ts, snapshot.broker
     else:
         # No broker snapshot yet (a fresh paper session): the paper account's own arithmetic.
-        all_realized = Decimal(Position.objects.aggregate(total=Sum("realized_pnl"))["total"] or 0)
-        cost = sum((p.avg_price * p.qty for p in Position.objects.exclude(qty=0)), start=Decimal(0))
+        all_realized = Decimal(account_positions.aggregate(total=Sum("realized_pnl"))["total"] or 0)
+        held = account_positions.exclude(qty=0)
+        cost = sum((p.avg_price * p.qty for p in held), start=Decimal(0))
         cash = settings.PAPER_STARTING_CASH_USD + all_realized - cost
         equity = settings.PAPER_STARTING_CASH_USD + all_realized + unrealized
         as_of, source = None, "ledger"
@@ -120,10 +123,12 @@ def trading_state_summary() -> dict:
 
 def open_trades() -> list[dict]:
     """Managed trades not yet closed, with their exit plan."""
-    rows = Trade.objects.filter(status__in=(TradeStatus.PENDING, TradeStatus.OPEN)).order_by(
-        "-created_at", "-id"
-    )[:50]
-    last_prices = dict(Position.objects.values_list("symbol", "last_price"))
+    rows = Trade.objects.filter(
+        status__in=(TradeStatus.PENDING, TradeStatus.OPEN), book=Book.ACCOUNT
+    ).order_by("-created_at", "-id")[:50]
+    last_prices = dict(
+        Position.objects.filter(book=Book.ACCOUNT).values_list("symbol", "last_price")
+    )
     out = []
     for t in rows:
         last = last_prices.get(t.execution_symbol)
@@ -177,7 +182,7 @@ def recent_orders(*, limit: int = RECENT_ORDERS) -> list[dict]:
             "avg_fill_price": _price(o.avg_fill_price),
             "reject_reason": o.reject_reason,
         }
-        for o in Order.objects.order_by("-created_at", "-id")[:limit]
+        for o in Order.objects.filter(book=Book.ACCOUNT).order_by("-created_at", "-id")[:limit]
     ]
 
 
@@ -192,7 +197,7 @@ def recent_fills(*, limit: int = RECENT_FILLS) -> list[dict]:
             "price": _price(f.price),
             "order_id": f.order_id,
         }
-        for f in Fill.objects.order_by("-ts", "-id")[:limit]
+        for f in Fill.objects.filter(order__book=Book.ACCOUNT).order_by("-ts", "-id")[:limit]
     ]
 
 
@@ -382,7 +387,8 @@ class ChartSeries:
 def chart_markers(*, symbol: str, limit: int = 200) -> list[dict]:
     """Fills (arrows at the fill price's bar) and signals (dots) of `symbol`, oldest first."""
     markers: list[dict] = []
-    for fill in Fill.objects.filter(symbol=symbol).order_by("-ts")[:limit]:
+    fills = Fill.objects.filter(symbol=symbol, order__book=Book.ACCOUNT)
+    for fill in fills.order_by("-ts")[:limit]:
         bar_start = fill.ts.replace(second=0, microsecond=0)
         buy = fill.side.startswith("buy")
         markers.append(

@@ -51,11 +51,17 @@ class LiveTrade:
 
 
 def live_trades(*, symbols: list[str], start: datetime, end: datetime) -> list[LiveTrade]:
-    """Trades of signals on bars in [start, end), with their entry and exit fills."""
+    """The account's trades of signals on bars in [start, end), with their entry and exit
+    fills."""
     from trading.models import Fill, Trade
 
     trades = (
-        Trade.objects.filter(signal__bar_ts__gte=start, signal__bar_ts__lt=end, symbol__in=symbols)
+        Trade.objects.filter(
+            signal__bar_ts__gte=start,
+            signal__bar_ts__lt=end,
+            symbol__in=symbols,
+            book="account",  # the account's trades (the paper book is not what the account did)
+        )
         .select_related("signal")
         .order_by("signal__bar_ts", "id")
     )

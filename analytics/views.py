@@ -260,11 +260,13 @@ class ProvidersApi(APIView):
 
 # --- per-setup statistics -------------------------------------------------------------------
 def setup_stats(*, since=None, until=None, symbol: str | None = None) -> list[dict]:
-    """Per setup: signals by outcome (journal) and closed-trade statistics (ledger)."""
+    """Per setup: signals by outcome (journal) and closed-trade statistics (ledger) of the
+    account; and `versions`, the same per (setup version, book), so a version traded on the
+    paper book (`trading.paper_book`) is compared with the approved one before going live."""
     from django.db.models import Count
 
     from analytics.statistics import trade_stats
-    from strategies.models import Signal
+    from strategies.models import Book, Signal
     from trading.models import Trade, TradeStatus
 
     signals = Signal.objects.all()
@@ -279,22 +281,48 @@ def setup_stats(*, since=None, until=None, symbol: str | None = None) -> list[di
         signals = signals.filter(symbol=symbol)
         trades = trades.filter(symbol=symbol)
     out: dict[str, dict] = {}
-    for row in signals.values("setup", "outcome").annotate(n=Count("id")).order_by():
-        entry = out.setdefault(row["setup"], {"setup": row["setup"], "signals": 0, "outcomes": {}})
-        entry["signals"] += row["n"]
-        entry["outcomes"][row["outcome"]] = row["n"]
+    versions: dict[tuple, dict] = {}
+
+    def _entry(setup: str) -> dict:
+        return out.setdefault(setup, {"setup": setup, "signals": 0, "outcomes": {}})
+
+    def _version(setup: str, version: str, book: str) -> dict:
+        return versions.setdefault(
+            (setup, version, book),
+            {"version": version, "book": book, "signals": 0, "outcomes": {}, "pnls": []},
+        )
+
+    rows = signals.values("setup", "setup_version", "book", "outcome").annotate(n=Count("id"))
+    for row in rows.order_by():
+        v = _version(row["setup"], row["setup_version"], row["book"])
+        v["signals"] += row["n"]
+        v["outcomes"][row["outcome"]] = v["outcomes"].get(row["outcome"], 0) + row["n"]
+        entry = _entry(row["setup"])
+        if row["book"] == Book.ACCOUNT:
+            entry["signals"] += row["n"]
+            entry["outcomes"][row["outcome"]] = entry["outcomes"].get(row["outcome"], 0) + row["n"]
     pnls: dict[str, list[float]] = {}
-    for setup, pnl in trades.order_by("closed_at", "id").values_list("setup", "realized_pnl"):
-        pnls.setdefault(setup or "MANUAL", []).append(float(pnl))
-    for setup in pnls:
-        out.setdefault(setup, {"setup": setup, "signals": 0, "outcomes": {}})
+    closed = trades.order_by("closed_at", "id").values_list(
+        "setup", "signal__setup_version", "book", "realized_pnl"
+    )
+    for setup, version, book, pnl in closed:
+        setup = setup or "MANUAL"
+        _version(setup, version or "", book)["pnls"].append(float(pnl))
+        if book == Book.ACCOUNT:
+            pnls.setdefault(setup, []).append(float(pnl))
+        _entry(setup)
     for setup, entry in out.items():
         entry["trades"] = trade_stats(pnls.get(setup, [])).as_dict()
+        entry["versions"] = []
+    for (setup, _, _), v in sorted(versions.items()):
+        v["trades"] = trade_stats(v.pop("pnls")).as_dict()
+        out[setup]["versions"].append(v)
     return sorted(out.values(), key=lambda e: e["setup"])
 
 
 class SetupStatsApi(APIView):
-    """Per-setup statistics: signals by outcome, closed trades' win rate, expectancy, P&L."""
+    """Per-setup statistics of the account: signals by outcome, closed trades' win rate,
+    expectancy, P&L; and the same per setup version and book (paper book included)."""
 
     class SetupStatsFilterSerializer(serializers.Serializer):
         since = serializers.DateTimeField(required=False)
@@ -311,6 +339,10 @@ class SetupStatsApi(APIView):
         signals = serializers.IntegerField()
         outcomes = serializers.DictField(child=serializers.IntegerField())
         trades = serializers.DictField()
+        versions = serializers.ListField(
+            child=serializers.DictField(),
+            help_text="[{version, book (account/paper), signals, outcomes, trades}]",
+        )
 
     @extend_schema(
         parameters=[SetupStatsFilterSerializer], responses=SetupStatsOutputSerializer(many=True)

@@ -14,7 +14,8 @@ Goal (bench_decision.py's): p99 <= 1 ms for the decision with the seven setups.
 
     .venv/bin/python benchmarks/bench_setups.py [--repeat N]
 
-Last line: {"name": "setup_decision", "builtin_p99_ms": ..., "builtin50_p99_ms": ..., ...}
+Last line: {"name": "setup_decision", "builtin_p99_ms": ..., "builtin_cpu_p99_ms": ...,
+"builtin50_p99_ms": ..., "builtin50_cpu_p99_ms": ..., "load_1m": ..., "load_1m_end": ...}
 """
 
 from __future__ import annotations
@@ -137,7 +138,13 @@ def main() -> int:
         builtin_p99_ms=results["builtin"]["p99_ms"],
         builtin50_p50_ms=results["builtin+50"]["p50_ms"],
         builtin50_p99_ms=results["builtin+50"]["p99_ms"],
+        builtin_cpu_p50_ms=results["builtin"]["cpu_p50_ms"],
+        builtin_cpu_p99_ms=results["builtin"]["cpu_p99_ms"],
+        builtin50_cpu_p50_ms=results["builtin+50"]["cpu_p50_ms"],
+        builtin50_cpu_p99_ms=results["builtin+50"]["cpu_p99_ms"],
         base_p99_ms=results["base"]["p99_ms"],
+        base_cpu_p99_ms=results["base"]["cpu_p99_ms"],
+        bars=results["base"].get("bars"),
         goal_p99_ms=1.0,
         load_1m_end=round(os.getloadavg()[0], 2),
     )

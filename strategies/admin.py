@@ -25,7 +25,14 @@ class SignalAdmin(admin.ModelAdmin):
         "stop_price",
         "score",
     )
-    list_filter = ("setup", "outcome", "side", "symbol", ("bar_ts", admin.DateFieldListFilter))
+    list_filter = (
+        "setup",
+        "book",
+        "outcome",
+        "side",
+        "symbol",
+        ("bar_ts", admin.DateFieldListFilter),
+    )
     search_fields = ("symbol", "execution_symbol", "setup", "reasons")
     date_hierarchy = "bar_ts"
     show_full_result_count = False

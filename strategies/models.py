@@ -12,7 +12,14 @@ class SignalOutcome(models.TextChoices):
     DRY_RUN = "dry_run"
     SUBMITTED = "submitted"
     FAILED = "failed"
-    PAPER_ONLY = "paper_only"  # the setup is in paper mode while the service trades live
+    PAPER_ONLY = "paper_only"  # older rows: a paper-mode setup's signal, journaled only
+
+
+class Book(models.TextChoices):
+    """The ledger a signal trades on (`trading.paper_book`)."""
+
+    ACCOUNT = "account"  # the account: Tradier with DRY_RUN=0, the paper broker with DRY_RUN=1
+    PAPER = "paper"  # the paper book: a setup in paper mode while the account trades live
 
 
 class Side(models.TextChoices):
@@ -54,6 +61,12 @@ class Signal(models.Model):
     target_two = models.DecimalField(max_digits=14, decimal_places=4, null=True, blank=True)
     qty = models.IntegerField(null=True, blank=True)
     session_policy = models.CharField(max_length=32, blank=True, default="")
+    book = models.CharField(
+        max_length=8,
+        choices=Book.choices,
+        default=Book.ACCOUNT,
+        help_text="account, or the paper book of a setup in paper mode while trading live",
+    )
     features = models.JSONField(default=dict, blank=True)
     checks = models.JSONField(
         default=list, blank=True, help_text="[{stage, code, passed, message}] for every check run"

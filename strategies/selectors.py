@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from django.db.models import Max, QuerySet
 
-from strategies.models import FeatureSnapshot, Signal, SignalOutcome
+from strategies.models import Book, FeatureSnapshot, Signal, SignalOutcome
 
 TRADED_OUTCOMES = (SignalOutcome.DRY_RUN, SignalOutcome.SUBMITTED)
 
@@ -51,10 +51,11 @@ def signal_last_fired(*, symbol: str, before: datetime, window_sec: int) -> dict
     return {r["setup"]: r["last"] for r in rows}
 
 
-def signal_traded_count(*, start: datetime, end: datetime) -> int:
-    """Signals with bar start in [start, end) that became trades (dry_run or submitted)."""
+def signal_traded_count(*, start: datetime, end: datetime, book: str = Book.ACCOUNT) -> int:
+    """Signals of `book` with bar start in [start, end) that became trades (dry_run or
+    submitted): the paper book's never count against the account's limits."""
     return Signal.objects.filter(
-        bar_ts__gte=start, bar_ts__lt=end, outcome__in=TRADED_OUTCOMES
+        bar_ts__gte=start, bar_ts__lt=end, outcome__in=TRADED_OUTCOMES, book=book
     ).count()
 
 

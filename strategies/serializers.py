@@ -18,6 +18,7 @@ SIGNAL_FIELDS = [
     "id",
     "setup",
     "setup_version",
+    "book",
     "symbol",
     "execution_symbol",
     "bar_ts",

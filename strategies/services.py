@@ -17,7 +17,7 @@ from strategies.execution_map import execution_levels
 from strategies.feature_store import features_at, features_latest
 from strategies.features.sessions import bar_close_et, session_minute
 from strategies.journal import journal_append, json_safe
-from strategies.models import FeatureSnapshot, Signal, SignalOutcome
+from strategies.models import Book, FeatureSnapshot, Signal, SignalOutcome
 from strategies.options_gate import options_checks
 from strategies.selectors import signal_last_fired, signal_traded_count
 from strategies.setups.base import Decision
@@ -43,6 +43,10 @@ def _signal_plan(*, decision: Decision, row: dict, symbol: str, cfg: StrategyCon
     bar_ts = row["ts"]
     exec_symbol = cfg.execution_symbol(symbol)
     checks = [_check("setup", "SETUP_FIRED", True, "; ".join(decision.reasons))]
+    book_check = _paper_mode_check(decision)
+    ledger_book = Book.ACCOUNT if book_check is None else Book.PAPER
+    if book_check is not None:
+        checks.append(book_check)
     features = {k: v for k, v in row.items() if k != SETUPS_KEY}
     levels = execution_levels(
         symbol=symbol,
@@ -64,6 +68,7 @@ def _signal_plan(*, decision: Decision, row: dict, symbol: str, cfg: StrategyCon
         "target_one": None,
         "target_two": None,
         "session_policy": "",
+        "book": ledger_book,
         "features": features,
     }
     if levels is None:
@@ -111,7 +116,7 @@ def _signal_plan(*, decision: Decision, row: dict, symbol: str, cfg: StrategyCon
                 features=row,
                 execution_symbol=exec_symbol,
                 etf_symbols=cfg.etf_symbols,
-                trades_in_window=signal_traded_count(start=start, end=end),
+                trades_in_window=signal_traded_count(start=start, end=end, book=ledger_book),
             )
             features["policy_window"] = [policy.start.isoformat(), policy.end.isoformat()]
             if policy.time_stop_sec is not None:
@@ -124,19 +129,15 @@ def _signal_plan(*, decision: Decision, row: dict, symbol: str, cfg: StrategyCon
         checks += opt
         if _failed_codes(opt):
             outcome = SignalOutcome.OPTIONS_BLOCKED
-    if outcome == SignalOutcome.GENERATED:
-        mode_check = _paper_mode_check(decision)
-        if mode_check is not None:
-            checks.append(mode_check)
-            outcome = SignalOutcome.PAPER_ONLY
     plan.update(checks=checks, outcome=outcome)
     return plan
 
 
 def _paper_mode_check(decision: Decision) -> dict | None:
     """A setup whose current version nobody approved for live trading must not reach the live
-    broker: with DRY_RUN=0 its signal is journaled as paper_only (never handed to trading).
-    With DRY_RUN=1 every signal trades on paper anyway."""
+    broker: with DRY_RUN=0 its signal trades on the paper book (`trading.paper_book`), never
+    the account; this passed check says so in the journal. With DRY_RUN=1 every signal trades
+    on paper anyway (the account is the paper broker): None."""
     from django.conf import settings
 
     from strategies.setups.registry import setup_get
@@ -148,8 +149,9 @@ def _paper_mode_check(decision: Decision) -> dict | None:
     return _check(
         "setup",
         "SETUP_PAPER_MODE",
-        False,
-        f"{decision.setup} version {decision.version} is in paper mode (not approved for live)",
+        True,
+        f"{decision.setup} version {decision.version} is in paper mode (not approved for"
+        " live): traded on the paper book, never the account",
     )
 
 
@@ -173,6 +175,7 @@ def _announce(signal: Signal, event: str, decided_at: datetime | None = None) ->
             "target_one": signal.target_one,
             "target_two": signal.target_two,
             "session_policy": signal.session_policy,
+            "book": signal.book,
             "checks": signal.checks,
         }
     )
@@ -246,6 +249,7 @@ def evaluate_bar(
                     target_one=p["target_one"],
                     target_two=p["target_two"],
                     session_policy=p["session_policy"],
+                    book=p["book"],
                     features=json_safe(p["features"]),
                     checks=p["checks"],
                     reasons=_failed_codes(p["checks"]),
@@ -259,8 +263,7 @@ def evaluate_bar(
     decided_at = (now or clock.now()) if signals else None
     for signal in signals:
         _announce(signal, "signal", decided_at)
-    # a paper-mode setup's signal is journaled but never handed to live trading
-    return [s for s in signals if s.outcome != SignalOutcome.PAPER_ONLY]
+    return signals  # trading routes each by its book
 
 
 @transaction.atomic
@@ -341,6 +344,7 @@ def signals_preview(
                         "target_one": plan["target_one"],
                         "target_two": plan["target_two"],
                         "session_policy": plan["session_policy"],
+                        "book": str(plan["book"]),
                         "checks": plan["checks"],
                         "reasons": d.reasons + _failed_codes(plan["checks"]),
                     }

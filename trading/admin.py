@@ -76,7 +76,7 @@ class OrderAdmin(admin.ModelAdmin):
         "broker",
         "broker_order_id",
     )
-    list_filter = ("status", "role", "order_type", "order_class", "broker", "symbol")
+    list_filter = ("status", "role", "order_type", "order_class", "broker", "book", "symbol")
     search_fields = ("tag", "broker_order_id", "symbol")
     date_hierarchy = "created_at"
     actions = [cancel_orders]
@@ -168,7 +168,7 @@ class TradeAdmin(admin.ModelAdmin):
         "exit_reason",
         "realized_pnl",
     )
-    list_filter = ("status", "setup", "exit_reason", "execution_symbol")
+    list_filter = ("status", "book", "setup", "exit_reason", "execution_symbol")
     search_fields = ("symbol", "execution_symbol", "setup")
     date_hierarchy = "created_at"
     raw_id_fields = ("signal",)

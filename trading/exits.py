@@ -54,10 +54,12 @@ def exits_manage(
     bar=None,
     config=None,
     broker=None,
+    book: str = "account",
 ) -> list[tuple[int, str]]:
     """Apply the exit rules to every open trade (of `symbol`'s execution symbol) and make
     sure each keeps its protective stop (`trading.core.lifecycle.manage_exits` over the ORM
-    ledger). Returns [(trade id, action)]: "checked" for every open trade, then each action."""
+    ledger of `book`). Returns [(trade id, action)]: "checked" for every open trade, then each
+    action."""
     from django.conf import settings
 
     from risk.config import RiskConfig
@@ -65,7 +67,7 @@ def exits_manage(
 
     config = config or RiskConfig.from_settings()
     return lifecycle.manage_exits(
-        OrmLedger(broker),
+        OrmLedger(broker, book=book),
         now=now,
         symbol=symbol,
         bar=BarPrices.of(bar) if bar is not None else None,

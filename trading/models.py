@@ -4,6 +4,10 @@ account snapshots. Money and quantities are Decimal/int here."""
 from django.conf import settings
 from django.db import models
 
+from strategies.models import Book
+
+BOOK = {"max_length": 8, "choices": Book.choices, "default": Book.ACCOUNT}
+
 PRICE = {"max_digits": 14, "decimal_places": 4}
 MONEY = {"max_digits": 16, "decimal_places": 4}
 
@@ -55,6 +59,7 @@ class OrderRole(models.TextChoices):
 class Order(models.Model):
     tag = models.CharField(max_length=255, unique=True, help_text="idempotency key sent as `tag`")
     broker = models.CharField(max_length=16, default="paper")
+    book = models.CharField(**BOOK, help_text="account, or the paper book (trading.paper_book)")
     broker_order_id = models.CharField(max_length=64, blank=True, default="", db_index=True)
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.CASCADE, related_name="children"
@@ -137,9 +142,11 @@ class Fill(models.Model):
 
 
 class Position(models.Model):
-    """Net position per symbol as the ledger knows it (reconciled against the broker)."""
+    """Net position per symbol and book as the ledger knows it (the account book is reconciled
+    against the broker; the paper book never is)."""
 
-    symbol = models.CharField(max_length=16, unique=True)
+    book = models.CharField(**BOOK)
+    symbol = models.CharField(max_length=16)
     qty = models.IntegerField(default=0)
     avg_price = models.DecimalField(**PRICE, default=0)
     realized_pnl = models.DecimalField(**MONEY, default=0)
@@ -148,6 +155,9 @@ class Position(models.Model):
 
     class Meta:
         ordering = ["symbol"]
+        constraints = [
+            models.UniqueConstraint(fields=["book", "symbol"], name="position_book_symbol")
+        ]
 
     def __str__(self) -> str:
         return f"{self.symbol} {self.qty} @ {self.avg_price}"
@@ -173,6 +183,7 @@ class Trade(models.Model):
         "strategies.Signal", null=True, blank=True, on_delete=models.SET_NULL, related_name="trade"
     )
     setup = models.CharField(max_length=32, blank=True, default="")
+    book = models.CharField(**BOOK)
     symbol = models.CharField(max_length=16, help_text="signal symbol")
     execution_symbol = models.CharField(max_length=16)
     side = models.CharField(max_length=4, default="buy")

@@ -7,7 +7,10 @@ Safety rules kept here:
   after the broker's answer is found again by its tag at reconciliation, never sent twice;
 - the order row is locked (select_for_update) while it is sent and while a fill is applied;
   the trade row while a fill moves it;
-- exposure is read inside the PostgreSQL advisory decision lock (`risk.services.decision_lock`).
+- exposure is read inside the PostgreSQL advisory decision lock (`risk.services.decision_lock`);
+- a ledger is one book (`strategies.models.Book`): the account's, or the paper book of setups in
+  paper mode while the account trades live (`trading.paper_book`). Every read and write of an
+  `OrmLedger` stays inside its book, so the paper book never counts against the account.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from django.db.models.functions import Coalesce
 from autotrader_site.clock import clock
 from autotrader_site.live_events import live_event_publish
 from autotrader_site.metrics import ACTIVE_TRADES, DECISION_TO_ACK_SECONDS
+from strategies.models import Book
 from trading.brokers import broker_get
 from trading.brokers.base import (
     Broker,
@@ -105,12 +109,14 @@ def order_create(
     order_class: str = OrderClass.EQUITY,
     legs: list[dict] | None = None,
     broker: Broker | None = None,
+    book: str = Book.ACCOUNT,
 ) -> Order:
-    """A new order row (status new). Nothing is sent yet."""
+    """A new order row (status new) of `book`. Nothing is sent yet."""
     broker = broker or broker_get()
     order = Order.objects.create(
         tag=tag,
         broker=broker.name,
+        book=book,
         symbol=symbol.upper(),
         side=side,
         qty=int(qty),
@@ -307,12 +313,14 @@ def fill_record(
         order_transition(order, status, cause=cause, at=ts)  # one more partial fill, logged
     else:
         order_advance(order, status, cause=cause, at=ts)
-    _position_apply(order.symbol, order.side, qty, price, fee)
+    _position_apply(order.symbol, order.side, qty, price, fee, book=order.book)
     return fill
 
 
-def _position_apply(symbol: str, side: str, qty: int, price: Decimal, fee: Decimal) -> None:
-    position, _ = Position.objects.select_for_update().get_or_create(symbol=symbol)
+def _position_apply(
+    symbol: str, side: str, qty: int, price: Decimal, fee: Decimal, *, book: str
+) -> None:
+    position, _ = Position.objects.select_for_update().get_or_create(book=book, symbol=symbol)
     signed = qty if side in ("buy", "buy_to_cover") else -qty
     old_qty = position.qty
     new_qty = old_qty + signed
@@ -333,14 +341,14 @@ def _position_apply(symbol: str, side: str, qty: int, price: Decimal, fee: Decim
     if new_qty == 0:
         # Flat: the realized P&L is exactly the cash flows of every fill (no rounding of the
         # average price carried over).
-        position.realized_pnl = _symbol_cash_flows(symbol)
+        position.realized_pnl = _symbol_cash_flows(symbol, book)
     position.last_price = price
     position.save()
 
 
-def _symbol_cash_flows(symbol: str) -> Decimal:
+def _symbol_cash_flows(symbol: str, book: str) -> Decimal:
     total = ZERO
-    for side, qty, price, fee in Fill.objects.filter(symbol=symbol).values_list(
+    for side, qty, price, fee in Fill.objects.filter(symbol=symbol, order__book=book).values_list(
         "side", "qty", "price", "fee"
     ):
         total += (price * qty if side.startswith("sell") else -price * qty) - fee
@@ -348,7 +356,7 @@ def _symbol_cash_flows(symbol: str) -> Decimal:
 
 
 def _active_trades_gauge() -> None:
-    ACTIVE_TRADES.set(open_trades().filter(status=TradeStatus.OPEN).count())
+    ACTIVE_TRADES.set(open_trades().filter(status=TradeStatus.OPEN).count())  # the account's
 
 
 # --- the Ledger --------------------------------------------------------------------------------
@@ -357,10 +365,19 @@ class OrmLedger:
 
     `lock` and `exposure_read` default to `risk.services.decision_lock` and
     `trading.selectors.exposure_snapshot`; callers may pass their own (the pipeline passes
-    its module's names, which tests and fault scenarios replace)."""
+    its module's names, which tests and fault scenarios replace). `book` is the one book it
+    reads and writes (the account's unless told)."""
 
-    def __init__(self, broker: Broker | None = None, *, lock=None, exposure_read=None) -> None:
+    def __init__(
+        self,
+        broker: Broker | None = None,
+        *,
+        book: str = Book.ACCOUNT,
+        lock=None,
+        exposure_read=None,
+    ) -> None:
         self._broker = broker
+        self.book = book
         self._lock = lock
         self._exposure_read = exposure_read
 
@@ -376,24 +393,26 @@ class OrmLedger:
 
     # --- reads --------------------------------------------------------------------------
     def live_trades(self, symbol: str | None = None) -> list:
-        return list(open_trades(symbol=symbol))
+        return list(open_trades(symbol=symbol, book=self.book))
 
     def decided_since(self, start: datetime) -> list:
-        return list(Trade.objects.filter(created_at__gte=start).order_by("created_at", "id"))
+        return list(
+            Trade.objects.filter(created_at__gte=start, book=self.book).order_by("created_at", "id")
+        )
 
     def working(self, trade, roles=None) -> list:
         return list(trade_orders(trade, roles=roles))
 
     def working_for_symbol(self, symbol: str, ts: datetime) -> list:
         return list(
-            working_orders(symbol=symbol, broker="paper")
+            working_orders(symbol=symbol, broker="paper", book=self.book)
             .exclude(status=OrderStatus.NEW)
             .filter(created_at__lte=ts)
         )
 
     def entry_limits_before(self, before: datetime) -> list:
         return list(
-            working_orders().filter(
+            working_orders(book=self.book).filter(
                 role=OrderRole.ENTRY,
                 order_type=OrderType.LIMIT,
                 order_class=OrderClass.EQUITY,
@@ -405,7 +424,7 @@ class OrmLedger:
         return self.is_paper  # the fill pass's own query is the check
 
     def has_live(self, symbol: str) -> bool:
-        return open_trades(symbol=symbol).exists()
+        return open_trades(symbol=symbol, book=self.book).exists()
 
     def may_have_open(self, symbol: str) -> bool:
         return True  # manage_exits' own query is the check
@@ -438,17 +457,18 @@ class OrmLedger:
             now=now,
             cash=balances[0] if balances else None,
             buying_power=balances[1] if balances else None,
+            book=self.book,
         )
 
     def open_order_count(self) -> int:
-        return working_orders().exclude(role__in=PROTECTIVE_ROLES).count()
+        return working_orders(book=self.book).exclude(role__in=PROTECTIVE_ROLES).count()
 
     def position_notional(self) -> dict:
         return {
             symbol: abs(qty) * price
-            for symbol, qty, price in Position.objects.exclude(qty=0).values_list(
-                "symbol", "qty", "avg_price"
-            )
+            for symbol, qty, price in Position.objects.filter(book=self.book)
+            .exclude(qty=0)
+            .values_list("symbol", "qty", "avg_price")
         }
 
     def pending_entries(self) -> list:
@@ -460,7 +480,7 @@ class OrmLedger:
             Decimal(str(settings.PAPER_SPREAD_BPS)) / 2 + Decimal(str(settings.PAPER_SLIPPAGE_BPS))
         ) / Decimal(10000)
         out = []
-        rows = working_orders().filter(role=OrderRole.ENTRY).select_related("signal")
+        rows = working_orders(book=self.book).filter(role=OrderRole.ENTRY).select_related("signal")
         for order in rows:
             worst = order.price
             if worst is None and order.signal is not None and order.signal.entry_price:
@@ -469,13 +489,13 @@ class OrmLedger:
         return out
 
     def realized_between(self, start: datetime, end: datetime) -> Decimal:
-        return Trade.objects.filter(closed_at__gte=start, closed_at__lt=end).aggregate(
-            total=Coalesce(Sum("realized_pnl"), ZERO, output_field=_MONEY)
-        )["total"]
+        return Trade.objects.filter(
+            closed_at__gte=start, closed_at__lt=end, book=self.book
+        ).aggregate(total=Coalesce(Sum("realized_pnl"), ZERO, output_field=_MONEY))["total"]
 
     def last_price(self, symbol: str):
         return (
-            Position.objects.filter(symbol=symbol)
+            Position.objects.filter(symbol=symbol, book=self.book)
             .exclude(last_price=None)
             .values_list("last_price", flat=True)
             .first()
@@ -490,7 +510,7 @@ class OrmLedger:
         from strategies.models import Signal
 
         return Signal.objects.filter(
-            bar_ts__gte=start, bar_ts__lt=end, outcome__in=DECIDED_OUTCOMES
+            bar_ts__gte=start, bar_ts__lt=end, outcome__in=DECIDED_OUTCOMES, book=self.book
         ).count()
 
     def quote(self, symbol: str, ref: Decimal):
@@ -529,6 +549,7 @@ class OrmLedger:
             signal=trade.signal,
             now=now,
             broker=self.broker,
+            book=self.book,
         )
         return order_submit(order=order, now=now, broker=self.broker)
 
@@ -609,6 +630,7 @@ class OrmLedger:
         trade = Trade.objects.create(
             signal=signal,
             setup=candidate.setup,
+            book=self.book,
             symbol=candidate.symbol,
             execution_symbol=candidate.execution_symbol,
             side="buy",
@@ -642,13 +664,15 @@ class OrmLedger:
             legs=legs,
             now=now,
             broker=self.broker,
+            book=self.book,
         )
         entry.request_payload = {"entry_plan": plan.entry_why}
         entry.save(update_fields=["request_payload"])
         if plan.bracket:
             bracket_children_create(
-                entry, trade, legs, base=trade_tag(trade), now=now, broker=self.broker
-            )
+                entry, trade, legs, base=trade_tag(trade), now=now, broker=self.broker,
+                book=self.book,
+            )  # fmt: skip
         return trade
 
     def entry_submit(self, trade, *, now: datetime):
@@ -692,6 +716,7 @@ class OrmLedger:
             signal=order.signal,
             now=now,
             broker=self.broker,
+            book=self.book,
         )
 
     def submit(self, order, *, now: datetime, qty: int | None = None):
@@ -711,15 +736,23 @@ class OrmLedger:
 
     def mark(self, symbol: str, price: Decimal) -> None:
         """Mark a position to the latest price (unrealized P&L, day-loss limit)."""
-        if Position.objects.filter(symbol=symbol).update(last_price=to_cent(price)):
+        if Position.objects.filter(symbol=symbol, book=self.book).update(last_price=to_cent(price)):
             live_event_publish(kind="position")  # update() sends no post_save: tell the pages
 
     def halt(self, reason: str) -> None:
+        """The account halts; the paper book's own loss limit never halts the account (its
+        trades are flattened, and the risk rules refuse its new ones for the day)."""
+        if self.book != Book.ACCOUNT:
+            log.warning("paper book: %s (the account is not halted)", reason)
+            return
         from risk.services import trading_state_set
 
         trading_state_set(state="HALTED", reason=reason, actor="kill-switch")
 
     def flatten(self, *, reason: str, now: datetime) -> None:
+        if self.book != Book.ACCOUNT:
+            lifecycle.flatten_trades(self, reason=reason, now=now)
+            return
         from trading.services.operations import positions_flatten
 
         positions_flatten(reason=reason, now=now)
@@ -755,7 +788,9 @@ def bracket_legs(symbol, qty, entry_type, entry_limit, target, stop) -> list[dic
     ]
 
 
-def bracket_children_create(entry, trade, legs, *, base: str, now, broker) -> None:
+def bracket_children_create(
+    entry, trade, legs, *, base: str, now, broker, book: str = Book.ACCOUNT
+) -> None:
     """The rows of a bracket's target and stop legs (they travel with the entry)."""
     for role, leg, suffix in (
         (OrderRole.TARGET_TWO, legs[1], "tp"),
@@ -776,6 +811,7 @@ def bracket_children_create(entry, trade, legs, *, base: str, now, broker) -> No
             order_class=OrderClass.OTOCO,
             now=now,
             broker=broker,
+            book=book,
         )
 
 

@@ -7,12 +7,18 @@
 4. each generated signal: under the decision lock, exposure -> risk rules -> trade + entry order
    rows; after the lock the entry goes to the broker; the Signal row gets its outcome
    (risk_blocked / approved -> dry_run (paper) or submitted (live broker accepted) / failed).
+
+Routing: a signal trades on the book the strategy stage gave it (`Signal.book`). The account's
+signals go to the configured broker; with DRY_RUN=0 the signals of setups in paper mode go to the
+paper book (`trading.paper_book`): a second pass of the same `bar_step` over the paper book's
+ledger and paper broker (its fills, exits, kill switch and decisions), never the account's.
 """
 
 from __future__ import annotations
 
 import logging
 import time as wall
+from dataclasses import replace
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 
@@ -24,6 +30,7 @@ from marketdata.types import BarData
 from risk.config import RiskConfig
 from risk.selectors import symbol_params_get
 from risk.services import decision_lock
+from strategies.models import Book
 from trading.account_stream import stream_is_live
 from trading.brokers import broker_get
 from trading.core import lifecycle
@@ -32,6 +39,7 @@ from trading.core.step import StepContext, bar_step
 from trading.core.types import Candidate
 from trading.exits import ema_crossed_down, exits_manage, flat_time
 from trading.orm_ledger import OrmLedger
+from trading.paper_book import book_of, paper_book_active, paper_book_broker
 from trading.selectors import exposure_snapshot, working_orders
 from trading.services.orders import order_sync
 
@@ -54,11 +62,12 @@ def signal_outcome_set(*, signal, outcome: str, checks=None, qty=None):
     return _strategies().signal_outcome_set(signal=signal, outcome=outcome, checks=checks, qty=qty)
 
 
-def _ledger(broker=None) -> OrmLedger:
-    """The ORM ledger with this module's decision lock and exposure reader (looked up at call
-    time, so a test or fault scenario that replaces them here is obeyed)."""
+def _ledger(broker=None, book: str = Book.ACCOUNT) -> OrmLedger:
+    """The ORM ledger of `book` with this module's decision lock and exposure reader (looked up
+    at call time, so a test or fault scenario that replaces them here is obeyed)."""
     return OrmLedger(
         broker,
+        book=book,
         lock=lambda: decision_lock(),
         exposure_read=lambda **kw: exposure_snapshot(**kw),
     )
@@ -140,8 +149,12 @@ def signal_handle(*, signal, now: datetime, config: RiskConfig, broker=None) -> 
     if signal.outcome != "generated":
         return signal.outcome
     params = symbol_params_get(symbol=signal.execution_symbol, config=config)
+    if book_of(signal) == Book.PAPER:
+        ledger = _ledger(paper_book_broker(), book=Book.PAPER)  # never the account's broker
+    else:
+        ledger = _ledger(broker)
     return lifecycle.signal_decide(
-        _ledger(broker), candidate_of(signal), now=now, config=config, params=params
+        ledger, candidate_of(signal), now=now, config=config, params=params
     )
 
 
@@ -194,12 +207,15 @@ def process_bar_close(*, bar: BarData, config: RiskConfig | None = None) -> list
     now = bar.ts + BAR
     broker = broker_get()
     signals: list = []
+    paper: list[Candidate] = []  # the paper book's candidates, decided in its own pass
 
     def strategy() -> list[Candidate]:
         signals.extend(_strategies().evaluate_bar(symbol=bar.symbol, bar_ts=bar.ts, now=now) or [])
         if not signals:  # evaluated by an earlier attempt that did not finish: resume it
             signals.extend(signals_undecided(symbol=bar.symbol, bar_ts=bar.ts))
-        return [candidate_of(s) for s in signals if s.outcome == "generated"]
+        generated = [s for s in signals if s.outcome == "generated"]
+        paper.extend(candidate_of(s) for s in generated if book_of(s) == Book.PAPER)
+        return [candidate_of(s) for s in generated if book_of(s) != Book.PAPER]
 
     ctx = StepContext(
         config=config,
@@ -211,14 +227,19 @@ def process_bar_close(*, bar: BarData, config: RiskConfig | None = None) -> list
         on_error=_signal_failed,
         on_decided=lambda c, o: BAR_TO_DECISION_SECONDS.observe(wall.perf_counter() - started),
     )
-    bar_step(
-        _ledger(broker),
-        symbol=bar.symbol,
-        ts=bar.ts,
-        bar=BarPrices.of(bar),
-        strategy=strategy,
-        ctx=ctx,
-    )
+    prices = BarPrices.of(bar)
+    bar_step(_ledger(broker), symbol=bar.symbol, ts=bar.ts, bar=prices, strategy=strategy, ctx=ctx)
+    if paper or paper_book_active():
+        # the paper book: the same step over its own ledger, fills from this bar
+        book_broker = paper_book_broker()
+        bar_step(
+            _ledger(book_broker, book=Book.PAPER),
+            symbol=bar.symbol,
+            ts=bar.ts,
+            bar=prices,
+            strategy=lambda: paper,
+            ctx=replace(ctx, costs=book_broker.costs, escalate_by_clock=False),
+        )
     if settings.DEBUG:
         log.debug("bar %s %s handled %d signals", bar.symbol, bar.ts, len(signals))
     return signals
@@ -256,4 +277,8 @@ def exits_tick_run(*, now: datetime, config: RiskConfig | None = None) -> int:
         lifecycle.escalate_due(_ledger(broker), now=now, config=config)
     done = exits_manage(now=now, config=config, broker=broker)
     kill_switch_check(now=now, config=config)
+    if paper_book_active():  # the paper book's clock rules and its own loss limit
+        book_broker = paper_book_broker()
+        done += exits_manage(now=now, config=config, broker=book_broker, book=Book.PAPER)
+        lifecycle.kill_switch(_ledger(book_broker, book=Book.PAPER), now=now, config=config)
     return len(done)

@@ -25,6 +25,7 @@ from autotrader_site.metrics import (
     RECONCILE_TOTAL,
     TRADING_HALTED,
 )
+from strategies.models import Book
 from trading import services
 from trading.brokers import broker_get
 from trading.brokers.base import BrokerError, OrderNotFound
@@ -67,9 +68,10 @@ def _adopt(remote, now: datetime, broker_name: str) -> Order:
 
 
 def _match(remote, broker_name: str) -> Order | None:
-    order = Order.objects.filter(broker=broker_name, broker_order_id=remote.id).first()
+    account = Order.objects.filter(book=Book.ACCOUNT)  # the paper book is never reconciled
+    order = account.filter(broker=broker_name, broker_order_id=remote.id).first()
     if order is None and remote.tag:
-        order = Order.objects.filter(tag=remote.tag).first()
+        order = account.filter(tag=remote.tag).first()
         if order is not None and not order.broker_order_id:
             order.broker_order_id = remote.id
             order.response_payload = remote.raw or {}
@@ -134,7 +136,9 @@ def _orders_reconcile(broker, now: datetime, summary: dict) -> None:
             order.refresh_from_db()
             if (order.status, order.filled_qty) != before:
                 summary["updated"].append(order.tag)
-    for order in Order.objects.filter(broker=broker.name, status__in=WORKING_STATUSES):
+    for order in Order.objects.filter(
+        broker=broker.name, book=Book.ACCOUNT, status__in=WORKING_STATUSES
+    ):
         if order.broker_order_id and order.broker_order_id in seen_ids:
             continue
         if order.broker_order_id:
@@ -174,7 +178,7 @@ def _unlocked(order: Order) -> bool:
 
 def _positions_reconcile(broker, summary: dict) -> None:
     remote = {p.symbol: p for p in broker.positions()}
-    local = {p.symbol: p for p in Position.objects.all()}
+    local = {p.symbol: p for p in Position.objects.filter(book=Book.ACCOUNT)}
     for symbol in set(remote) | set(local):
         want = remote[symbol].qty if symbol in remote else 0
         have = local[symbol].qty if symbol in local else 0
@@ -262,7 +266,7 @@ def _gauges_refresh() -> None:
     from trading.models import Trade, TradeStatus
 
     TRADING_HALTED.set(1 if trading_state_get().state == "HALTED" else 0)
-    ACTIVE_TRADES.set(Trade.objects.filter(status=TradeStatus.OPEN).count())
+    ACTIVE_TRADES.set(Trade.objects.filter(status=TradeStatus.OPEN, book=Book.ACCOUNT).count())
 
 
 def startup_reconcile(*, broker=None) -> dict:

@@ -12,6 +12,7 @@ from django.db.models import DecimalField, F, Q, Sum
 from django.db.models.functions import Coalesce
 
 from risk.types import Exposure
+from strategies.models import Book
 from trading.models import (
     WORKING_STATUSES,
     Fill,
@@ -30,8 +31,12 @@ _ZERO = Decimal("0")
 _MONEY = DecimalField(max_digits=20, decimal_places=6)
 
 
-def working_orders(*, symbol: str | None = None, broker: str | None = None):
-    qs = Order.objects.filter(status__in=WORKING_STATUSES)
+def working_orders(
+    *, symbol: str | None = None, broker: str | None = None, book: str = Book.ACCOUNT
+):
+    """Working orders of one book (the account's unless told; the paper book's never reach
+    the broker of the account)."""
+    qs = Order.objects.filter(status__in=WORKING_STATUSES, book=book)
     if symbol:
         qs = qs.filter(symbol=symbol.upper())
     if broker:
@@ -39,16 +44,17 @@ def working_orders(*, symbol: str | None = None, broker: str | None = None):
     return qs
 
 
-def open_trades(*, symbol: str | None = None):
-    """Trades whose entry is working or whose position is open."""
-    qs = Trade.objects.filter(status__in=LIVE_TRADE_STATUSES)
+def open_trades(*, symbol: str | None = None, book: str = Book.ACCOUNT):
+    """Trades of one book (the account's unless told) whose entry is working or whose
+    position is open."""
+    qs = Trade.objects.filter(status__in=LIVE_TRADE_STATUSES, book=book)
     if symbol:
         qs = qs.filter(execution_symbol=symbol.upper())
     return qs.order_by("created_at", "id")
 
 
-def positions_open():
-    return Position.objects.exclude(qty=0).order_by("symbol")
+def positions_open(*, book: str = Book.ACCOUNT):
+    return Position.objects.filter(book=book).exclude(qty=0).order_by("symbol")
 
 
 def positions_list() -> list[dict]:
@@ -99,9 +105,10 @@ def day_pnl(*, now: datetime) -> Decimal:
     return lifecycle.day_pnl(OrmLedger(), now=now)
 
 
-def paper_cash() -> Decimal:
-    """Starting paper cash plus sells minus buys minus fees of every paper fill."""
-    flows = Fill.objects.filter(order__broker="paper").aggregate(
+def paper_cash(*, book: str = Book.ACCOUNT) -> Decimal:
+    """Starting paper cash plus sells minus buys minus fees of every paper fill of the book
+    (each book starts with PAPER_STARTING_CASH_USD)."""
+    flows = Fill.objects.filter(order__broker="paper", order__book=book).aggregate(
         sells=Coalesce(
             Sum(F("qty") * F("price"), filter=Q(side__startswith="sell")),
             _ZERO,
@@ -121,14 +128,18 @@ def paper_cash() -> Decimal:
 
 
 def exposure_snapshot(
-    *, now: datetime, cash: Decimal | None = None, buying_power: Decimal | None = None
+    *,
+    now: datetime,
+    cash: Decimal | None = None,
+    buying_power: Decimal | None = None,
+    book: str = Book.ACCOUNT,
 ) -> Exposure:
-    """Everything the risk rules need, read from the ledger in one place (the rule:
-    `trading.core.lifecycle.exposure`). Call it inside the decision lock."""
+    """Everything the risk rules need, read from one book of the ledger in one place (the
+    rule: `trading.core.lifecycle.exposure`). Call it inside the decision lock."""
     from trading.core import lifecycle
     from trading.orm_ledger import OrmLedger
 
-    return lifecycle.exposure(OrmLedger(), now=now, cash=cash, buying_power=buying_power)
+    return lifecycle.exposure(OrmLedger(book=book), now=now, cash=cash, buying_power=buying_power)
 
 
 def reconciliation_last() -> dict | None:

@@ -1,6 +1,7 @@
 /* AutoTrader live dashboard: renders the first snapshot, then lives on /ws/live/.
  * The socket pushes `chart` (a symbol's series), `bar` (one closed bar + indicators) and `panel`
- * (account, state, trades, orders, fills, signals, markers). It reconnects by itself. */
+ * (account, state, trades, orders, fills, signals, markers). It reconnects by itself.
+ * A setup's preview (where it would have fired on the chart's stored bars) adds its markers. */
 (function () {
   "use strict";
   const LWC = window.LightweightCharts;
@@ -139,7 +140,7 @@
     renderFills(p.fills || []);
     renderSignals(p.signals || []);
     for (const [symbol, markers] of Object.entries(p.markers || {})) {
-      if (charts[symbol]) charts[symbol].markers.setMarkers(markers);
+      if (charts[symbol]) { charts[symbol].liveMarkers = markers; applyMarkers(charts[symbol]); }
     }
   }
 
@@ -179,7 +180,7 @@
       lines[name] = chart.addSeries(LWC.LineSeries, { ...style, priceLineVisible: false, lastValueVisible: name === "vwap", crosshairMarkerVisible: false });
     }
     const markers = LWC.createSeriesMarkers(candles, []);
-    charts[symbol] = { chart, candles, volume, lines, markers, lastTime: 0, count: 0, el: box, tab, lastClose: null, lastPoints: {} };
+    charts[symbol] = { chart, candles, volume, lines, markers, lastTime: 0, firstTime: 0, count: 0, el: box, tab, lastClose: null, lastPoints: {}, liveMarkers: [], previewMarkers: [] };
     if (!active) selectSymbol(symbol);
     else box.hidden = true;
     return charts[symbol];
@@ -197,9 +198,11 @@
       series.setData(data);
       if (data.length) c.lastPoints[name] = { time: data[data.length - 1].time, value: data[data.length - 1].value };
     }
-    c.markers.setMarkers(msg.markers || []);
+    c.liveMarkers = msg.markers || [];
     c.count = msg.candles.length;
+    c.firstTime = c.count ? msg.candles[0].time : 0;
     c.lastTime = c.count ? msg.candles[c.count - 1].time : 0;
+    applyMarkers(c);
     c.lastClose = c.count ? msg.candles[c.count - 1].close : null;
     afterBar(msg.symbol, c);
     if (c.count) c.chart.timeScale().scrollToRealTime();
@@ -240,6 +243,59 @@
     if (!c) return;
     const last = c.lastTime ? new Date(c.lastTime * 1000).toISOString().slice(0, 16).replace("T", " ") : "–";
     $("chart-foot").textContent = `${active}: ${c.count} one-minute bars · last bar ${last} ET · times in America/New_York`;
+  }
+
+  // --- setup preview -------------------------------------------------------------------------
+  // Where a setup would have fired on the stored bars of the chart (GET /api/v1/setups/NAME/
+  // preview): its markers are drawn next to the live fills and signals until cleared.
+  function applyMarkers(c) {
+    const all = c.liveMarkers.concat(c.previewMarkers);
+    all.sort((a, b) => a.time - b.time);
+    c.markers.setMarkers(all);
+    c.el.dataset.previewMarkers = String(c.previewMarkers.length);
+  }
+
+  async function loadSetups() {
+    try {
+      const r = await fetch("/api/v1/setups", { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!r.ok) return;
+      const body = await r.json();
+      const select = $("preview-setup");
+      for (const s of body.results || []) {
+        if (s.error) continue;  // a definition that does not load cannot be previewed
+        select.append(el("option", { value: s.name }, `${s.name} (${s.mode})`));
+      }
+    } catch (e) { /* the chart works without the preview */ }
+  }
+
+  async function showPreview(event) {
+    event.preventDefault();
+    const name = $("preview-setup").value;
+    const c = charts[active];
+    if (!name || !c || !c.count) return;
+    const status = $("preview-status");
+    status.textContent = "scanning…";
+    // chart times are New York wall time as UTC seconds: a day earlier covers the offset
+    const start = new Date((c.firstTime - 86400) * 1000).toISOString();
+    const url = `/api/v1/setups/${encodeURIComponent(name)}/preview?symbol=${encodeURIComponent(active)}&start=${encodeURIComponent(start)}`;
+    try {
+      const r = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+      const body = await r.json();
+      if (!r.ok) { status.textContent = body.error || body.detail || `error ${r.status}`; return; }
+      c.previewMarkers = (body.markers || []).filter((m) => m.time >= c.firstTime && m.time <= c.lastTime);
+      applyMarkers(c);
+      if (c.previewMarkers.length) c.chart.timeScale().fitContent();  // every fire in view
+      status.textContent = `${name}: ${c.previewMarkers.length} fires on these bars`;
+      $("preview-clear").hidden = false;
+    } catch (e) {
+      status.textContent = "preview failed";
+    }
+  }
+
+  function clearPreview() {
+    for (const c of Object.values(charts)) { c.previewMarkers = []; applyMarkers(c); }
+    $("preview-status").textContent = "";
+    $("preview-clear").hidden = true;
   }
 
   // --- websocket ----------------------------------------------------------------------------
@@ -325,5 +381,8 @@
   renderPanel(JSON.parse($("initial-snapshot").textContent));
   for (const s of symbols) ensureChart(s);
   wireStateForm();
+  $("preview-form").addEventListener("submit", showPreview);
+  $("preview-clear").addEventListener("click", clearPreview);
+  loadSetups();
   connect();
 })();

@@ -137,3 +137,45 @@ def test_admin_creates_validates_and_approves_a_setup(superuser, django_user_mod
     from strategies.setups.registry import setup_get
 
     assert setup_get("API_CROSS").mode == "live"
+
+
+JUMP = """\
+name: JUMP
+condition: close - prev(close) >= 0.085
+stop: close - 1
+target_one: close + 1
+target_two: close + 2
+cooldown_sec: 600
+"""
+
+
+def test_preview_markers_sit_on_the_bars_worked_out_by_hand(editor, stored_bars):
+    # SPY 2011-01-03/04, regular session: a one-bar gain of at least 8.5 cents happens only on
+    # the 4th, at 15:00Z (126.88 -> 126.98), 15:04Z (+0.09: inside the 600 s cooldown of 15:00)
+    # and 19:40Z (126.73 -> 126.85). Chart time is New York wall time (EST: UTC-5) as seconds.
+    from datetime import UTC, datetime
+
+    editor.post("/api/v1/setups", {"text": JUMP})
+    body = editor.get("/api/v1/setups/JUMP/preview?symbol=SPY").json()
+    assert [(f["bar_ts"], f["entry"], f["stop"]) for f in body["fires"]] == [
+        ("2011-01-04T15:00:00Z", 126.98, 125.98),
+        ("2011-01-04T19:40:00Z", 126.85, 125.85),
+    ]
+    wall = [datetime(2011, 1, 4, 10, 0, tzinfo=UTC), datetime(2011, 1, 4, 14, 40, tzinfo=UTC)]
+    assert [m["time"] for m in body["markers"]] == [int(t.timestamp()) for t in wall]
+    assert {(m["position"], m["shape"], m["text"]) for m in body["markers"]} == {
+        ("belowBar", "arrowUp", "JUMP")
+    }
+    later = editor.get("/api/v1/setups/JUMP/preview?symbol=SPY&start=2011-01-04T16:00:00Z")
+    assert [f["bar_ts"] for f in later.json()["fires"]] == ["2011-01-04T19:40:00Z"]
+    assert editor.get("/api/v1/setups/NOPE/preview?symbol=SPY").status_code == 400
+
+
+def test_dashboard_offers_the_setup_preview_on_its_chart(editor, django_user_model):
+    from django.test import Client
+
+    user = django_user_model.objects.create_user("viewer", password="viewer-pass-1")
+    client = Client()
+    client.force_login(user)
+    page = client.get("/").content.decode()
+    assert 'id="preview-form"' in page and 'id="preview-setup"' in page

@@ -343,3 +343,38 @@ def test_panels_show_stale_when_redis_dies_and_recover_when_it_returns(
     assert page.is_hidden("#stale-banner")
     # The write made during the outage is on the page once it is live again.
     page.wait_for_selector(f"#fills-table tr[data-fill-id='{fill_id}']", timeout=WAIT_MS)
+
+
+JUMP = (
+    "name: JUMP\ncondition: close - prev(close) >= 0.085\nstop: close - 1\n"
+    "target_one: close + 1\ntarget_two: close + 2\ncooldown_sec: 600\n"
+)
+
+
+def _jump_setup_on_stored_bars() -> None:
+    from strategies.setup_services import user_setup_save
+    from tests.strategies.test_real_sessions import load_bars
+
+    bars_upsert(bars=[b for b in load_bars("data/SPY_1m_2011-01.csv") if b.ts.day in (3, 4)])
+    user_setup_save(text=JUMP, actor="alice")
+
+
+def test_setup_preview_draws_its_fires_as_chart_markers(asgi_server, browser, screenshot_dir):
+    # JUMP fires twice on the stored bars of 2011-01-04, at 15:00Z and 19:40Z (worked out in
+    # tests/api/test_setups_api.py); the dashboard draws both next to the live markers.
+    in_thread(_jump_setup_on_stored_bars)
+    in_thread(_trader, can_trade=False)
+    page = browser.new_page(viewport={"width": 1600, "height": 1100})
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _login(page, asgi_server.url)
+    page.wait_for_selector("#chart-SPY[data-bars]:not([data-bars='0'])", timeout=WAIT_MS)
+    page.wait_for_selector("#preview-setup option[value=JUMP]", state="attached", timeout=WAIT_MS)
+    page.select_option("#preview-setup", "JUMP")
+    page.click("#preview-btn")
+    page.wait_for_selector("#chart-SPY[data-preview-markers='2']", timeout=WAIT_MS)
+    assert page.text_content("#preview-status") == "JUMP: 2 fires on these bars"
+    page.screenshot(path=str(screenshot_dir / "dashboard-setup-preview.png"), full_page=True)
+    page.click("#preview-clear")
+    page.wait_for_selector("#chart-SPY[data-preview-markers='0']", timeout=WAIT_MS)
+    assert errors == []

@@ -114,7 +114,7 @@ def test_admin_setup_fires_in_replay_with_its_version_and_paper_until_approved(s
 
 
 @pytest.mark.django_db
-def test_paper_mode_signal_never_reaches_live_trading(settings):
+def test_paper_mode_signal_is_routed_to_the_paper_book_while_trading_live(settings):
     from marketdata.services import bars_upsert
     from strategies.services import evaluate_bar
     from strategies.setup_services import user_setup_save
@@ -125,10 +125,12 @@ def test_paper_mode_signal_never_reaches_live_trading(settings):
     bars_upsert(bars=bars)
     settings.DRY_RUN = False
     handed_over = [s for b in bars for s in evaluate_bar(symbol="SPY", bar_ts=b.ts)]
-    assert handed_over == []
     stored = Signal.objects.filter(setup="RSI_DIP")
-    assert stored.exists() and set(stored.values_list("outcome", flat=True)) == {"paper_only"}
-    assert all("SETUP_PAPER_MODE" in s.reasons for s in stored)
+    assert handed_over and len(handed_over) == stored.count()
+    # trading decides them on the paper book (tests/trading/test_paper_book.py), never the account
+    assert set(stored.values_list("book", "outcome")) == {("paper", "generated")}
+    paper_checks = [c for s in stored for c in s.checks if c["code"] == "SETUP_PAPER_MODE"]
+    assert len(paper_checks) == stored.count() and all(c["passed"] for c in paper_checks)
 
 
 @pytest.mark.django_db

@@ -3,6 +3,9 @@ book in the ledger itself, so the same order state machine, fills and reconcilia
 
 Fills happen only when a bar arrives (`trading.core.lifecycle.fills_on_bar`), with the pure
 rules of `trading.core.fills`: an order placed at a bar's close fills on a later bar.
+
+One instance serves one book: the account's (DRY_RUN=1), or the paper book where setups in
+paper mode trade while the account is live (`trading.paper_book`); it reads only that book.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from decimal import Decimal
 
 from django.conf import settings
 
+from strategies.models import Book
 from trading.brokers.base import (
     Balances,
     BrokerOrder,
@@ -39,8 +43,9 @@ def fill_costs_from_settings() -> FillCosts:
 class PaperBroker:
     name = "paper"
 
-    def __init__(self, costs: FillCosts | None = None) -> None:
+    def __init__(self, costs: FillCosts | None = None, *, book: str = Book.ACCOUNT) -> None:
         self.costs = costs or fill_costs_from_settings()
+        self.book = book
 
     @staticmethod
     def _new_id() -> str:
@@ -101,9 +106,9 @@ class PaperBroker:
         """The working orders (the paper book IS the ledger: finished ones need no check)."""
         from trading.models import WORKING_STATUSES, Order
 
-        rows = Order.objects.filter(broker=self.name, status__in=WORKING_STATUSES).exclude(
-            broker_order_id=""
-        )
+        rows = Order.objects.filter(
+            broker=self.name, book=self.book, status__in=WORKING_STATUSES
+        ).exclude(broker_order_id="")
         return [self._as_broker_order(o) for o in rows]
 
     def positions(self) -> list[BrokerPosition]:
@@ -111,17 +116,17 @@ class PaperBroker:
 
         return [
             BrokerPosition(p.symbol, p.qty, p.avg_price * p.qty)
-            for p in Position.objects.exclude(qty=0)
+            for p in Position.objects.filter(book=self.book).exclude(qty=0)
         ]
 
     def balances(self) -> Balances:
         from trading.models import Position
         from trading.selectors import paper_cash
 
-        cash = paper_cash()
+        cash = paper_cash(book=self.book)
         market_value = Decimal("0")
         open_pnl = Decimal("0")
-        for p in Position.objects.exclude(qty=0):
+        for p in Position.objects.filter(book=self.book).exclude(qty=0):
             price = p.last_price if p.last_price is not None else p.avg_price
             market_value += price * p.qty
             open_pnl += (price - p.avg_price) * p.qty
@@ -130,7 +135,7 @@ class PaperBroker:
             equity=cash + market_value,
             buying_power=cash,
             open_pnl=open_pnl,
-            raw={"paper": True},
+            raw={"paper": True, "book": self.book},
         )
 
     def quote(self, symbol: str) -> Quote | None:
@@ -160,7 +165,9 @@ class PaperBroker:
     def _row(self, broker_order_id: str):
         from trading.models import Order
 
-        order = Order.objects.filter(broker=self.name, broker_order_id=broker_order_id).first()
+        order = Order.objects.filter(
+            broker=self.name, book=self.book, broker_order_id=broker_order_id
+        ).first()
         if order is None:
             raise OrderNotFound(broker_order_id)
         return order

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from autotrader_site.clock import clock
+from strategies.models import Book
 from trading.core import lifecycle
 from trading.models import AuditEvent, OrderRole, OrderType, Position, TradeStatus
 from trading.orm_ledger import OrmLedger, order_create, order_submit, unique_tag
@@ -67,7 +68,7 @@ def positions_flatten(
         managed[trade.execution_symbol] = (
             managed.get(trade.execution_symbol, 0) + trade.remaining_qty
         )
-    positions = Position.objects.exclude(qty=0)
+    positions = Position.objects.filter(book=Book.ACCOUNT).exclude(qty=0)
     if symbol:
         positions = positions.filter(symbol=symbol.upper())
     for position in positions:
