@@ -4,6 +4,7 @@ them as later stages (risk, trading) decide."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import IntegrityError, connection, transaction
@@ -181,6 +182,16 @@ def _announce(signal: Signal, event: str, decided_at: datetime | None = None) ->
     )
 
 
+@dataclass(frozen=True)
+class BarEvaluation:
+    """What evaluating a bar gave: the signals saved now, and whether the bar had been
+    evaluated before (its claim existed) — only then can an earlier attempt have left
+    signals undecided (claim-and-resume)."""
+
+    signals: list
+    evaluated_before: bool = False
+
+
 def evaluate_bar(
     *,
     symbol: str,
@@ -188,6 +199,17 @@ def evaluate_bar(
     now: datetime | None = None,
     cfg: StrategyConfig | None = None,
 ) -> list[Signal]:
+    """The signals saved by evaluating the stored bar (see `bar_evaluate`)."""
+    return bar_evaluate(symbol=symbol, bar_ts=bar_ts, now=now, cfg=cfg).signals
+
+
+def bar_evaluate(
+    *,
+    symbol: str,
+    bar_ts: datetime,
+    now: datetime | None = None,
+    cfg: StrategyConfig | None = None,
+) -> BarEvaluation:
     """Evaluate every enabled setup on the STORED bar (symbol, bar_ts), at most once.
 
     Returns the saved Signal rows of the setups that fired (outcome generated, policy_blocked,
@@ -200,11 +222,11 @@ def evaluate_bar(
     cfg = cfg or StrategyConfig.from_settings()
     symbol = symbol.upper()
     if session_minute(bar_ts) is None:
-        return []  # pre/post-market: never evaluated (docs/strategy.md)
+        return BarEvaluation([])  # pre/post-market: never evaluated (docs/strategy.md)
     row = features_at(symbol, bar_ts, cfg)
     if row is None:
         log.warning("evaluate_bar: no stored bar %s %s; skipped", symbol, bar_ts)
-        return []
+        return BarEvaluation([])
     decisions = setups_decide(row, symbol=symbol, cfg=cfg)
     if any(d.fired for d in decisions):  # the cooldown needs the journal only then
         last = signal_last_fired(symbol=symbol, before=bar_ts, window_sec=cooldown_window(cfg))
@@ -229,9 +251,9 @@ def evaluate_bar(
                     snapshot.save(force_insert=True)
             else:
                 snapshot.save(force_insert=True)
-        except IntegrityError:
-            pass  # evaluated before (by this or another worker)
-        return []
+        except IntegrityError:  # evaluated before (by this or another worker)
+            return BarEvaluation([], evaluated_before=True)
+        return BarEvaluation([])
     book = policies.policy_book()
     plans = [_signal_plan(decision=d, row=row, symbol=symbol, cfg=cfg, book=book) for d in fired]
     try:
@@ -259,11 +281,11 @@ def evaluate_bar(
             ]
     except IntegrityError:
         log.info("evaluate_bar: %s %s already evaluated", symbol, bar_ts)
-        return []
+        return BarEvaluation([], evaluated_before=True)
     decided_at = (now or clock.now()) if signals else None
     for signal in signals:
         _announce(signal, "signal", decided_at)
-    return signals  # trading routes each by its book
+    return BarEvaluation(signals)  # trading routes each by its book
 
 
 @transaction.atomic

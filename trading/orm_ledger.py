@@ -19,7 +19,7 @@ import logging
 from datetime import datetime
 from decimal import Decimal
 
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import DecimalField, Sum
 from django.db.models.functions import Coalesce
 
@@ -380,6 +380,10 @@ class OrmLedger:
         self.book = book
         self._lock = lock
         self._exposure_read = exposure_read
+        # one query per bar tells whether a symbol has anything working (has_orders,
+        # may_have_open, has_live); a write through this ledger makes it ask again
+        self._writes = 0
+        self._live_state: dict[str, tuple[int, bool, bool]] = {}
 
     @property
     def broker(self) -> Broker:
@@ -420,14 +424,38 @@ class OrmLedger:
             )
         )
 
+    def _symbol_live(self, symbol: str) -> tuple[bool, bool]:
+        """(working orders?, live trades?) of `symbol` in this book, in one round trip; asked
+        again after any write through this ledger. An answer can only be stale towards True
+        (a trade closed meanwhile), which costs the caller one empty read, never a skipped exit."""
+        cached = self._live_state.get(symbol)
+        if cached is not None and cached[0] == self._writes:
+            return cached[1], cached[2]
+        orders = working_orders(symbol=symbol, book=self.book).values("id")[:1]
+        trades = open_trades(symbol=symbol, book=self.book).order_by().values("id")[:1]
+        orders_sql, orders_params = orders.query.sql_with_params()
+        trades_sql, trades_params = trades.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT EXISTS({orders_sql}), EXISTS({trades_sql})",
+                (*orders_params, *trades_params),
+            )
+            has_orders, has_trades = cursor.fetchone()
+        self._live_state[symbol] = (self._writes, bool(has_orders), bool(has_trades))
+        return bool(has_orders), bool(has_trades)
+
+    def _wrote(self) -> None:
+        self._writes += 1
+
     def has_orders(self, symbol: str) -> bool:
-        return self.is_paper  # the fill pass's own query is the check
+        """Paper fills come from bars: only when the symbol has a working order."""
+        return self.is_paper and self._symbol_live(symbol)[0]
 
     def has_live(self, symbol: str) -> bool:
-        return open_trades(symbol=symbol, book=self.book).exists()
+        return self._symbol_live(symbol)[1]
 
     def may_have_open(self, symbol: str) -> bool:
-        return True  # manage_exits' own query is the check
+        return self._symbol_live(symbol)[1]
 
     def refresh(self, obj):
         obj.refresh_from_db()
@@ -536,6 +564,7 @@ class OrmLedger:
         return transaction.atomic()
 
     def place(self, trade, spec, *, now: datetime):
+        self._wrote()
         order = order_create(
             symbol=trade.execution_symbol,
             side=spec.side,
@@ -580,6 +609,7 @@ class OrmLedger:
         return True
 
     def fill_record(self, order, *, qty, price, ts, fill_id, fee):
+        self._wrote()
         return fill_record(order=order, qty=qty, price=price, ts=ts, fill_id=fill_id, fee=fee)
 
     def bracket_activate(self, order, trade, *, now: datetime) -> None:
@@ -616,6 +646,7 @@ class OrmLedger:
             fields["status"] = status
         if not fields:
             return True
+        self._wrote()
         for name, value in fields.items():
             setattr(trade, name, value)
         trade.save(update_fields=list(fields))
@@ -626,6 +657,7 @@ class OrmLedger:
     def trade_open(self, candidate, plan, *, now: datetime):
         """The managed trade and its entry order rows (not yet sent). Called inside the
         decision lock, so the next decider counts this trade."""
+        self._wrote()
         signal = candidate.ref
         trade = Trade.objects.create(
             signal=signal,
@@ -676,6 +708,7 @@ class OrmLedger:
         return trade
 
     def entry_submit(self, trade, *, now: datetime):
+        self._wrote()
         entry = trade_orders(trade, roles=[OrderRole.ENTRY]).filter(status=OrderStatus.NEW).first()
         if entry is None:
             return None
@@ -702,6 +735,7 @@ class OrmLedger:
         return "submitted"
 
     def entry_replacement(self, order, *, now: datetime):
+        self._wrote()
         rest = order.qty - order.filled_qty
         if rest <= 0 or order.trade_id is None:
             return None
@@ -720,6 +754,7 @@ class OrmLedger:
         )
 
     def submit(self, order, *, now: datetime, qty: int | None = None):
+        self._wrote()
         if qty is not None and qty != order.qty:
             order.qty = qty
             order.save(update_fields=["qty", "updated_at"])

@@ -210,8 +210,9 @@ def process_bar_close(*, bar: BarData, config: RiskConfig | None = None) -> list
     paper: list[Candidate] = []  # the paper book's candidates, decided in its own pass
 
     def strategy() -> list[Candidate]:
-        signals.extend(_strategies().evaluate_bar(symbol=bar.symbol, bar_ts=bar.ts, now=now) or [])
-        if not signals:  # evaluated by an earlier attempt that did not finish: resume it
+        evaluation = _strategies().bar_evaluate(symbol=bar.symbol, bar_ts=bar.ts, now=now)
+        signals.extend(evaluation.signals)
+        if evaluation.evaluated_before:  # an earlier attempt that did not finish: resume it
             signals.extend(signals_undecided(symbol=bar.symbol, bar_ts=bar.ts))
         generated = [s for s in signals if s.outcome == "generated"]
         paper.extend(candidate_of(s) for s in generated if book_of(s) == Book.PAPER)

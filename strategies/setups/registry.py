@@ -110,13 +110,19 @@ def _dir_signature(folder: str) -> tuple:
 def _db_generation() -> tuple:
     """(count, latest change) of stored definitions and controls; () without a database."""
     try:
-        from django.db.models import Count, Max
+        from django.db import connection
 
         from strategies.models import SetupControl, UserSetup
 
-        a = UserSetup.objects.aggregate(n=Count("id"), t=Max("updated_at"))
-        b = SetupControl.objects.aggregate(n=Count("id"), t=Max("approved_at"), m=Max("id"))
-        return (a["n"], a["t"], b["n"], b["t"], b["m"], _local_generation)
+        users, controls = UserSetup._meta.db_table, SetupControl._meta.db_table
+        with connection.cursor() as cursor:  # one round trip (this runs on every live bar)
+            cursor.execute(
+                f"SELECT (SELECT COUNT(*) FROM {users}), (SELECT MAX(updated_at) FROM {users}),"
+                f" (SELECT COUNT(*) FROM {controls}), (SELECT MAX(approved_at) FROM {controls}),"
+                f" (SELECT MAX(id) FROM {controls})"
+            )
+            row = cursor.fetchone()
+        return (*row, _local_generation)
     except Exception:  # no database (pure scans, tools) or it is unreachable: files only
         return ()
 
