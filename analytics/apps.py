@@ -6,10 +6,14 @@ log = logging.getLogger(__name__)
 
 # After the New York close in both EST (21:00 UTC) and EDT (20:00 UTC), Monday to Friday.
 SESSION_LABELS_CRONTAB = "30 21 * * 1-5"
+# The drift ledger pairs the day's live/paper trades with their simulation once the day's bars
+# are all stored (after the close in both EST and EDT), Monday to Friday.
+DRIFT_LEDGER_CRONTAB = "45 21 * * 1-5"
 
 
 def _schedules_ensure(sender, **kwargs) -> None:
-    """The daily session-labelling job in beat's database (idempotent, after migrate)."""
+    """The daily session-labelling and drift-ledger jobs in beat's database (idempotent,
+    after migrate)."""
     try:
         from trading.schedules import schedule_ensure
 
@@ -18,8 +22,13 @@ def _schedules_ensure(sender, **kwargs) -> None:
             "analytics.session_labels_daily",
             crontab=SESSION_LABELS_CRONTAB,
         )
+        schedule_ensure(
+            "autotrader: drift ledger",
+            "analytics.drift_ledger_daily",
+            crontab=DRIFT_LEDGER_CRONTAB,
+        )
     except Exception:  # a missing beat table must never break migrate
-        log.exception("could not create the session-labels schedule")
+        log.exception("could not create the analytics schedules")
 
 
 class AnalyticsConfig(AppConfig):

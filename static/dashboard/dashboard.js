@@ -255,6 +255,33 @@
     c.el.dataset.previewMarkers = String(c.previewMarkers.length);
   }
 
+  // The drift ledger changes once a day (analytics.drift_ledger_daily after the close): read
+  // once when the page opens, not pushed.
+  function fmt(v, digits) { return v === null || v === undefined ? "–" : Number(v).toFixed(digits); }
+
+  async function loadDrift() {
+    const status = $("drift-status");
+    try {
+      const r = await fetch("/api/v1/analytics/drift/summary", { credentials: "same-origin", headers: { Accept: "application/json" } });
+      if (!r.ok) { status.textContent = `unavailable (${r.status})`; return; }
+      const body = await r.json();
+      const tbody = $("drift-table").querySelector("tbody");
+      tbody.replaceChildren();
+      const rows = Object.entries(body.by_setup || {});
+      if (body.all && rows.length > 1) rows.push(["all setups", body.all]);
+      for (const [setup, s] of rows) {
+        tbody.append(el("tr", { dataset: { setup } },
+          el("td", {}, setup), el("td", { class: "num" }, s.pairs), el("td", { class: "num" }, s.missed),
+          el("td", { class: "num" }, s.live_only), el("td", { class: "num" }, fmt(s.entry_slippage_bps, 1)),
+          el("td", { class: "num" }, fmt(s.exit_slippage_bps, 1)), el("td", { class: "num" }, fmt(s.entry_delay_sec, 1)),
+          el("td", { class: "num" }, fmt(s.live_pnl, 2)), el("td", { class: "num" }, fmt(s.sim_pnl, 2))));
+      }
+      status.textContent = rows.length ? "" : "no paired trades yet";
+    } catch (e) {
+      status.textContent = "unavailable";
+    }
+  }
+
   async function loadSetups() {
     try {
       const r = await fetch("/api/v1/setups", { credentials: "same-origin", headers: { Accept: "application/json" } });
@@ -384,5 +411,6 @@
   $("preview-form").addEventListener("submit", showPreview);
   $("preview-clear").addEventListener("click", clearPreview);
   loadSetups();
+  loadDrift();
   connect();
 })();

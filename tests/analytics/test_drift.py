@@ -138,3 +138,25 @@ def test_a_broker_filling_two_cents_worse_shows_exactly_two_cents(paper_session,
         "autotrader_drift_slippage_bps", {"setup": "ALL", "leg": "entry"}
     )
     assert got == pytest.approx(summary["all"]["entry_slippage_bps"])
+
+
+@pytest.mark.django_db
+def test_the_drift_ledger_runs_daily_after_the_close():
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from django_celery_beat.models import PeriodicTask
+
+    from analytics.apps import _schedules_ensure
+    from analytics.tasks import drift_ledger_daily
+
+    _schedules_ensure(sender=None)
+    task = PeriodicTask.objects.get(name="autotrader: drift ledger")
+    assert task.task == drift_ledger_daily.name  # the beat entry names the real task
+    cron = task.crontab
+    assert (cron.day_of_week, str(cron.timezone)) == ("1-5", "UTC")
+    new_york = ZoneInfo("America/New_York")
+    for day in (datetime(2026, 1, 15), datetime(2026, 7, 15)):  # EST and EDT
+        run = day.replace(hour=int(cron.hour), minute=int(cron.minute), tzinfo=ZoneInfo("UTC"))
+        local = run.astimezone(new_york)
+        assert (local.hour, local.minute) > (16, 0), local  # the regular session has closed

@@ -378,3 +378,37 @@ def test_setup_preview_draws_its_fires_as_chart_markers(asgi_server, browser, sc
     page.click("#preview-clear")
     page.wait_for_selector("#chart-SPY[data-preview-markers='0']", timeout=WAIT_MS)
     assert errors == []
+
+
+def _drift_rows() -> None:
+    from datetime import UTC, datetime
+
+    from analytics.models import DriftEntry
+
+    now = datetime(2026, 3, 6, 21, 45, tzinfo=UTC)
+    base = {"symbol": "SPY", "execution_symbol": "SPY", "setup": "EMA_CROSS", "computed_at": now}
+    DriftEntry.objects.create(
+        **base, signal_ts=datetime(2026, 3, 6, 15, 0, tzinfo=UTC), status="matched",
+        entry_slippage_bps=4.0, exit_slippage_bps=2.0, entry_delay_sec=1.0,
+        live_pnl=Decimal("10"), sim_pnl=Decimal("12"),
+    )  # fmt: skip
+    DriftEntry.objects.create(
+        **base, signal_ts=datetime(2026, 3, 6, 16, 0, tzinfo=UTC), status="matched",
+        entry_slippage_bps=2.0, exit_slippage_bps=0.0, entry_delay_sec=3.0,
+        live_pnl=Decimal("-5"), sim_pnl=Decimal("-4"),
+    )  # fmt: skip
+    DriftEntry.objects.create(
+        **base, signal_ts=datetime(2026, 3, 6, 17, 0, tzinfo=UTC), status="missed",
+    )  # fmt: skip
+
+
+def test_drift_panel_shows_each_setups_drift(asgi_server, browser):
+    in_thread(_drift_rows)
+    in_thread(_trader, can_trade=False)
+    page = browser.new_page()
+    _login(page, asgi_server.url)
+    row = page.wait_for_selector("#drift-table tr[data-setup=EMA_CROSS]", timeout=WAIT_MS)
+    cells = [c.text_content() for c in row.query_selector_all("td")]
+    # by hand: 3 pairs (2 matched + 1 missed), mean entry slippage (4 + 2) / 2 = 3.0 bps, exit
+    # (2 + 0) / 2 = 1.0, entry delay (1 + 3) / 2 = 2.0 s, P&L 10 − 5 = 5 live, 12 − 4 = 8 sim.
+    assert cells == ["EMA_CROSS", "3", "1", "0", "3.0", "1.0", "2.0", "5.00", "8.00"]
