@@ -379,6 +379,9 @@ TRADIER_BASE_URL = env_str(
 )
 TRADIER_TIMEOUT_SEC = env_float("TRADIER_TIMEOUT_SEC", 5.0, minimum=0.1)
 TRADIER_MAX_RETRIES = env_int("TRADIER_MAX_RETRIES", 4, minimum=0)
+# After an order POST that may have reached Tradier (timeout, dropped connection, 5xx) its tag is
+# looked up over this many seconds before the order is sent again (a late booking is not doubled).
+TRADIER_SUBMIT_SETTLE_SEC = env_float("TRADIER_SUBMIT_SETTLE_SEC", 3.0, minimum=0.0)
 # Tradier execution (issue 14): request budget, account event stream, order shapes.
 TRADIER_BUDGET_ENABLED = env_bool("TRADIER_BUDGET_ENABLED", True)
 TRADIER_BUDGET_TRADING_PER_MIN = env_int("TRADIER_BUDGET_TRADING_PER_MIN", 0, minimum=0)

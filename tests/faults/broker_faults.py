@@ -75,6 +75,9 @@ def tradier_settings(base_url: str, **extra):
         TRADIER_ACCOUNT_ID="VA00000000",
         TRADIER_TIMEOUT_SEC=0.15,
         TRADIER_MAX_RETRIES=4,
+        # the fake books a late landing 0.25 s after arrival (0.1 s after the client gave up):
+        # a 1 s settle window covers it without slowing every faulted flow by the default 3 s
+        TRADIER_SUBMIT_SETTLE_SEC=1.0,
         **extra,
     )
 

@@ -3,6 +3,7 @@ and counts submissions per tag; faults on submit never produce a second order.""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 
 import pytest
@@ -258,3 +259,40 @@ def test_tradier_broker_is_used_when_dry_run_is_off(settings):
         assert broker.http.client.headers["authorization"] == "Bearer tok"
     finally:
         brokers._default = None
+
+
+@pytest.mark.parametrize(("settle_sec", "orders_booked"), [(2.0, 1), (0.0, 2)])
+def test_an_order_booked_after_the_client_gave_up_is_not_sent_twice(settle_sec, orders_booked):
+    """Every order POST times out at the client (0.15 s) and is booked 0.6 s after it arrived:
+    with a settle window the resend finds the first order by its tag and returns it; without
+    one (the control) the order is booked twice — the test can fail."""
+    from marketdata.clients.tradier_http import TradierHTTP
+    from tests.faults.fake_tradier import FakeTradier
+    from trading.brokers.base import OrderRequest
+    from trading.brokers.tradier import TradierBroker
+
+    with FakeTradier(
+        fault_rate=1.0,
+        fault_kinds=("land_late",),
+        fault_on=frozenset({"POST"}),
+        late_landing_sec=0.6,
+        delay_sec=0.3,
+    ) as fake:
+        http = TradierHTTP(base_url=fake.base_url, token="fake-token", timeout=0.15, max_retries=0)
+        broker = TradierBroker(
+            http=http, account_id=fake.state.account, submit_attempts=2, backoff_sec=0.05,
+            settle_sec=settle_sec, marketable_offset=Decimal("0.05"),
+        )  # fmt: skip
+        request = OrderRequest(
+            symbol="SPY", side="buy", qty=3, order_type="limit", price=Decimal("99.00"),
+            tag="at-test-late-landing",
+        )  # fmt: skip
+        try:
+            placed = broker.submit(request)
+        except Exception:  # the control may give up after its resend timed out too
+            placed = None
+        time.sleep(1.0)  # every POST in flight has been booked
+        booked = fake.state.orders_with_tag("at-test-late-landing")
+    assert len(booked) == orders_booked
+    if orders_booked == 1:
+        assert placed is not None and placed.id == str(booked[0]["id"])

@@ -130,6 +130,7 @@ class TradierBroker:
         account_id: str,
         submit_attempts: int = 4,
         backoff_sec: float = 0.5,
+        settle_sec: float | None = None,
         sleep: Callable[[float], None] = time.sleep,
         marketable_offset: Decimal | None = None,
     ) -> None:
@@ -137,6 +138,9 @@ class TradierBroker:
         self.account_id = account_id
         self.submit_attempts = max(1, submit_attempts)
         self.backoff_sec = backoff_sec
+        self.settle_sec = (
+            float(settings.TRADIER_SUBMIT_SETTLE_SEC) if settle_sec is None else settle_sec
+        )
         self.sleep = sleep
         self.marketable_offset = (
             Decimal(str(settings.ENTRY_MARKETABLE_OFFSET))
@@ -171,13 +175,13 @@ class TradierBroker:
         last_error: Exception | None = None
         for attempt in range(self.submit_attempts):
             if attempt:
-                existing = self._find_by_tag(request.tag)
+                self.sleep(self.backoff_sec * (2 ** (attempt - 1)))
+                existing = self._settled(request.tag, last_error)
                 if existing is not None:
                     log.warning(
                         "tag %s found at Tradier after %s: not resending", request.tag, last_error
                     )
                     return existing
-                self.sleep(self.backoff_sec * (2 ** (attempt - 1)))
             try:
                 body = self.http.post(
                     self._orders_path, endpoint="orders.create", data=form, priority=priority
@@ -249,6 +253,23 @@ class TradierBroker:
     def orders_by_tag(self, tag: str) -> list[BrokerOrder]:
         """The account's orders carrying `tag` (Tradier has no tag filter: list and match)."""
         return [order for order in self.orders() if order.tag == tag]
+
+    def _settled(self, tag: str, error: Exception | None) -> BrokerOrder | None:
+        """The order of `tag` if Tradier has it, looked up before a resend. After a failure
+        that may have reached Tradier (a timeout or dropped connection, a 5xx: the request can
+        still be in flight and be booked later) the tag is looked up again over
+        TRADIER_SUBMIT_SETTLE_SEC before the order may be sent a second time; a 429 is a
+        refusal (nothing was placed), one look-up suffices."""
+        existing = self._find_by_tag(tag)
+        refused = isinstance(error, TradierRetryableError) and error.status == 429
+        if existing is not None or refused or self.settle_sec <= 0:
+            return existing
+        waited, step = 0.0, min(0.5, self.settle_sec)
+        while existing is None and waited < self.settle_sec:
+            self.sleep(step)
+            waited += step
+            existing = self._find_by_tag(tag)
+        return existing
 
     def _find_by_tag(self, tag: str) -> BrokerOrder | None:
         try:
