@@ -33,7 +33,9 @@ BAR_CLOSE_RETRY = {
 }
 
 
-@shared_task(name="trading.on_bar_closed", **BAR_CLOSE_RETRY)
+# ignore_result: nothing reads a bar task's return value; storing it cost a Redis write per
+# symbol-minute (500 a minute for a universe)
+@shared_task(name="trading.on_bar_closed", ignore_result=True, **BAR_CLOSE_RETRY)
 def on_bar_closed(bar_event: dict) -> int:
     """One closed bar through strategies → risk → broker. Returns the signals handled."""
     from marketdata.types import BarData
