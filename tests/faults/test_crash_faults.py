@@ -7,11 +7,6 @@ from tests.faults.sizes import size
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 17 open: failed once in the final full run after the lifecycle-core merge "
-    "(cause not read yet); make faults prints the crash figures",
-)
 def test_sigkilled_workers_leave_no_duplicates_orphans_or_mismatches():
     figures = run_crash_faults(flows=size(10, 1000), kills=size(2, 40))
     print(figures)
