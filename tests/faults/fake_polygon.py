@@ -166,6 +166,11 @@ class FakePolygonState:
     malformed_sent: int = 0
     junk_sent: Counter = field(default_factory=Counter)
     skipped_frames: int = 0
+    # the soak: a market paced at `frame_interval_sec` per source frame (0 = a firehose), and
+    # `on_frame(cluster, events)` called after each source frame is sent (the driver moves the
+    # broker's prices and the market clock with it)
+    frame_interval_sec: float = 0.0
+    on_frame: object = None
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.seed)
@@ -218,6 +223,10 @@ async def _stream(state: FakePolygonState, cluster: str, ws) -> None:
         frame = plan.frames[state.cursor[cluster]]
         state.cursor[cluster] += 1
         await ws.send(frame)
+        if state.on_frame is not None:
+            state.on_frame(cluster, frame)
+        if state.frame_interval_sec:
+            await asyncio.sleep(state.frame_interval_sec)
         due = min(plan.malformed, int(state.cursor[cluster] * per_frame + 0.5))
         while state.junk_sent[cluster] < due:
             await ws.send(MALFORMED[state.junk_sent[cluster] % len(MALFORMED)])

@@ -114,6 +114,18 @@ def _redis_restart() -> dict:
     return run_db_faults(flows=_n("redis_restart_flows", 12, 150), kills=0, redis_restart=True)
 
 
+def _soak() -> dict:
+    from tests.faults.soak import run_soak
+
+    return run_soak(
+        minutes=_n("soak_minutes", 30, 390),
+        kills=_n("soak_kills", 2, 8),
+        db_kills=_n("soak_db_kills", 1, 4),
+        redis_restarts=_n("soak_redis_restarts", 1, 1),
+        sec_per_minute=float(os.environ.get("FAULTS_SOAK_SEC_PER_MINUTE") or 0.5),
+    )
+
+
 def _pytest_counts(path: str, env: dict) -> tuple[dict, str]:
     import re
     import subprocess
@@ -187,6 +199,7 @@ SCENARIOS = {
     "database": _database,
     "pg_restart": _pg_restart,
     "redis_restart": _redis_restart,
+    "soak": _soak,
     "shutdown": _shutdown,
     "api": _api,
 }
@@ -232,6 +245,19 @@ COUNTS = {
     "database": _RECOVERY,
     "pg_restart": _RECOVERY,
     "redis_restart": _RECOVERY,
+    "soak": {
+        "flows_lost": "flows_lost",
+        "orders_duplicate": "orders_duplicate",
+        "orders_orphan": "orders_orphan",
+        "orders_mismatch": "orders_mismatch",
+        "positions_mismatch": "positions_mismatch",
+        "fills_lost": "fills_lost",
+        "signals_mislabelled": "signals_mislabelled",
+        "bars_partial": "bars_partial",
+        "bars_lost": "bars_lost",
+        "bars_duplicate": "bars_duplicate",
+        "bars_provisional_left": "bars_provisional_left",
+    },
     "shutdown": {"stops_late_or_lossy": "failed"},
     "api": {"api_checks_failed": "failed"},
 }
