@@ -429,6 +429,10 @@ if not DRY_RUN and not (TRADIER_ACCESS_TOKEN and TRADIER_ACCOUNT_ID):
         "DRY_RUN=0 needs TRADIER_ACCESS_TOKEN and TRADIER_ACCOUNT_ID: live orders need credentials"
     )
 SCAN_INTERVAL_SEC = env_int("SCAN_INTERVAL_SEC", 30, minimum=1)
+# The scan decides a signal left undecided (its bar task vanished) once it is this old (wall
+# time) if its bar closed at most SIGNAL_MAX_DELAY_SEC ago; older ones are marked SIGNAL_STALE.
+SIGNAL_RESUME_AFTER_SEC = env_int("SIGNAL_RESUME_AFTER_SEC", 20, minimum=1)
+SIGNAL_MAX_DELAY_SEC = env_int("SIGNAL_MAX_DELAY_SEC", 120, minimum=0)
 PORT = env_int("PORT", 8080, minimum=1)
 BIND_ADDRESS = env_str("BIND_ADDRESS", "127.0.0.1")
 ADMIN_USERNAME = env_str("ADMIN_USERNAME", "admin")

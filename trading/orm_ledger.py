@@ -760,6 +760,17 @@ class OrmLedger:
             order.save(update_fields=["qty", "updated_at"])
         return order_submit(order=order, now=now, broker=self.broker)
 
+    def signal_decided(self, candidate) -> str | None:
+        """The stored outcome when another decider (the bar task, its retry or the scan's
+        resume of an undecided signal) decided this signal first; None while it is open."""
+        if candidate.ref is None:
+            return None
+        from strategies.models import Signal
+
+        outcome = Signal.objects.filter(pk=candidate.ref.pk).values_list("outcome", flat=True)
+        current = outcome.first()
+        return None if current in (None, "generated") else current
+
     def signal_outcome(self, candidate, outcome: str, checks=None, qty=None) -> None:
         if candidate.ref is None:
             return

@@ -263,6 +263,58 @@ def scan_latest(*, now: datetime) -> int:
     return handled
 
 
+def signals_resume(*, now: datetime, wall_now: datetime | None = None) -> dict:
+    """Beat safety net for signals left `generated`: a bar task that evaluated its bar and then
+    vanished (its message lost in a broker restart, an error outside the retry) leaves them
+    undecided, and the journal would say nothing true about them. A signal stored at least
+    SIGNAL_RESUME_AFTER_SEC ago (wall time: its own task had that long) is decided now while
+    its bar closed at most SIGNAL_MAX_DELAY_SEC ago (market time), else marked failed with the
+    code SIGNAL_STALE — a late entry is not the trade the setup saw. Deciding twice is
+    impossible: the decision re-reads the signal under the decision lock."""
+    from django.utils import timezone
+
+    from strategies.models import Signal
+
+    wall_now = wall_now or timezone.now()
+    due = Signal.objects.filter(
+        outcome="generated",
+        created_at__lte=wall_now - timedelta(seconds=settings.SIGNAL_RESUME_AFTER_SEC),
+    ).order_by("created_at", "id")
+    config = RiskConfig.from_settings()
+    counts = {"resumed": 0, "stale": 0}
+    for signal in due[:500]:
+        age = (now - (signal.bar_ts + BAR)).total_seconds()
+        if age < 0:
+            continue  # its bar closes after the market time given: not due yet
+        if age <= settings.SIGNAL_MAX_DELAY_SEC:
+            log.warning("signal %s (%s %s) left undecided: deciding it now", signal.pk,
+                        signal.setup, signal.symbol)  # fmt: skip
+            try:
+                signal_handle(signal=signal, now=now, config=config)
+            except DATABASE_GONE:
+                raise
+            except Exception as exc:  # one bad signal never stops the sweep
+                _signal_failed(candidate_of(signal), exc)
+            counts["resumed"] += 1
+            continue
+        log.warning("signal %s (%s %s) left undecided %.0f s after its bar: stale", signal.pk,
+                    signal.setup, signal.symbol, age)  # fmt: skip
+        with decision_lock():
+            signal.refresh_from_db(fields=["outcome"])
+            if signal.outcome != "generated":
+                continue
+            signal_outcome_set(
+                signal=signal,
+                outcome="failed",
+                checks=[{
+                    "code": "SIGNAL_STALE", "stage": "trading", "passed": False,
+                    "detail": f"left undecided; found {age:.0f} s after its bar closed",
+                }],
+            )  # fmt: skip
+        counts["stale"] += 1
+    return counts
+
+
 def exits_tick_run(*, now: datetime, config: RiskConfig | None = None) -> int:
     """Between bars: sync working orders with a live broker, apply the clock rules (time
     stops, session close), keep every open trade protected, escalate timed-out entry limits,

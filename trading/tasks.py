@@ -47,10 +47,14 @@ def on_bar_closed(bar_event: dict) -> int:
 @shared_task(name="trading.scan")
 def scan() -> int:
     """Safety net: evaluate the latest stored bar of every symbol (evaluate_bar is idempotent,
-    so a bar the stream already handled is not evaluated twice)."""
-    from trading.pipeline import scan_latest
+    so a bar the stream already handled is not evaluated twice), then decide (or mark stale)
+    the signals a vanished bar task left undecided."""
+    from trading.pipeline import scan_latest, signals_resume
 
-    return scan_latest(now=clock.now())
+    now = clock.now()
+    handled = scan_latest(now=now)
+    signals_resume(now=now)
+    return handled
 
 
 @shared_task(name="trading.exits_tick")

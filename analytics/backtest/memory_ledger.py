@@ -471,6 +471,9 @@ class MemoryLedger:
         order.status = OrderState.OPEN
         return order
 
+    def signal_decided(self, candidate: Candidate) -> str | None:
+        return None  # one decider per candidate in a backtest
+
     def signal_outcome(self, candidate: Candidate, outcome: str, checks=None, qty=None) -> None:
         record = self._signal_of.get(id(candidate))
         if record is None:

@@ -177,6 +177,25 @@ def run_driver(
                 os.killpg(worker.pid, signal.SIGKILL)
                 worker.wait()
         connections.close_all()
+        # the beat's scan (not running here): signals a vanished task left undecided are
+        # decided while fresh, else marked failed (SIGNAL_STALE) — counted apart, never hidden
+        from django.conf import settings as django_settings
+        from django.utils import timezone
+
+        from trading.pipeline import signals_resume
+
+        # each undecided signal at the market time the beat's scan would have found it
+        found_after = timedelta(
+            minutes=1,
+            seconds=django_settings.SIGNAL_RESUME_AFTER_SEC + django_settings.SCAN_INTERVAL_SEC,
+        )
+        swept = {"resumed": 0, "stale": 0}
+        left = Signal.objects.filter(outcome="generated").order_by("bar_ts")
+        for bar_ts in list(left.values_list("bar_ts", flat=True).distinct()):
+            counts = signals_resume(
+                now=bar_ts + found_after, wall_now=timezone.now() + timedelta(days=1)
+            )
+            swept = {k: swept[k] + counts[k] for k in swept}
         recoveries = []
         for _, at in events:
             from datetime import UTC, datetime
@@ -223,7 +242,9 @@ def run_driver(
         "recovery_seconds_max": max(known) if known else None,
         "not_recovered": sum(1 for r in recoveries if r is None),
         "outcomes": outcomes,
-        "flows_lost": outcomes.get("generated", 0),  # never decided
+        "flows_lost": outcomes.get("generated", 0),  # never decided, even by the scan
+        "flows_resumed_by_scan": swept["resumed"],  # their task vanished; the scan decided
+        "flows_stale_by_scan": swept["stale"],  # their task vanished; too late to trade
         # the journal says `approved` at the end: it does not tell what happened to the order
         "signals_mislabelled": outcomes.get("approved", 0),
         "fills_lost": max(0, broker_filled - ledger_filled),  # shares

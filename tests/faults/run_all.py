@@ -206,6 +206,7 @@ SCENARIOS = {
 
 _RECOVERY = {
     "flows_lost": "flows_lost",
+    "flows_lost_stale": "flows_stale_by_scan",  # found by the scan too late to trade
     "signals_mislabelled": "signals_mislabelled",
     "fills_lost": "fills_lost",
     "orders_orphan": "orders_orphan",

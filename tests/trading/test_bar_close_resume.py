@@ -124,3 +124,74 @@ def test_the_journal_follows_the_ledger_after_a_crash_between_decision_and_recor
     assert outcomes == {sent.pk: "submitted", never.pk: "failed", in_flight.pk: "approved"}
     assert sorted(changed) == sorted([f"{sent.pk}:submitted", f"{never.pk}:failed"])
     assert signals_follow_ledger() == []  # settled: nothing more to say
+
+
+def _age_signal(signal: Signal, seconds: float) -> None:
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    Signal.objects.filter(pk=signal.pk).update(
+        created_at=timezone.now() - timedelta(seconds=seconds)
+    )
+
+
+@pytest.mark.django_db
+def test_the_scan_decides_a_signal_whose_bar_task_vanished(paper, settings):
+    """The bar task evaluated the bar and vanished (its message lost): the scan decides the
+    signal while its bar is fresh (stored 25 s ago >= SIGNAL_RESUME_AFTER_SEC 20; bar closed
+    60 s before the market time <= SIGNAL_MAX_DELAY_SEC 120), exactly once."""
+    from datetime import timedelta
+
+    from trading.models import Order
+
+    settings.SIGNAL_RESUME_AFTER_SEC, settings.SIGNAL_MAX_DELAY_SEC = 20, 120
+    _, signal = _claimed_bar_with_an_undecided_signal()
+    market_now = BAR_TS + timedelta(minutes=2)  # the bar closed at +1 min: 60 s ago
+    assert pipeline.signals_resume(now=market_now) == {"resumed": 0, "stale": 0}  # too young
+    _age_signal(signal, 25)
+    assert pipeline.signals_resume(now=market_now) == {"resumed": 1, "stale": 0}
+    signal.refresh_from_db()
+    assert signal.outcome not in ("generated", "failed")
+    entries = Order.objects.filter(signal=signal, role="entry").count()
+    assert entries == (1 if signal.outcome in ("dry_run", "submitted") else 0)
+    assert pipeline.signals_resume(now=market_now) == {"resumed": 0, "stale": 0}
+
+
+@pytest.mark.django_db
+def test_the_scan_marks_a_stale_undecided_signal_failed_with_a_code(paper, settings):
+    """Found 121 s after its bar closed (> SIGNAL_MAX_DELAY_SEC 120): not traded late, but
+    never left `generated` either: failed, code SIGNAL_STALE, no order."""
+    from datetime import timedelta
+
+    from trading.models import Order
+
+    settings.SIGNAL_RESUME_AFTER_SEC, settings.SIGNAL_MAX_DELAY_SEC = 20, 120
+    _, signal = _claimed_bar_with_an_undecided_signal()
+    _age_signal(signal, 300)
+    late = BAR_TS + timedelta(minutes=1, seconds=121)
+    assert pipeline.signals_resume(now=late) == {"resumed": 0, "stale": 1}
+    signal.refresh_from_db()
+    assert signal.outcome == "failed" and "SIGNAL_STALE" in signal.reasons
+    assert not Order.objects.filter(signal=signal).exists()
+
+
+@pytest.mark.django_db
+def test_a_signal_decided_meanwhile_is_not_decided_again(paper):
+    """Two deciders of one signal (its bar task and the scan): the second finds it decided
+    under the decision lock and returns that outcome without a second trade or order."""
+    from risk.config import RiskConfig
+    from trading.models import Order, Trade
+
+    _, signal = _claimed_bar_with_an_undecided_signal()
+    stale_copy = Signal.objects.get(pk=signal.pk)  # read before the first decision
+    now = BAR_TS + pipeline.BAR
+    config = RiskConfig.from_settings()
+    first = pipeline.signal_handle(signal=signal, now=now, config=config)
+    second = pipeline.signal_handle(signal=stale_copy, now=now, config=config)  # still "generated"
+    assert stale_copy.outcome == "generated" and second == first
+    signal.refresh_from_db()
+    assert signal.outcome == first  # the journal keeps the first decision
+    traded = 1 if first in ("dry_run", "submitted") else 0
+    assert Trade.objects.filter(signal=signal).count() == traded
+    assert Order.objects.filter(signal=signal, role="entry").count() == traded

@@ -583,6 +583,9 @@ def signal_decide(
     )
     quote = ledger.quote(candidate.execution_symbol, entry)
     with ledger.decision_lock():
+        decided = ledger.signal_decided(candidate)
+        if decided is not None:  # decided meanwhile by another attempt: never decided twice
+            return decided
         blocked = _policy_recount(ledger, candidate)
         if blocked is not None:
             ledger.signal_outcome(candidate, "policy_blocked", [blocked], qty=0)
