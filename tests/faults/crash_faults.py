@@ -173,7 +173,8 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
             deadline = time.monotonic() + 60
             while done() == before and time.monotonic() < deadline and worker.poll() is None:
                 time.sleep(0.05)  # wait until this worker makes progress
-            time.sleep(rng.uniform(0.0, 1.0))
+            # a kill soon after the worker's first progress lands mid-run (a flow takes ~0.25 s)
+            time.sleep(rng.uniform(0.0, 0.25))
             kill_points.append(done())
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait()
