@@ -248,6 +248,7 @@ COUNTS = {
     "redis_restart": _RECOVERY,
     "soak": {
         "flows_lost": "flows_lost",
+        "flows_lost_stale": "flows_lost_stale",
         "orders_duplicate": "orders_duplicate",
         "orders_orphan": "orders_orphan",
         "orders_mismatch": "orders_mismatch",

@@ -627,6 +627,8 @@ def run_driver(
         "rest_requests": sum(polygon.rest_requests.values()),
         # the count keys (all should be 0)
         "flows_lost": len(bars_unhandled) + outcomes.get("generated", 0),
+        # undecided too long: the scan marked them failed (SIGNAL_STALE) instead of trading late
+        "flows_lost_stale": Signal.objects.filter(reasons__contains=["SIGNAL_STALE"]).count(),
         "bars_unhandled": len(bars_unhandled),
         "signals_undecided": outcomes.get("generated", 0),
         "orders_duplicate": figures["doubled_orders"] + two_entries,
@@ -686,6 +688,9 @@ def run_soak(
                 "POLYGON_WS_SYMBOLS": ",".join(SYMBOLS),
                 "EXIT_MANAGER_INTERVAL_SEC": "5",
                 "SCAN_INTERVAL_SEC": "30",
+                # the market runs 60 / sec_per_minute times faster than the wall clock: the
+                # scan's 120 s of freshness for an undecided signal is measured in wall time
+                "SIGNAL_MAX_DELAY_SEC": str(int(120 * 60 / sec_per_minute)),
                 "RECONCILE_INTERVAL_SEC": "30",
                 "ACCOUNT_SNAPSHOT_INTERVAL_SEC": "60",
                 "CELERY_TASK_ALWAYS_EAGER": "0",

@@ -34,6 +34,7 @@ def test_soak_session_with_kills_ends_with_ledger_equal_to_broker():
     assert figures["bars_duplicate"] == 0
     assert figures["bars_provisional_left"] == 0
     assert figures["flows_lost"] == 0
+    assert figures["flows_lost_stale"] == 0  # none found by the scan too late to trade
     # ledger = broker
     assert figures["reconcile_ok"], figures["reconcile_error"]
     assert figures["orders_duplicate"] == 0
