@@ -4,14 +4,16 @@
 per-bar facts the rules read (session flat time, EMA cross-down); it walks the bars in the live
 processing order, skipping every bar of a symbol with nothing alive, and applies exactly what
 the lifecycle core (`trading.core`, the live and paper path's own rules) does for them:
-fills (market at open ± half spread + slippage, half-up to the cent; stops and limits against
-high/low, conservative order, pegged-limit → market replacement), the exit manager
-(`trading.core.exits.exit_decide` precedence) and the risk limits (`risk.rules.evaluate` for the
-rules a backtest can hit). Prices that are whole cents make every step exact integer maths, so
-the trade list is identical; the equality tests and a differential property test run both on
-the same data. Configurations the kernel does not cover (`COVERS` says what it does; trailing
-stops, per-symbol overrides, brackets, commissions, volume-capped fills, the kill switch,
-session policies, index->ETF execution, sub-cent prices) run through the core instead. It
+fills (frictionless: market at the open; stops and limits against high/low, conservative
+order; the pegged limit judged on the open when its timeout ends inside the bar, then
+market), levels re-anchored on the fill, the exit manager (`trading.core.exits.exit_decide`
+precedence) and the risk limits (`risk.rules.evaluate` for the rules a backtest can hit).
+Prices that are whole cents make every step exact integer maths, so the trade list is
+identical; the equality tests and a differential property test run both on the same data.
+Configurations the kernel does not cover (`COVERS` says what it does; any trading cost,
+trailing stops, per-symbol overrides, brackets, volume-capped fills, the kill switch, session
+policies, index->ETF execution, sub-cent prices, a regular-session minute without a bar) run
+through the core instead. It
 knows no setup formula: levels come from `vector_setups.setup_signals`.
 
 Compiled with numba when it is installed (a pure-Python fallback runs the same code).
