@@ -282,7 +282,7 @@ def publish_clock_tick(now: datetime) -> None:
 
 
 def day_clock_end(last_bar_ts: datetime) -> datetime | None:
-    """How far a replay's clock runs after its last bar: two minutes past the day's flat time
+    """How far a replay's clock runs after its last bar: three minutes past the day's flat time
     (FLATTEN_BEFORE_CLOSE_MIN before the close: the flatten is placed, then filled), or None
     when the last bar is past it or the day has no session."""
     from django.conf import settings
@@ -293,5 +293,5 @@ def day_clock_end(last_bar_ts: datetime) -> datetime | None:
     if session is None:
         return None
     margin = timedelta(minutes=settings.FLATTEN_BEFORE_CLOSE_MIN)
-    end = session.close - margin + timedelta(minutes=2)
+    end = session.close - margin + timedelta(minutes=3)
     return end if end > last_bar_ts + timedelta(minutes=1) else None

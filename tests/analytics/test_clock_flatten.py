@@ -2,7 +2,8 @@
 open ends the day flat in paper (a replay through the live pipeline) and in both backtest
 modes. The session-close rule (FLATTEN_BEFORE_CLOSE_MIN = 5: flat at 15:55 New York) places
 the exit at 15:55; with no bar of the symbol after the feed stopped, the paper fill model fills
-that market sell a minute later (15:56) at the last close, worse by half the spread and the
+that market sell two minutes later (15:57: the minute's bar gets a minute of grace) at the last
+close, worse by half the spread and the
 slippage of the cost model (defaults: 0.005 + 0.005 USD), rounded down to the cent."""
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def test_a_feed_that_stops_at_15_49_ends_the_day_flat_in_both_backtest_modes():
     cut, open_then, config = _bars_open_at_the_stop()
     assert open_then, "the synthetic day must have a trade open at 15:49"
     frames = {"SPY": bars_frame_from_data(cut)}
-    flat_at = datetime.combine(END, time(15, 56), NY)
+    flat_at = datetime.combine(END, time(15, 57), NY)
     results = {
         "event": run_event(frames, config, symbols=["SPY"]),
         "fast": run_fast(frames, config, symbols=["SPY"]),
@@ -86,6 +87,7 @@ def test_the_fast_kernel_declines_data_with_missing_session_minutes():
 @pytest.mark.django_db(transaction=True)
 def test_a_paper_session_whose_feed_stops_at_15_49_ends_the_day_flat(settings, tmp_path):
     from marketdata.replay import replay_bars
+    from marketdata.services import bars_upsert
     from strategies.feature_store import engines_reset
     from trading.models import Fill, Position, Trade
 
@@ -93,17 +95,22 @@ def test_a_paper_session_whose_feed_stops_at_15_49_ends_the_day_flat(settings, t
     settings.TRADE_TIMEOUT_MIN = NO_TIME_STOP["TRADE_TIMEOUT_MIN"]
     settings.CELERY_TASK_ALWAYS_EAGER = True
     engines_reset()
-    cut, open_then, _ = _bars_open_at_the_stop()
-    assert open_then
-    replay_bars(cut, speed=0)
-    day_start = datetime.combine(END, time(0), NY)
-    today = Trade.objects.filter(created_at__gte=day_start)
-    assert today.exists()
+    cut, _, _ = _bars_open_at_the_stop()
+    # a restart at 14:30: what came before is stored history (the engine warms up from it),
+    # the last 79 minutes go through the live path, the feed stopping at 15:49
+    restart = datetime.combine(END, time(14, 30), NY)
+    bars_upsert(bars=[b for b in cut if b.ts < restart])
+    replay_bars([b for b in cut if b.ts >= restart], speed=0)
+    stop_at = datetime.combine(END, FEED_STOPS, NY)
     assert not Trade.objects.filter(status__in=("pending", "open")).exists()
-    for was_open in open_then:
-        trade = Trade.objects.get(signal__setup=was_open.setup, signal__bar_ts=was_open.signal_ts)
+    held = [
+        t for t in Trade.objects.filter(opened_at__lt=stop_at)
+        if Fill.objects.filter(order__trade=t, side="sell", ts__gte=stop_at).exists()
+    ]  # fmt: skip
+    assert held, "a trade must be open when the feed stops"
+    for trade in held:
         assert trade.status == "closed" and trade.exit_reason == "session_close"
         last = Fill.objects.filter(order__trade=trade, side="sell").order_by("ts", "id").last()
-        assert last.ts == datetime.combine(END, time(15, 56), NY)
+        assert last.ts == datetime.combine(END, time(15, 57), NY)
         assert last.price == _flat_fill(_last_close(cut))
     assert all(p.qty == 0 for p in Position.objects.all())

@@ -40,6 +40,10 @@ from trading.core.types import (
 log = logging.getLogger(__name__)
 NY = ZoneInfo("America/New_York")
 BAR = timedelta(minutes=1)
+# A market order whose symbol printed no bar this long after it was placed fills at the last
+# close: the bar of the minute it was placed in (published at that minute's end, a little later
+# live) gets a whole minute of grace before the clock gives up on it.
+BARLESS_AFTER = 2 * BAR
 MAX_FILL_ROUNDS = 6  # fills can create orders that fill on the same bar (a stop after an entry)
 REASON_OF_ROLE = {Role.STOP: "stop", Role.TARGET_ONE: "target_one", Role.TARGET_TWO: "target_two"}
 TRADED_OUTCOMES = ("approved", "dry_run", "submitted")
@@ -229,13 +233,14 @@ def _paper_fill(ledger, order, qty, price, ts, costs: FillCosts, filled_on_bar: 
 
 def fills_without_bar(ledger, *, now: datetime, costs_for, limit_timeout: timedelta) -> int:
     """Paper, on the clock: a market order (or a pegged entry limit past its timeout) whose
-    symbol printed no bar since the order was placed, a whole bar ago, fills at the symbol's
-    last close priced by the cost model (`costs_for(symbol)`), at `now`: live, a market order
+    symbol printed no bar since the order was placed, BARLESS_AFTER (two minutes) ago, fills at
+    the symbol's last close priced by the cost model (`costs_for(symbol)`), at `now`: live, a
+    market order
     fills within seconds whether or not a bar is published, and the last price is the best
     estimate there is. A feed that stops cannot leave an exit (or the session-close flatten)
     working forever. Stops and exit limits need a price that reaches them: they wait."""
     count = 0
-    for order in ledger.working_stale(now - BAR):
+    for order in ledger.working_stale(now - BARLESS_AFTER):
         if order.order_type != "market" and not (
             _is_pegged_entry(order) and order.created_at + limit_timeout < now
         ):

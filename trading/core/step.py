@@ -167,14 +167,14 @@ def clock_until(ledger, *, last: datetime | None, until: datetime, ctx: StepCont
 
 
 def clock_end(last_bar_ts: datetime, ctx: StepContext) -> datetime:
-    """How far the clock runs after a run's last bar: two minutes past that day's flat time
-    (the flatten is placed at it and, with no bar, filled a minute later), or the last bar's
-    close when that is later or the day has no session."""
+    """How far the clock runs after a run's last bar: three minutes past that day's flat time
+    (the flatten is placed at it and, with no bar, filled `lifecycle.BARLESS_AFTER` later), or
+    the last bar's close when that is later or the day has no session."""
     last_close = last_bar_ts + BAR
     flat = ctx.flat_at(last_close)
     if flat is None:
         return last_close
-    return max(last_close, flat + 2 * BAR)
+    return max(last_close, flat + lifecycle.BARLESS_AFTER + BAR)
 
 
 class _Lazy:
