@@ -2,6 +2,7 @@
 bar-close event → strategies → risk → paper broker → exit manager), backtested from its stored
 bars, gives the same signals and the same trades."""
 
+import os
 from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -32,12 +33,18 @@ POLICIES = (
 )
 
 
+FULL = pytest.mark.skipif(
+    os.environ.get("FAULTS_FULL") != "1", reason="full size: FAULTS_FULL=1 (about a minute)"
+)
+
+
 @pytest.fixture(
     params=[("synthetic", 3, "0", "", 2), ("synthetic", 1, "0", "", 2), ("spy2011", 3, "0", "", 2),
             ("spy2011", 3, "100", "", 2), ("spy2011", 3, "0", str(POLICIES), 2),
-            ("spy2011", 3, "0", "", 0)],
+            ("synthetic", 3, "0", "", 0),
+            pytest.param(("spy2011", 3, "0", "", 0), marks=FULL)],
     ids=["synthetic-max3", "synthetic-max1", "spy2011-max3", "spy2011-killswitch",
-         "spy2011-policies", "spy2011-limit-at-mid"],
+         "spy2011-policies", "synthetic-limit-at-mid", "spy2011-limit-at-mid"],
 )  # fmt: skip
 def recorded_session(request, db, settings, tmp_path):
     source, max_concurrent, daily_loss, policy_file, offset_bps = request.param
@@ -240,9 +247,23 @@ def _minute(ts):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("offset_bps", [0.0, 2.0], ids=["limit-at-mid", "limit-below-mid"])
+@pytest.mark.parametrize(
+    ("offset_bps", "sessions"),
+    [
+        (0.0, 1),
+        (2.0, 1),
+        pytest.param(0.0, 2, marks=FULL),
+        pytest.param(2.0, 2, marks=FULL),
+    ],
+    ids=[
+        "limit-at-mid",
+        "limit-below-mid",
+        "limit-at-mid-2-sessions",
+        "limit-below-mid-2-sessions",
+    ],
+)
 def test_a_live_mode_session_against_the_fake_broker_matches_its_backtest(
-    db, settings, tmp_path, offset_bps
+    db, settings, tmp_path, offset_bps, sessions
 ):
     """Live mode (the Tradier broker over the stateful fake, fills from its price tape) and the
     backtest of the stored bars (event and fast): the same signals and trades, limit entries
@@ -266,7 +287,7 @@ def test_a_live_mode_session_against_the_fake_broker_matches_its_backtest(
     fake, broker = _live_broker()
     broker_override(broker)
     try:
-        bars = synthetic_sessions(symbol="SPY", sessions=2, seed=21, end=date(2024, 5, 10))
+        bars = synthetic_sessions(symbol="SPY", sessions=sessions, seed=21, end=date(2024, 5, 10))
         _live_replay(bars, fake)
     finally:
         broker_override(None)
