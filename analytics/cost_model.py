@@ -1,23 +1,25 @@
 """The one place analytics reads trading costs from, so the drift ledger charges what paper
-fills and backtests charge.
-
-Today that is the paper broker's fill costs (`trading.brokers.paper.fill_costs_from_settings`:
-PAPER_SPREAD_BPS, PAPER_SLIPPAGE_BPS, the same for every symbol, as backtests read them).
-When the per-symbol cost model (`risk.costs`, CONTRACTS.md item 2) lands, this adapter is the
-only code to switch.
+fills and backtests charge: the symbol's cost model (`risk.costs.CostModel`: the COST_* and
+PAPER_* settings, then the symbol's override row), the same model `trading.core.fills` prices
+every paper and backtest fill with and sizing plans with.
 """
 
 from __future__ import annotations
 
-
-def fill_costs(symbol: str):
-    """The fill costs paper trading charges `symbol` (a trading.core.fills.FillCosts)."""
-    from trading.brokers.paper import fill_costs_from_settings
-
-    return fill_costs_from_settings()
+from decimal import Decimal
 
 
-def market_adverse_bps(symbol: str) -> float:
-    """Basis points a market fill of `symbol` is charged against the bar's open (half the
-    spread plus the slippage)."""
-    return float(fill_costs(symbol).adverse_bps)
+def cost_model(symbol: str):
+    """The cost model paper trading and backtests charge `symbol` (a risk.costs.CostModel)."""
+    from risk.selectors import symbol_params_get
+
+    return symbol_params_get(symbol=symbol).costs
+
+
+def market_adverse_bps(symbol: str, price) -> float | None:
+    """Basis points of `price` a market fill of `symbol` is charged against the bar's open
+    (half the spread plus the slippage, before rounding to the tick); None without a price."""
+    if price is None or Decimal(str(price)) <= 0:
+        return None
+    price = Decimal(str(price))
+    return float(cost_model(symbol).adverse_at(price) / price * Decimal(10000))

@@ -214,7 +214,9 @@ def drift_ledger_update(*, symbols: list[str], start: date, end: date, now: date
         if one_sim is None and (one_live is None or not one_live.filled):
             continue  # neither traded: nothing to compare
         base = one_live or one_sim
-        data = drift_pair(one_live, one_sim, modelled_bps=market_adverse_bps(base.execution_symbol))
+        reference = getattr(one_sim, "entry_price", None) or getattr(one_live, "entry_price", None)
+        modelled = market_adverse_bps(base.execution_symbol, reference)
+        data = drift_pair(one_live, one_sim, modelled_bps=modelled)
         trade_id = data.pop("trade_id")
         values = {name: data.get(name) for name in fields if name not in ("trade", "computed_at")}
         for name in ("live_qty", "sim_qty"):

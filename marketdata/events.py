@@ -19,6 +19,14 @@ log = logging.getLogger(__name__)
 
 # Sent with `bar=BarData` after the bar is stored.
 bar_closed = django.dispatch.Signal()
+# Sent with `now=datetime` when a replay's clock passes a minute boundary (the exit manager's
+# beat of a live session): the clock rules need no bar.
+clock_ticked = django.dispatch.Signal()
+
+
+def publish_clock_tick(now) -> None:
+    """Tell the later stages the (replay) clock reached `now`."""
+    clock_ticked.send(sender=BarData, now=now)
 
 
 def symbol_group(symbol: str) -> str:

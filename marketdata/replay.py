@@ -176,7 +176,10 @@ class ReplayFeed:
     """Publishes bars in time order, pacing them at `speed`× real time after `warmup_bars`.
 
     `on_bar` is the store-and-publish step (injected so tests and backtests can reuse it);
-    `set_clock` moves the market clock to each bar's close.
+    `set_clock` moves the market clock to each bar's close. `on_clock(now)` is the beat: it
+    runs at every minute boundary the clock passes (before the bars starting there), and after
+    the last bar up to `clock_end(last bar)` (the day's flat time), so clock rules (session
+    close, time stops) fire even where no bar comes.
     """
 
     def __init__(
@@ -188,7 +191,11 @@ class ReplayFeed:
         speed: float = 60.0,
         warmup_bars: int = 0,
         sleep: Callable[[float], None] = wall.sleep,
+        on_clock: Callable[[datetime], None] | None = None,
+        clock_end: Callable[[datetime], datetime | None] | None = None,
     ) -> None:
+        self.on_clock = on_clock
+        self.clock_end = clock_end
         self.bars = bars
         self.on_bar = on_bar
         self.set_clock = set_clock
@@ -199,9 +206,12 @@ class ReplayFeed:
 
     def run(self, *, stop: Callable[[], bool] = lambda: False) -> ReplayStats:
         delay = 60.0 / self.speed if self.speed > 0 else 0.0
+        last = None  # the latest minute boundary the clock reached
+        bar = None
         for index, bar in enumerate(self.bars):
             if stop():
                 break
+            last = self._tick_until(last, bar.ts)
             if self.set_clock is not None:
                 self.set_clock(bar.ts + timedelta(minutes=1))
             try:
@@ -212,7 +222,26 @@ class ReplayFeed:
                 log.exception("replay: processing %s %s failed; continuing", bar.symbol, bar.ts)
             if delay and index >= self.warmup_bars:
                 self.sleep(delay)
+        if bar is not None and self.clock_end is not None and not stop():
+            end = self.clock_end(bar.ts)
+            if end is not None:
+                self._tick_until(last, end)
         return self.stats
+
+    def _tick_until(self, last: datetime | None, until: datetime) -> datetime:
+        """The beat at each minute boundary after `last` up to `until` (inclusive)."""
+        if self.on_clock is None or last is None or until <= last:
+            return until if last is None or until > last else last
+        tick = last + timedelta(minutes=1)
+        while tick <= until:
+            if self.set_clock is not None:
+                self.set_clock(tick)
+            try:
+                self.on_clock(tick)
+            except Exception:
+                log.exception("replay: clock tick at %s failed; continuing", tick)
+            tick += timedelta(minutes=1)
+        return until
 
 
 def store_and_publish(bar: BarData) -> None:
@@ -240,5 +269,29 @@ def replay_bars(
         set_clock=MarketClock.set_replay_time,
         speed=speed,
         warmup_bars=warmup_bars,
+        on_clock=publish_clock_tick,
+        clock_end=day_clock_end,
     )
     return feed.run(stop=stop)
+
+
+def publish_clock_tick(now: datetime) -> None:
+    from marketdata.events import publish_clock_tick as publish
+
+    publish(now)
+
+
+def day_clock_end(last_bar_ts: datetime) -> datetime | None:
+    """How far a replay's clock runs after its last bar: three minutes past the day's flat time
+    (FLATTEN_BEFORE_CLOSE_MIN before the close: the flatten is placed, then filled), or None
+    when the last bar is past it or the day has no session."""
+    from django.conf import settings
+
+    from marketdata.calendar import session_at
+
+    session = session_at(last_bar_ts)
+    if session is None:
+        return None
+    margin = timedelta(minutes=settings.FLATTEN_BEFORE_CLOSE_MIN)
+    end = session.close - margin + timedelta(minutes=3)
+    return end if end > last_bar_ts + timedelta(minutes=1) else None

@@ -2,8 +2,9 @@
 the broker's commission and the regulatory fees charged on sales.
 
 One model per symbol (settings, then the symbol's `SymbolOverride` values), used by sizing (the
-round trip a stop-out costs), by the fill model of paper trading and backtests, and by the drift
-ledger (modelled vs realised costs). Money is Decimal; every fee is rounded up to the cent, as
+round trip a stop-out costs), by the fill model of paper trading and both backtest modes
+(`trading.core.fills`: market and stop fills, the paper quote, each fill's fees), and by the drift
+ledger (`analytics.cost_model`). Money is Decimal; every fee is rounded up to the cent, as
 brokers pass them on.
 """
 
@@ -14,6 +15,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 CENT = Decimal("0.01")
 MILLION = Decimal(1_000_000)
+TEN_K = Decimal(10_000)
 _ZERO = Decimal("0")
 BUY_SIDES = ("buy", "buy_to_cover")
 
@@ -29,7 +31,9 @@ class CostModel:
     `spread_usd` is the full quoted spread: a market order pays half of it on each side.
     `slippage_usd` is the extra adverse move of a market (or triggered stop) order beyond the
     quote. Regulatory fees apply to sales only: the SEC Section 31 fee on the sale's value, the
-    FINRA trading activity fee per share sold (capped per order). The all-zero model (the
+    FINRA trading activity fee per share sold (capped per order). `spread_bps` and
+    `slippage_bps` are the same costs as a fraction of the price (PAPER_SPREAD_BPS and
+    PAPER_SLIPPAGE_BPS feed them); they add to the USD parts. The all-zero model (the
     dataclass default) is the frictionless one older tests use.
     """
 
@@ -41,6 +45,8 @@ class CostModel:
     taf_per_share_usd: Decimal = _ZERO
     taf_max_usd: Decimal = _ZERO
     tick_usd: Decimal = CENT
+    spread_bps: Decimal = _ZERO
+    slippage_bps: Decimal = _ZERO
 
     def with_(self, **changes) -> CostModel:
         return replace(self, **{k: Decimal(str(v)) for k, v in changes.items() if v is not None})
@@ -48,16 +54,27 @@ class CostModel:
     # --- prices ------------------------------------------------------------------------------
     @property
     def adverse_usd(self) -> Decimal:
-        """How much worse than the mid a market order fills: half the spread plus slippage."""
+        """How much worse than the mid a market order fills: half the spread plus slippage
+        (the USD parts; `adverse_at` adds the parts in bps)."""
         return self.spread_usd / 2 + self.slippage_usd
+
+    def adverse_at(self, price: Decimal) -> Decimal:
+        """Half the spread plus the slippage at `price`, USD and bps parts together."""
+        bps = self.spread_bps / 2 + self.slippage_bps
+        return self.adverse_usd + (Decimal(price) * bps / TEN_K if bps else _ZERO)
+
+    def spread_at(self, price: Decimal) -> Decimal:
+        """The full quoted spread at `price` (the paper quote's ask - bid)."""
+        return self.spread_usd + Decimal(price) * self.spread_bps / TEN_K
 
     def market_fill(self, side: str, mid: Decimal) -> Decimal:
         """The expected fill of a market order at `mid`, rounded to the tick against the
-        trader (buys up, sells down)."""
+        trader (buys up, sells down). The paper broker and backtests fill market orders and
+        triggered stops at exactly this price of the bar's open (or the stop)."""
         mid = Decimal(mid)
         if side in BUY_SIDES:
-            return _to_tick(mid + self.adverse_usd, self.tick_usd, ROUND_CEILING)
-        return _to_tick(mid - self.adverse_usd, self.tick_usd, ROUND_FLOOR)
+            return _to_tick(mid + self.adverse_at(mid), self.tick_usd, ROUND_CEILING)
+        return _to_tick(mid - self.adverse_at(mid), self.tick_usd, ROUND_FLOOR)
 
     # --- fees --------------------------------------------------------------------------------
     def commission(self, qty: int) -> Decimal:
@@ -79,6 +96,18 @@ class CostModel:
         """Everything charged on one fill besides the price: commission + regulatory fees."""
         return self.commission(qty) + self.regulatory_fees(side, qty, price)
 
+    def fill_fee(self, side: str, qty: int, price: Decimal, *, first_fill: bool) -> Decimal:
+        """The fees of one (possibly partial) fill of an order, as the paper broker and the
+        backtests book them: the per-share commission, the per-order commission on the
+        order's first fill only, and the regulatory fees of a sale (the TAF cap applies per
+        fill), each rounded up to the cent."""
+        if qty <= 0:
+            return _ZERO
+        commission = self.commission_per_share_usd * qty
+        if first_fill:
+            commission += self.commission_per_order_usd
+        return _up(commission) + self.regulatory_fees(side, qty, price)
+
     # --- round trips -------------------------------------------------------------------------
     def round_trip_fees(self, qty: int, entry: Decimal, exit_price: Decimal) -> Decimal:
         """Fees of buying `qty` at `entry` and selling them at `exit_price`."""
@@ -94,7 +123,12 @@ class CostModel:
         """The cost of a market-in, market-out round trip of one share near `price`: the
         spread, slippage on both sides and the per-share fees; the yardstick a target must
         clear."""
-        return self.spread_usd + 2 * self.slippage_usd + self.fees_per_share(price)
+        return 2 * self.adverse_at(price) + self.fees_per_share(price)
+
+    @property
+    def frictionless(self) -> bool:
+        """No spread, slippage or fee of any kind (the tick may be anything)."""
+        return replace(self, tick_usd=CENT) == CostModel()
 
 
 def _to_tick(value: Decimal, tick: Decimal, rounding) -> Decimal:
@@ -114,18 +148,24 @@ OVERRIDE_FIELDS = (
 
 
 def cost_model_from_settings() -> CostModel:
-    """The account-wide model (COST_* settings)."""
+    """The account-wide model: the COST_* settings, plus the paper settings of the spec
+    (PAPER_SPREAD_BPS and PAPER_SLIPPAGE_BPS as the parts in bps, PAPER_COMMISSION_* added
+    to the COST_COMMISSION_* values; all 0 by default)."""
     from django.conf import settings as s
 
     return CostModel(
-        spread_usd=s.COST_SPREAD_USD,
-        slippage_usd=s.COST_SLIPPAGE_USD,
-        commission_per_share_usd=s.COST_COMMISSION_PER_SHARE_USD,
-        commission_per_order_usd=s.COST_COMMISSION_PER_ORDER_USD,
+        spread_usd=Decimal(s.COST_SPREAD_USD),
+        slippage_usd=Decimal(s.COST_SLIPPAGE_USD),
+        commission_per_share_usd=Decimal(s.COST_COMMISSION_PER_SHARE_USD)
+        + Decimal(s.PAPER_COMMISSION_PER_SHARE_USD),
+        commission_per_order_usd=Decimal(s.COST_COMMISSION_PER_ORDER_USD)
+        + Decimal(s.PAPER_COMMISSION_PER_ORDER_USD),
         sec_fee_per_million=s.COST_SEC_FEE_PER_MILLION,
         taf_per_share_usd=s.COST_TAF_PER_SHARE_USD,
         taf_max_usd=s.COST_TAF_MAX_USD,
         tick_usd=s.COST_TICK_USD,
+        spread_bps=Decimal(str(s.PAPER_SPREAD_BPS)),
+        slippage_bps=Decimal(str(s.PAPER_SLIPPAGE_BPS)),
     )
 
 

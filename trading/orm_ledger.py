@@ -451,6 +451,29 @@ class OrmLedger:
         """Paper fills come from bars: only when the symbol has a working order."""
         return self.is_paper and self._symbol_live(symbol)[0]
 
+    def anything_alive(self) -> bool:
+        return open_trades().exists() or working_orders().exists()
+
+    def working_stale(self, before: datetime) -> list:
+        return list(
+            working_orders(broker="paper")
+            .exclude(status=OrderStatus.NEW)
+            .filter(created_at__lte=before)
+            .order_by("created_at", "id")
+        )
+
+    def last_bar(self, symbol: str, before: datetime):
+        """(start, close) of the last stored bar of `symbol` starting before `before`."""
+        from marketdata.models import Bar
+
+        row = (
+            Bar.objects.filter(symbol=symbol, ts__lt=before)
+            .order_by("-ts", "provisional", "id")
+            .values_list("ts", "close")
+            .first()
+        )
+        return None if row is None else (row[0], Decimal(str(row[1])))
+
     def has_live(self, symbol: str) -> bool:
         return self._symbol_live(symbol)[1]
 
@@ -501,20 +524,28 @@ class OrmLedger:
 
     def pending_entries(self) -> list:
         """(symbol, unfilled qty, worst-case price) of working entry orders: the limit, or the
-        signal's price worsened by the paper spread and slippage for a market order."""
-        from django.conf import settings
-
-        adverse = (
-            Decimal(str(settings.PAPER_SPREAD_BPS)) / 2 + Decimal(str(settings.PAPER_SLIPPAGE_BPS))
-        ) / Decimal(10000)
+        signal's price as the symbol's cost model fills a market buy."""
+        models: dict = {}
         out = []
         rows = working_orders(book=self.book).filter(role=OrderRole.ENTRY).select_related("signal")
         for order in rows:
             worst = order.price
             if worst is None and order.signal is not None and order.signal.entry_price:
-                worst = Decimal(order.signal.entry_price) * (1 + adverse)
+                if order.symbol not in models:
+                    models[order.symbol] = self.cost_model(order.symbol)
+                worst = models[order.symbol].market_fill("buy", Decimal(order.signal.entry_price))
             out.append((order.symbol, order.qty - order.filled_qty, worst))
         return out
+
+    def cost_model(self, symbol: str):
+        """The symbol's cost model: the paper broker's account-wide one (the settings' live),
+        with the symbol's override row applied."""
+        from risk.costs import cost_model_for, cost_model_from_settings
+        from risk.models import SymbolOverride
+
+        costs = getattr(self.broker, "costs", None)
+        base = costs.model if costs is not None else cost_model_from_settings()
+        return cost_model_for(base, SymbolOverride.objects.filter(symbol=symbol.upper()).first())
 
     def realized_between(self, start: datetime, end: datetime) -> Decimal:
         return Trade.objects.filter(
@@ -545,7 +576,7 @@ class OrmLedger:
         """The quote the entry is planned on: the paper broker's synthetic spread around the
         signal's price, or the broker's live quote (none: a market entry, never a crash)."""
         if self.is_paper:
-            return self.broker.quote_around(symbol, ref)
+            return self.broker.quote_around(symbol, ref, self.cost_model(symbol))
         try:
             return self.broker.quote(symbol)
         except Exception:

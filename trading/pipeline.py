@@ -35,9 +35,9 @@ from trading.account_stream import stream_is_live
 from trading.brokers import broker_get
 from trading.core import lifecycle
 from trading.core.fills import BarPrices
-from trading.core.step import StepContext, bar_step
+from trading.core.step import StepContext, bar_step, clock_step, symbol_model
 from trading.core.types import Candidate
-from trading.exits import ema_crossed_down, exits_manage, flat_time
+from trading.exits import ema_crossed_down, flat_time
 from trading.orm_ledger import OrmLedger
 from trading.paper_book import book_of, paper_book_active, paper_book_broker
 from trading.selectors import exposure_snapshot, working_orders
@@ -83,12 +83,13 @@ def paper_bar_process(*, bar: BarData, config: RiskConfig, broker=None) -> int:
     broker = broker or broker_get()
     if broker.name != "paper":
         return 0
+    params = symbol_params_get(symbol=bar.symbol, config=config)
     return lifecycle.fills_on_bar(
         _ledger(broker),
         symbol=bar.symbol,
         bar=BarPrices.of(bar),
         ts=bar.ts,
-        costs=broker.costs,
+        costs=broker.costs.for_model(symbol_model(config, params)),
         limit_timeout=timedelta(seconds=config.entry_limit_timeout_sec),
     )
 
@@ -220,7 +221,7 @@ def process_bar_close(*, bar: BarData, config: RiskConfig | None = None) -> list
 
     ctx = StepContext(
         config=config,
-        params=lambda symbol: symbol_params_get(symbol=symbol, config=config),
+        params=_params_cache(config),
         flat_at=lambda at: flat_time(at, settings.FLATTEN_BEFORE_CLOSE_MIN),
         costs=_costs(broker),
         cross_down=lambda symbol: ema_crossed_down(symbol, bar.ts),
@@ -244,6 +245,18 @@ def process_bar_close(*, bar: BarData, config: RiskConfig | None = None) -> list
     if settings.DEBUG:
         log.debug("bar %s %s handled %d signals", bar.symbol, bar.ts, len(signals))
     return signals
+
+
+def _params_cache(config: RiskConfig):
+    """Per-symbol risk values (and cost model), read once per step."""
+    cache: dict = {}
+
+    def params(symbol: str):
+        if symbol not in cache:
+            cache[symbol] = symbol_params_get(symbol=symbol, config=config)
+        return cache[symbol]
+
+    return params
 
 
 def scan_latest(*, now: datetime) -> int:
@@ -321,17 +334,29 @@ def exits_tick_run(*, now: datetime, config: RiskConfig | None = None) -> int:
     check the kill switch."""
     config = config or RiskConfig.from_settings()
     broker = broker_get()
-    if broker.name != "paper":
-        # The account event stream applies fills and states as they happen; polling every
-        # working order is the fallback while it is down (trading.account_stream).
-        if not stream_is_live():
-            for order in working_orders(broker=broker.name).exclude(broker_order_id=""):
-                order_sync(order=order, now=now, broker=broker)
-        lifecycle.escalate_due(_ledger(broker), now=now, config=config)
-    done = exits_manage(now=now, config=config, broker=broker)
-    kill_switch_check(now=now, config=config)
+    # The account event stream applies fills and states as they happen; polling every
+    # working order is the fallback while it is down (trading.account_stream).
+    if broker.name != "paper" and not stream_is_live():
+        for order in working_orders(broker=broker.name).exclude(broker_order_id=""):
+            order_sync(order=order, now=now, broker=broker)
+    ctx = StepContext(
+        config=config,
+        params=_params_cache(config),
+        flat_at=lambda at: flat_time(at, settings.FLATTEN_BEFORE_CLOSE_MIN),
+        costs=_costs(broker),
+        escalate_by_clock=broker.name != "paper",
+    )
+    done = clock_step(_ledger(broker), now=now, ctx=ctx)
     if paper_book_active():  # the paper book's clock rules and its own loss limit
         book_broker = paper_book_broker()
-        done += exits_manage(now=now, config=config, broker=book_broker, book=Book.PAPER)
-        lifecycle.kill_switch(_ledger(book_broker, book=Book.PAPER), now=now, config=config)
+        book_ctx = replace(ctx, costs=_costs(book_broker), escalate_by_clock=False)
+        done += clock_step(_ledger(book_broker, book=Book.PAPER), now=now, ctx=book_ctx)
     return len(done)
+
+
+def clock_tick(*, now: datetime, config: RiskConfig | None = None) -> int:
+    """A replay's beat: the exit manager's tick at `now` when anything is alive (paper
+    replays run it at each minute boundary, so the clock rules need no bar)."""
+    if not _ledger().anything_alive():
+        return 0
+    return exits_tick_run(now=now, config=config)

@@ -14,6 +14,12 @@ def bar_closed_receiver(sender, bar, **kwargs) -> None:
     on_bar_closed.delay(bar.as_event())
 
 
+def clock_ticked_receiver(sender, now, **kwargs) -> None:
+    from trading.tasks import clock_tick
+
+    clock_tick.delay(now.isoformat())
+
+
 def exposure_now():
     from autotrader_site.clock import clock
     from trading.brokers import broker_get

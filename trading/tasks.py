@@ -66,6 +66,17 @@ def exits_tick() -> int:
     return exits_tick_run(now=clock.now())
 
 
+@shared_task(name="trading.clock_tick")
+def clock_tick(now_iso: str) -> int:
+    """A replay's beat at `now_iso` (a minute boundary): the exit manager's clock rules and the
+    paper fills of orders whose symbol printed no bar (`trading.core.step.clock_step`)."""
+    from datetime import datetime
+
+    from trading.pipeline import clock_tick as tick
+
+    return tick(now=datetime.fromisoformat(now_iso))
+
+
 @shared_task(name="trading.entry_escalate")
 def entry_escalate(order_id: int) -> bool:
     """A pegged entry limit whose timeout passed becomes a market order (if still working)."""

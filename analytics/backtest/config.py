@@ -4,7 +4,7 @@ can vary any setting without touching the process environment."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import time
 from decimal import Decimal
 
@@ -96,11 +96,9 @@ class BacktestConfig:
             "partial_exit_pct": str(r.partial_exit_pct),
             "trade_timeout_min": r.trade_timeout_min,
             "window": f"{r.window_start:%H:%M}-{r.window_end:%H:%M}",
-            "slippage_bps": str(self.costs.slippage_bps),
-            "spread_bps": str(self.costs.spread_bps),
-            "commission_per_share": str(self.costs.commission_per_share),
-            "commission_per_order": str(self.costs.commission_per_order),
+            "costs": {k: str(v) for k, v in asdict(self.costs.model).items()},
             "volume_cap_pct": str(self.costs.volume_cap_pct),
+            "entry_limit_timeout_sec": r.entry_limit_timeout_sec,
             "flatten_before_close_min": self.flatten_before_close_min,
             "worst_case": self.worst_case,
             "session_policies": getattr(self.policy_book, "path", None),

@@ -21,7 +21,7 @@ from analytics.backtest.result import BacktestResult
 from analytics.backtest.strategy_driver import PriceLookup, StrategyDriver
 from risk.config import symbol_params
 from trading.core.fills import BarPrices
-from trading.core.step import StepContext, bar_step
+from trading.core.step import StepContext, bar_step, clock_end, clock_until
 from trading.exits import flat_time
 
 BAR = timedelta(minutes=1)
@@ -99,7 +99,7 @@ def run_event(
     if missing:
         raise ValueError(f"no bars for execution symbol(s) {', '.join(missing)}")
     params = symbol_params_for(exec_symbols, config, use_db=use_db_params)
-    ledger = memory_ledger_for(config, params)
+    ledger = memory_ledger_for(config, params, frames)
     crosses = {s: _CrossTracker() for s in symbols}
     ctx = step_context(config, params, lambda sym: crosses[sym].crossed_down())
     bars = merged_bars(frames)
@@ -107,6 +107,7 @@ def run_event(
     names = bars["symbol"].to_numpy()
     values = bars[["open", "high", "low", "close", "volume"]].to_numpy(dtype=float).tolist()
     bar_iter = range(len(bars))
+    clock = None  # the latest minute boundary the clock reached
     if progress:
         from tqdm import tqdm
 
@@ -116,6 +117,7 @@ def run_event(
         ts = times[i]
         o, h, lo, c, v = values[i]
         driver = drivers.get(symbol)
+        clock = clock_until(ledger, last=clock, until=ts, ctx=ctx)
 
         def strategy(driver=driver, symbol=symbol, ts=ts, o=o, h=h, lo=lo, c=c, v=v):
             if driver is None:
@@ -132,6 +134,8 @@ def run_event(
             strategy=strategy,
             ctx=ctx,
         )
+    if len(bars):  # the clock runs on to the day's flat time: a feed that stops ends flat
+        clock_until(ledger, last=clock, until=clock_end(times[-1], ctx), ctx=ctx)
     sessions = sorted({d for s in symbols for d in frames[s].loc[frames[s]["regular"], "session"]})
     return BacktestResult(
         mode="event",
@@ -151,8 +155,12 @@ def _prices(o: float, h: float, lo: float, c: float, v: float | None = None) -> 
     return BarPrices(Decimal(str(o)), Decimal(str(h)), Decimal(str(lo)), Decimal(str(c)), volume)
 
 
-def memory_ledger_for(config: BacktestConfig, params: dict) -> MemoryLedger:
-    """The in-memory ledger of one run."""
+def memory_ledger_for(config: BacktestConfig, params: dict, frames=None) -> MemoryLedger:
+    """The in-memory ledger of one run (`frames`: the bars its bar-less fills read the last
+    close from)."""
+    index = {}
+    for symbol, frame in (frames or {}).items():
+        index[symbol] = (frame.index.as_unit("ns").asi8, frame["close"].to_numpy(dtype=float))
     return MemoryLedger(
         risk=config.risk,
         costs=config.fill_costs(),
@@ -160,6 +168,7 @@ def memory_ledger_for(config: BacktestConfig, params: dict) -> MemoryLedger:
         params=params,
         policy_book=config.policy_book,
         etf_symbols=config.strategy.etf_symbols,
+        bars_index=index,
     )
 
 

@@ -41,7 +41,7 @@ from strategies.evaluation import cooldown_of
 from strategies.features import FEATURE_COLUMNS, compute_features
 from strategies.features.sessions import bar_close_et
 from strategies.setups import SETUPS, SetupContext
-from trading.core.step import bar_step
+from trading.core.step import bar_step, clock_end, clock_until
 
 BAR = timedelta(minutes=1)
 # The feature columns plus the previous bar's EMAs (cross detection), in the kernel's order.
@@ -152,7 +152,7 @@ def _run_fast_ledger(
 
     # 3: the sequential pass over trade lifecycles, each kept bar through the live bar step
     params = symbol_params_for(exec_symbols, config, use_db=use_db_params)
-    ledger = memory_ledger_for(config, params)
+    ledger = memory_ledger_for(config, params, frames)
     bars = merged_bars(frames)
     g_ts = bars["ts_ns"].to_numpy()
     g_rank = bars["rank"].to_numpy()
@@ -181,12 +181,17 @@ def _run_fast_ledger(
         return _cross_at(cross_arrays[sym], rank[sym], g_ts[j], rank[g_sym[j]])
 
     ctx = step_context(config, params, cross_down)
+    clock = None  # the latest minute boundary the clock reached
     while i < n:
         active = ledger.live or any(ledger.orders_by_symbol.values())
         if not active:
             if next_signal >= len(signal_pos):
                 break
             i = int(signal_pos[next_signal])  # nothing alive: jump to the next signal
+        else:  # the clock between bars, as the event mode runs it (nothing alive: a no-op)
+            clock = clock_until(ledger, last=clock, until=g_time[i].to_pydatetime(), ctx=ctx)
+        if not active:
+            clock = g_time[i].to_pydatetime()
         symbol = g_sym[i]
         k = int(key[i])
         is_signal_bar = next_signal < len(signal_keys) and signal_keys[next_signal] == k
@@ -211,6 +216,9 @@ def _run_fast_ledger(
     if progress_bar is not None:
         progress_bar.n = n
         progress_bar.close()
+    if n and ledger.anything_alive():
+        last_ts = g_time[n - 1].to_pydatetime()
+        clock_until(ledger, last=clock, until=clock_end(last_ts, ctx), ctx=ctx)
     sessions = sorted({d for s in symbols for d in frames[s].loc[frames[s]["regular"], "session"]})
     return BacktestResult(
         mode="fast",
@@ -241,14 +249,14 @@ def kernel_unsupported(frames, config: BacktestConfig, symbols, params: dict) ->
         return "a symbol executes in another (index -> ETF)"
     if risk.trail_pct or risk.stop_pct or risk.tp_pct:
         return "trailing stops or percent brackets"
-    if costs.commission_per_share or costs.commission_per_order:
-        return "commissions"
     if costs.volume_cap_pct > 0:
         return "volume-capped (partial) fills"
     if risk.max_daily_loss_usd > 0:
         return "the daily-loss kill switch"
     if risk.money_rules_active():  # issue 13 rules live in risk.rules only (B)
         return f"money-safety rules {', '.join(risk.money_rules_active())}"
+    if not costs.model.frictionless or any(not p.costs.frictionless for p in params.values()):
+        return "trading costs (the kernel fills and sizes frictionless; the cost model is not)"
     if config.policy_book is not None:
         return "session policies"
     for symbol, p in params.items():
@@ -260,7 +268,6 @@ def kernel_unsupported(frames, config: BacktestConfig, symbols, params: dict) ->
         ("RISK_MAX_ORDER_NOTIONAL_USD", risk.max_order_notional_usd * 100),
         ("MIN_CASH_USD", risk.min_cash_usd * 100),
         ("PAPER_STARTING_CASH_USD", config.starting_cash * 100),
-        ("2 x (spread/2 + slippage) bps", costs.adverse_bps * 2),
         ("2 x ENTRY_LIMIT_OFFSET_BPS", risk.entry_limit_offset_bps * 2),
     ):
         if value != value.to_integral_value():
@@ -269,7 +276,35 @@ def kernel_unsupported(frames, config: BacktestConfig, symbols, params: dict) ->
         prices = frame[["open", "high", "low", "close"]].to_numpy(dtype=float) * 100
         if prices.size and np.abs(prices - np.rint(prices)).max() > 1e-6:
             return f"{symbol} has sub-cent prices"
+    for symbol, frame in frames.items():
+        missing = _session_minutes_missing(frame.index, config)
+        if missing:
+            return (
+                f"{symbol} has no bar at {missing} (the kernel's clock is the symbol's bars; "
+                "the core's clock rules fire without them)"
+            )
     return ""
+
+
+def _session_minutes_missing(index: pd.DatetimeIndex, config: BacktestConfig):
+    """The first regular-session minute, from the open through two minutes after the flat
+    time, of a session day in the data that has no bar (None when every one has): there the
+    core's clock step fires exits and fills the kernel would wait for a bar to apply."""
+    if not len(index):
+        return None
+    ns = index.as_unit("ns").asi8
+    days, idx = _day_groups(ns)
+    table = _session_tables(days, config)
+    have = set(ns.tolist())
+    for day in days:
+        open_ns, close_ns, _, _, flat_ns = table[day]
+        if open_ns < 0:
+            continue
+        end = min(flat_ns + 2 * 60_000_000_000, close_ns)
+        for minute in range(open_ns, end, 60_000_000_000):
+            if minute not in have:
+                return pd.Timestamp(minute, tz="UTC").isoformat()
+    return None
 
 
 def _ny_day_numbers(ns: np.ndarray) -> np.ndarray:
@@ -441,7 +476,7 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
         len(names), risk.max_concurrent, risk.max_open_orders, risk.max_positions_per_symbol,
         int(risk.risk_per_trade_usd * 100), int(risk.max_order_notional_usd * 100),
         int(risk.min_cash_usd * 100), int(config.starting_cash * 100), use_limit,
-        int(risk.entry_limit_offset_bps * 2), int(config.costs.adverse_bps * 2),
+        int(risk.entry_limit_offset_bps * 2), 0,  # frictionless (kernel_unsupported)
         int(risk.entry_limit_timeout_sec * 1e9), risk.trade_timeout_min * 60_000_000_000,
         pct[0], pct[1], bool(config.worst_case),
     )  # fmt: skip

@@ -4,14 +4,16 @@
 per-bar facts the rules read (session flat time, EMA cross-down); it walks the bars in the live
 processing order, skipping every bar of a symbol with nothing alive, and applies exactly what
 the lifecycle core (`trading.core`, the live and paper path's own rules) does for them:
-fills (market at open ± half spread + slippage, half-up to the cent; stops and limits against
-high/low, conservative order, pegged-limit → market replacement), the exit manager
-(`trading.core.exits.exit_decide` precedence) and the risk limits (`risk.rules.evaluate` for the
-rules a backtest can hit). Prices that are whole cents make every step exact integer maths, so
-the trade list is identical; the equality tests and a differential property test run both on
-the same data. Configurations the kernel does not cover (`COVERS` says what it does; trailing
-stops, per-symbol overrides, brackets, commissions, volume-capped fills, the kill switch,
-session policies, index->ETF execution, sub-cent prices) run through the core instead. It
+fills (frictionless: market at the open; stops and limits against high/low, conservative
+order; the pegged limit judged on the open when its timeout ends inside the bar, then
+market), levels re-anchored on the fill, the exit manager (`trading.core.exits.exit_decide`
+precedence) and the risk limits (`risk.rules.evaluate` for the rules a backtest can hit).
+Prices that are whole cents make every step exact integer maths, so the trade list is
+identical; the equality tests and a differential property test run both on the same data.
+Configurations the kernel does not cover (`COVERS` says what it does; any trading cost,
+trailing stops, per-symbol overrides, brackets, volume-capped fills, the kill switch, session
+policies, index->ETF execution, sub-cent prices, a regular-session minute without a bar) run
+through the core instead. It
 knows no setup formula: levels come from `vector_setups.setup_signals`.
 
 Compiled with numba when it is installed (a pure-Python fallback runs the same code).
@@ -50,9 +52,12 @@ MAX_LEGS = 2  # the T1 partial and the rest: what the covered rules can produce 
 # `fast.kernel_unsupported` sends every other configuration to the core, and the
 # differential test (tests/analytics/test_kernel_differential.py) holds the two equal.
 COVERS = (
-    "fills: market at open +/- half spread + slippage, stop/limit against high/low, "
-    "conservative intrabar order, worst case, pegged limit -> market after the timeout",
-    "exits: session close, time stop, T2, T1 partial + break-even, EMA cross-down",
+    "fills: frictionless (the cost model all zero), market at open, stop/limit against "
+    "high/low, conservative intrabar order, worst case, the pegged limit judged on the open "
+    "when its timeout ends inside the bar, then market; levels re-anchored on the fill",
+    "exits: session close, time stop, T2, T1 partial + break-even, EMA cross-down, on bars "
+    "of the trade's symbol: every regular-session minute up to the flat time must have a bar "
+    "(else the clock rules and bar-less fills of the core apply: fast.kernel_unsupported)",
     "protection: one stop for the remaining quantity",
     "risk: " + ", ".join(BIT_CODES) + ", market holiday/closed, window, symbol lists",
 )
@@ -75,6 +80,18 @@ def cooldown_kernel(ts_ns, window_ns):
 @njit(cache=True)
 def _half_up(num, den):
     return (num + den // 2) // den
+
+
+@njit(cache=True)
+def _reanchor(k, fill, s_entry, stop_price, t1, t2):
+    """risk.sizing.levels_reanchor in whole cents: the stop and targets of trade k move by
+    (fill - the signal's price); exact, so no rounding."""
+    shift = fill - s_entry[k]
+    stop_price[k] += shift
+    if t1[k] >= 0:
+        t1[k] += shift
+    if t2[k] >= 0:
+        t2[k] += shift
 
 
 @njit(cache=True)
@@ -108,6 +125,8 @@ def lifecycle_kernel(
 ):  # fmt: skip
     n = g_ts.shape[0]
     m = s_g.shape[0]
+    t1 = s_t1.copy()  # the targets of trade k, re-anchored on its fill
+    t2 = s_t2.copy()
     # per signal / trade (trade k is born from signal k)
     s_ok = np.zeros(m, np.bool_)
     s_qty = np.zeros(m, np.int64)
@@ -183,7 +202,10 @@ def lifecycle_kernel(
                     base = lo if worst_case else min(o, stop_px[k])
                     sp_p = _half_up(base * (20000 - adverse2), 20000)
                 el_p = -1
-                if el_el and (lo < e_px[k] if worst_case else lo <= e_px[k]):
+                # the limit lives ENTRY_LIMIT_TIMEOUT_SEC: ending inside this bar, only the
+                # open is a price it saw (trading.core.fills.entry_limit_span)
+                reach = o if e_created[k] + limit_timeout_ns < ts + MINUTE_NS else lo
+                if el_el and (reach < e_px[k] if worst_case else reach <= e_px[k]):
                     el_p = min(o, e_px[k])
                 applied = False
                 if ex_el and x_on[k]:  # market exit (priority 0)
@@ -211,6 +233,7 @@ def lifecycle_kernel(
                 if em_el and e_kind[k] == 2:  # market entry (priority 0)
                     e_kind[k] = 0
                     entry_px[k] = em_p
+                    _reanchor(k, em_p, s_entry, stop_price, t1, t2)
                     remaining[k] = qty[k]
                     cash -= em_p * qty[k]
                     st[k] = 2
@@ -245,6 +268,7 @@ def lifecycle_kernel(
                 if el_p >= 0 and e_kind[k] == 1:  # pegged entry limit (priority 3)
                     e_kind[k] = 0
                     entry_px[k] = el_p
+                    _reanchor(k, el_p, s_entry, stop_price, t1, t2)
                     remaining[k] = qty[k]
                     cash -= el_p * qty[k]
                     st[k] = 2
@@ -280,9 +304,9 @@ def lifecycle_kernel(
                 kind, reason = 1, R_CLOSE
             elif now >= deadline[k]:
                 kind, reason = 1, R_TIMEOUT
-            elif s_t2[k] >= 0 and h >= s_t2[k]:
+            elif t2[k] >= 0 and h >= t2[k]:
                 kind, reason = 1, R_T2
-            elif s_t1[k] >= 0 and not partial_done[k] and h >= s_t1[k]:
+            elif t1[k] >= 0 and not partial_done[k] and h >= t1[k]:
                 q = (remaining[k] * partial_num) // partial_den
                 if partial_num >= partial_den:
                     q = remaining[k]  # PARTIAL_EXIT_PCT >= 1: all of it (risk.sizing)

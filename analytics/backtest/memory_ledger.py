@@ -16,9 +16,12 @@ from datetime import datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import pandas as pd
+
 from analytics.backtest.result import ExitLeg, SignalRecord, TradeRecord
 from risk.config import RiskConfig, SymbolParams
-from trading.brokers.paper import PaperBroker
+from trading.brokers.paper import paper_quote
 from trading.core import lifecycle
 from trading.core.fills import FillCosts
 from trading.core.states import trade_can_transition
@@ -147,6 +150,7 @@ class MemoryLedger:
         params: dict[str, SymbolParams],
         policy_book=None,
         etf_symbols: frozenset[str] = frozenset(),
+        bars_index: dict | None = None,
     ) -> None:
         self.risk = risk
         self.policy_book = policy_book
@@ -161,11 +165,11 @@ class MemoryLedger:
         self.positions: dict[str, _Position] = {}
         self.signals: list[SignalRecord] = []
         self._signal_of: dict[int, SignalRecord] = {}
-        self._quotes = PaperBroker(costs=costs)  # only its synthetic quote is used
+        # symbol -> (bar starts in ns, closes): the data's last bar before an instant
+        self.bars_index = bars_index or {}
         self.halted = False  # the kill switch fired (live: until an operator resumes)
         self.prices: dict[str, Decimal] = {}  # last fill or mark per symbol
         self.realized_by_day: dict = {}  # New York date -> realized P&L of trades closed then
-        self._adverse = costs.adverse_bps / TEN_K
 
     # --- reads ----------------------------------------------------------------------------
     def live_trades(self, symbol: str | None = None) -> list:
@@ -191,6 +195,28 @@ class MemoryLedger:
 
     def has_orders(self, symbol: str) -> bool:
         return bool(self.orders_by_symbol.get(symbol))
+
+    def anything_alive(self) -> bool:
+        return bool(self.live) or any(self.orders_by_symbol.values())
+
+    def working_stale(self, before: datetime) -> list:
+        return [
+            o
+            for orders in self.orders_by_symbol.values()
+            for o in orders
+            if o.status in WORKING and o.status != OrderState.NEW and o.created_at <= before
+        ]
+
+    def last_bar(self, symbol: str, before: datetime):
+        """(start, close) of the data's last bar of `symbol` starting before `before`."""
+        index = self.bars_index.get(symbol)
+        if index is None:
+            return None
+        starts, closes = index
+        j = int(np.searchsorted(starts, pd.Timestamp(before).value, side="left")) - 1
+        if j < 0:
+            return None
+        return pd.Timestamp(int(starts[j]), tz="UTC").to_pydatetime(), Decimal(str(closes[j]))
 
     def has_live(self, symbol: str) -> bool:
         return any(t.candidate.execution_symbol == symbol for t in self.live)
@@ -236,7 +262,8 @@ class MemoryLedger:
                 if order.role == Role.ENTRY and order.status in WORKING:
                     worst = order.price
                     if worst is None and trade.candidate.entry is not None:
-                        worst = Decimal(trade.candidate.entry) * (1 + self._adverse)
+                        model = self._model(order.symbol)
+                        worst = model.market_fill("buy", Decimal(trade.candidate.entry))
                     out.append((order.symbol, order.qty - order.filled_qty, worst))
         return out
 
@@ -260,7 +287,14 @@ class MemoryLedger:
         )
 
     def quote(self, symbol: str, ref: Decimal):
-        return self._quotes.quote_around(symbol, ref)
+        return paper_quote(symbol, ref, self._model(symbol))
+
+    def _model(self, symbol: str):
+        from trading.core.step import symbol_model
+
+        params = self.params.get(symbol)
+        own = symbol_model(self.risk, params) if params is not None else None
+        return own or self.costs.model
 
     # --- writes ---------------------------------------------------------------------------
     def decision_lock(self):

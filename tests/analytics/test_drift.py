@@ -1,6 +1,7 @@
 """Drift ledger: a paper session replayed through the live pipeline drifts by exactly zero
 from its own simulation; against a paper broker that fills every order 2 cents worse, the
-ledger shows those 2 cents on every entry and every exit, in price and in basis points."""
+ledger shows those 2 cents on every entry and on every market exit of the same bar, in price
+and in basis points (stops and targets are re-anchored on the fill: 2 cents higher live)."""
 
 from contextlib import contextmanager
 from datetime import date
@@ -27,9 +28,9 @@ def fills_two_cents_worse(monkeypatch):
 
     honest = lifecycle.bar_fills
 
-    def worse(orders, bar, costs, filled_on_bar=None):
+    def worse(orders, bar, costs, filled_on_bar=None, span=None):
         out = []
-        for order, qty, price in honest(orders, bar, costs, filled_on_bar):
+        for order, qty, price in honest(orders, bar, costs, filled_on_bar, span=span):
             out.append((order, qty, price + CENTS if order.side == "buy" else price - CENTS))
         return out
 
@@ -113,23 +114,28 @@ def test_a_broker_filling_two_cents_worse_shows_exactly_two_cents(paper_session,
         assert e.live_entry_ts == e.sim_entry_ts  # same bars, only the price moved
     legs = [(e, leg) for e in matched for leg in e.legs]
     assert legs
-    for e, leg in legs:
+    level_moved = ("stop", "target_one", "target_two")
+    for _, leg in legs:
         diff = _cents(leg["sim_price"]) - _cents(leg["live_price"])
-        after_t1 = leg["reason"] == "stop" and any(x["reason"] == "target_one" for x in e.legs)
-        if after_t1:
-            # after target one the stop moves to the trade's own entry price, which live paid
-            # 2 cents more for: the level is 2 cents higher (it may trigger a bar earlier) and
-            # the fill 2 cents worse than it
-            assert diff in (Decimal("0"), CENTS)
+        if leg["reason"] == "stop" and leg["live_ts"] == leg["sim_ts"]:
+            # the levels are re-anchored on the fill: live's stop sits 2 cents higher (its
+            # entry cost 2 cents more), so its fill, 2 cents worse, lands where the
+            # simulation's did; 2 cents apart only when the bar opened through both stops
+            assert diff in (Decimal("0"), CENTS), leg
+        elif leg["live_ts"] == leg["sim_ts"]:
+            assert diff == CENTS, leg  # a market exit on the same bar: 2 cents worse
         else:
-            assert diff == CENTS, leg
-            assert leg["live_ts"] == leg["sim_ts"]  # same bars, only the price moved
-    plain = [leg for e, leg in legs if len(e.legs) == 1]
-    assert plain  # single-leg exits: exactly 2 cents worse, in the trade's exit price too
-    for e in matched:
-        if len(e.legs) == 1:
-            assert e.sim_exit_price - e.live_exit_price == CENTS
-            assert e.exit_slippage_bps == pytest.approx(float(CENTS / e.sim_exit_price * 10000))
+            # a level 2 cents higher (stop, targets) may be reached on another bar
+            assert leg["reason"] in level_moved, leg
+    market = [
+        e for e in matched
+        if len(e.legs) == 1 and e.legs[0]["reason"] not in level_moved
+    ]  # fmt: skip
+    assert market
+    for e in market:  # single-leg clock and signal exits: exactly 2 cents worse
+        assert e.sim_exit_price - e.live_exit_price == CENTS
+        assert e.exit_slippage_bps == pytest.approx(float(CENTS / e.sim_exit_price * 10000))
+    assert any(diff_leg["live_ts"] == diff_leg["sim_ts"] for _, diff_leg in legs)
     want = sum(float(CENTS / e.sim_entry_price * 10000) for e in matched) / len(matched)
     assert summary["all"]["entry_slippage_bps"] == pytest.approx(want, abs=1e-3)
     # past DRIFT_ALERT_BPS: an alert, and the gauges /metrics shows

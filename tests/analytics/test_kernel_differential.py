@@ -39,6 +39,10 @@ KERNEL_SCOPE = {
     "COST_SEC_FEE_PER_MILLION": "0",
     "COST_TAF_PER_SHARE_USD": "0",
     "COST_TAF_MAX_USD": "0",
+    # the core reserves the cash of entries in flight, the kernel does not (yet): compare where
+    # cash never binds, as tests/analytics/test_backtest.py KERNEL_COVERED does (this test failed
+    # on main @ 33edc5d on exactly that: sizes of same-bar entries)
+    "PAPER_STARTING_CASH_USD": "10000000",
 }
 
 
@@ -83,13 +87,15 @@ def test_kernel_equals_core_with_numba_bounds_checking(tmp_path):
     timeout_min=st.integers(min_value=3, max_value=60),
     stop_atr=st.sampled_from([0.8, 1.2, 2.0]),
     t1_atr=st.sampled_from([0.5, 1.0, 1.5]),
-    slippage=st.sampled_from([0.0, 0.5, 1.0, 2.0]),
-    spread=st.sampled_from([0.0, 1.0, 2.0, 30.0]),  # 30 bps: entries at market
+    # the kernel is frictionless (it declines any cost): what varies is the pegged limit, at
+    # the mid or below it, living 2 s (only the next open counts) or whole bars
+    offset=st.sampled_from([0.0, 1.0, 2.0]),
+    limit_timeout=st.sampled_from([2.0, 60.0, 150.0]),
     worst_case=st.booleans(),
 )
 def test_kernel_matches_core_on_random_bars(
     seed, sessions, risk_usd, max_concurrent, partial, timeout_min, stop_atr, t1_atr,
-    slippage, spread, worst_case,
+    offset, limit_timeout, worst_case,
 ):  # fmt: skip
     import numba
 
@@ -110,8 +116,8 @@ def test_kernel_matches_core_on_random_bars(
             "TRADE_TIMEOUT_MIN": timeout_min,
             "RISK_STOP_ATR_MULTIPLIER": stop_atr,
             "TARGET_ONE_ATR_MULTIPLIER": t1_atr,
-            "PAPER_SLIPPAGE_BPS": slippage,
-            "PAPER_SPREAD_BPS": spread,
+            "ENTRY_LIMIT_OFFSET_BPS": offset,
+            "ENTRY_LIMIT_TIMEOUT_SEC": limit_timeout,
             "RISK_MAX_DAILY_LOSS_USD": "0",
             "SESSION_POLICY_FILE": "",
             **KERNEL_SCOPE,

@@ -4,7 +4,7 @@ A paper session recorded through the live pipeline with such a configuration is 
 event and fast mode from its stored bars: same signals, same fills, same P&L net of fees."""
 
 from datetime import date
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 import pytest
 
@@ -16,6 +16,10 @@ from tests.analytics.test_parity import _backtest_trades, _recorded_trades, _spy
 from trading.models import Fill, Order, Trade
 
 FOUR = Decimal("0.0001")
+
+
+def _up(value: Decimal) -> Decimal:
+    return value.quantize(Decimal("0.01"), rounding=ROUND_CEILING)
 
 
 def _recorded_exact():
@@ -84,9 +88,16 @@ def test_backtest_of_a_bracket_fee_partial_fill_session_matches_it(recorded):
         assert {r[6] for r in trades} & {"stop", "target_two"}  # a bracket leg closed a trade
     if Decimal(per_share) or Decimal(per_order):
         fees = Fill.objects.filter(order__trade__status="closed")
-        for fill in fees[:20]:  # fee = per share x qty (+ per order on an order's first fill)
+        for fill in fees[:20]:
+            # fee = per share x qty (+ per order on an order's first fill), rounded up to the
+            # cent, + on a sale the SEC fee (27.80 per million) and the FINRA TAF (0.000166 a
+            # share), each rounded up to the cent (risk.costs defaults)
             first = fill.order.fills.order_by("ts", "id").first().pk == fill.pk
-            expected = Decimal(per_share) * fill.qty + (Decimal(per_order) if first else 0)
+            commission = Decimal(per_share) * fill.qty + (Decimal(per_order) if first else 0)
+            expected = _up(commission)
+            if fill.side == "sell":
+                expected += _up(fill.price * fill.qty * Decimal("27.80") / 1_000_000)
+                expected += _up(min(Decimal("0.000166") * fill.qty, Decimal("8.30")))
             assert fill.fee == expected
     if (Decimal(per_share) or Decimal(per_order)) and not Decimal(cap):
         closed = Trade.objects.filter(status="closed").first()

@@ -8,6 +8,7 @@ from decimal import Decimal
 import pytest
 
 from risk.config import RiskConfig
+from risk.costs import CostModel
 from trading.brokers import broker_override
 from trading.brokers.paper import PaperBroker
 from trading.core.fills import FillCosts
@@ -15,7 +16,9 @@ from trading.core.fills import FillCosts
 
 @pytest.fixture
 def paper():
-    broker = PaperBroker(costs=FillCosts(slippage_bps=Decimal("1"), spread_bps=Decimal("2")))
+    # 2 bps adverse on a market fill: 1 bp (half the spread) + 1 bp slippage
+    model = CostModel(slippage_bps=Decimal("1"), spread_bps=Decimal("2"))
+    broker = PaperBroker(costs=FillCosts(model=model))
     broker_override(broker)
     yield broker
     broker_override(None)

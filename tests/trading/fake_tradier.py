@@ -15,6 +15,7 @@
   last_fill_quantity, remaining_quantity, transaction_date, create_date, account, tag,
   parent_id) and heartbeats. `drop_stream()` cuts it; events while no client listens are lost
   (as they would be), so only reconciliation can find them.
+- Balances: a fixture, or (`cash_start`) an account whose cash follows its own fills.
 - Rejection after a 200 (`reject_next(reason)`): the order is accepted, then rejected by
   "downstream risk" on the next request or tick, with an `errors` property on GET.
 - Rate limits per endpoint class and fixed interval (`limits`, `window_sec`), every answer
@@ -85,6 +86,9 @@ class FakeTradier:
         self.next_id = 257459
         self.requests: list[httpx.Request] = []
         self.balances_fixture = "get_balance_margin.json"
+        self.cash_start: float | None = None  # set: balances follow the fills (cash account)
+        self.match_on_create = True  # False: orders fill only on a later tick() of the tape
+        self.cash_flow = 0.0
         self.quotes: dict[str, dict] = {}
         self.limits = limits or {"trading": 60, "standard": 120, "market": 120}
         self.window_sec = window_sec
@@ -229,6 +233,7 @@ class FakeTradier:
         )
         pos["quantity"] += sign * qty
         pos["cost_basis"] += sign * qty * price
+        self.cash_flow -= sign * qty * price
         self._set_status(node, status)
         if parent is not None:
             self._after_leg(node, parent)
@@ -385,6 +390,8 @@ class FakeTradier:
                 200, json={"positions": {"position": rows[0] if len(rows) == 1 else rows}}
             )
         if path == f"{prefix}/balances":
+            if self.cash_start is not None:
+                return httpx.Response(200, json=self._tracked_balances())
             return httpx.Response(200, json=fixture(self.balances_fixture))
         if path == "/v1/markets/quotes":
             symbols = [s.upper() for s in request.url.params.get("symbols", "").split(",") if s]
@@ -395,6 +402,24 @@ class FakeTradier:
                 200, json={"quotes": {"quote": rows[0] if len(rows) == 1 else rows}}
             )
         return httpx.Response(404, text="not found")
+
+    def _tracked_balances(self) -> dict:
+        """Balances of an account that started with `cash_start` and only traded here: cash
+        after every fill, equity with positions at the last print, buying power = cash."""
+        cash = round(self.cash_start + self.cash_flow, 6)
+        held = sum(
+            p["quantity"] * self.quotes.get(p["symbol"], {}).get("last", 0.0)
+            for p in self.positions.values()
+        )
+        return {
+            "balances": {
+                "account_type": "margin",
+                "total_cash": cash,
+                "total_equity": round(cash + held, 6),
+                "open_pl": 0.0,
+                "margin": {"stock_buying_power": cash},
+            }
+        }
 
     def _one(self, request: httpx.Request, order_id: int) -> httpx.Response:
         order = self.orders.get(order_id)
@@ -575,7 +600,8 @@ class FakeTradier:
         if self._reject_next:
             self.pending_rejects.append((order_id, self._reject_next.pop(0)))
         else:
-            self._match(order["symbol"])  # a marketable order fills on the current touch
+            if self.match_on_create:
+                self._match(order["symbol"])  # a marketable order fills on the current touch
         if fault == "timeout_after_accept":
             raise httpx.ReadTimeout("read timed out", request=request)
         if fault == "500_after_accept":

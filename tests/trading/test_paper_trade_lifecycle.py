@@ -51,9 +51,16 @@ def test_entry_fills_next_bar_and_is_protected_by_a_stop(paper, config):
     assert entry.order_type == "market"  # the pegged limit timed out and was modified to market
     assert "modified to market" in " ".join(entry.events.values_list("cause", flat=True))
     assert trade.status == "open" and trade.remaining_qty == 100
-    assert trade.entry_price == D("100.12")  # 100.10 + 2 bps
+    # 100.10 + 2 bps = 100.12002, rounded up to the cent against the buyer (risk.costs)
+    assert trade.entry_price == D("100.13")
+    # the levels move with the fill: stop 99.00 planned from 100.00 -> 99.13 from 100.13
+    assert (trade.stop_price, trade.target_one, trade.target_two) == (
+        D("99.13"),
+        D("101.13"),
+        D("102.13"),
+    )
     stop = working(trade, "stop").get()
-    assert stop.qty == 100 and stop.stop_price == D("99.00") and stop.order_type == "stop"
+    assert stop.qty == 100 and stop.stop_price == D("99.13") and stop.order_type == "stop"
     assert Position.objects.get(symbol="SPY").qty == 100
 
 
@@ -67,14 +74,28 @@ def test_pegged_limit_fills_when_the_next_open_is_below_it(paper, config):
     assert entry.status == "filled" and entry.avg_fill_price == D("99.90")
 
 
+def test_pegged_limit_reached_only_later_in_the_bar_goes_to_market_at_the_open(paper, config):
+    # the limit lives ENTRY_LIMIT_TIMEOUT_SEC (2 s) of the bar: it saw the open (100.10), not
+    # the low (99.90) that came later, so it is modified to market and fills at the open
+    signal = make_signal(bar_ts=T)
+    signal_handle(signal=signal, now=minutes(T, 1), config=config)
+    entry = Order.objects.get(signal=signal, role="entry")
+    assert entry.order_type == "limit" and entry.price == D("99.98")
+    step(bar(minutes(T, 1), "100.10", "100.20", "99.90", "100.10"), config)
+    entry.refresh_from_db()
+    assert entry.status == "filled" and entry.order_type == "market"
+    assert entry.avg_fill_price == D("100.13")  # 100.10 + 2 bps, rounded up
+
+
 def test_stop_exit_closes_the_trade_and_the_ledger_matches_the_fills(paper, config):
     _, trade = open_trade(paper, config)
     step(bar(minutes(T, 2), "99.50", "99.60", "98.80", "99.00"), config)
     trade.refresh_from_db()
     assert trade.status == "closed" and trade.exit_reason == "stop"
     stop_fill = Fill.objects.get(order__role="stop")
-    assert stop_fill.price == D("98.98")  # 99.00 - 2 bps
-    assert trade.realized_pnl == (D("98.98") - D("100.12")) * 100
+    # the re-anchored stop 99.13 - 2 bps = 99.110174, rounded down against the seller
+    assert stop_fill.price == D("99.11")
+    assert trade.realized_pnl == (D("99.11") - D("100.13")) * 100
     position = Position.objects.get(symbol="SPY")
     assert position.qty == 0 and position.realized_pnl == trade.realized_pnl
     assert not Order.objects.filter(status__in=["new", "submitted", "open"]).exists()
@@ -82,17 +103,17 @@ def test_stop_exit_closes_the_trade_and_the_ledger_matches_the_fills(paper, conf
 
 def test_target_one_sells_half_moves_stop_to_break_even_then_target_two(paper, config):
     _, trade = open_trade(paper, config)
-    step(bar(minutes(T, 2), "100.50", "101.10", "100.40", "101.00"), config)  # T1 touched
+    step(bar(minutes(T, 2), "100.50", "101.20", "100.40", "101.00"), config)  # T1 101.13 touched
     trade.refresh_from_db()
     assert trade.partial_done and trade.stop_price == trade.entry_price
     exit_order = working(trade, "exit").get()
     assert exit_order.qty == 50
     stop = working(trade, "stop").get()
-    assert stop.qty == 50 and stop.stop_price == D("100.12")
+    assert stop.qty == 50 and stop.stop_price == D("100.13")
     step(bar(minutes(T, 3), "101.00", "101.20", "100.90", "101.10"), config)  # partial fills
     trade.refresh_from_db()
     assert trade.remaining_qty == 50 and trade.status == "open"
-    step(bar(minutes(T, 4), "101.50", "102.10", "101.40", "102.00"), config)  # T2 touched
+    step(bar(minutes(T, 4), "101.50", "102.20", "101.40", "102.00"), config)  # T2 102.13 touched
     step(bar(minutes(T, 5), "102.00", "102.20", "101.90", "102.10"), config)  # exit fills
     trade.refresh_from_db()
     assert trade.status == "closed" and trade.exit_reason == "target_two"

@@ -38,7 +38,8 @@ def test_live_entry_fill_is_synced_and_protected_at_the_broker(fake_tradier, con
     assert entry.status == "filled" and trade.status == "open"
     stop = Order.objects.get(trade=trade, role="stop")
     placed = fake_tradier.orders[int(stop.broker_order_id)]
-    assert placed["type"] == "stop" and placed["stop_price"] == 185.08
+    # the stop keeps its planned distance from the price paid: 185.08 + (186.10 - 186.08)
+    assert placed["type"] == "stop" and placed["stop_price"] == 185.10
     assert placed["quantity"] == trade.remaining_qty
 
 

@@ -1,8 +1,10 @@
 """The paper broker (DRY_RUN=1): accepts orders after Tradier's own validation and keeps its
 book in the ledger itself, so the same order state machine, fills and reconciliation apply.
 
-Fills happen only when a bar arrives (`trading.core.lifecycle.fills_on_bar`), with the pure
-rules of `trading.core.fills`: an order placed at a bar's close fills on a later bar.
+Fills happen when a bar arrives (`trading.core.lifecycle.fills_on_bar`), with the pure rules
+of `trading.core.fills` priced by the symbol's cost model (`risk.costs`, the one sizing and the
+backtests use): an order placed at a bar's close fills on a later bar. A market order whose
+symbol prints no bar fills on the clock at the last close (`lifecycle.fills_without_bar`).
 
 One instance serves one book: the account's (DRY_RUN=1), or the paper book where setups in
 paper mode trade while the account is live (`trading.paper_book`); it reads only that book.
@@ -30,14 +32,23 @@ from trading.core.fills import FillCosts
 
 
 def fill_costs_from_settings() -> FillCosts:
-    """The paper fill model as configured (PAPER_* settings); backtests read the same."""
+    """The paper fill model as configured: the account-wide cost model
+    (`risk.costs.cost_model_from_settings`: COST_* plus the PAPER_* parts; a symbol's override
+    replaces it for that symbol at fill time) and PAPER_FILL_VOLUME_CAP_PCT. Backtests read
+    the same."""
+    from risk.costs import cost_model_from_settings
+
     return FillCosts(
-        slippage_bps=Decimal(str(settings.PAPER_SLIPPAGE_BPS)),
-        spread_bps=Decimal(str(settings.PAPER_SPREAD_BPS)),
-        commission_per_share=Decimal(settings.PAPER_COMMISSION_PER_SHARE_USD),
-        commission_per_order=Decimal(settings.PAPER_COMMISSION_PER_ORDER_USD),
+        model=cost_model_from_settings(),
         volume_cap_pct=Decimal(settings.PAPER_FILL_VOLUME_CAP_PCT),
     )
+
+
+def paper_quote(symbol: str, mid: Decimal, model) -> Quote:
+    """The paper quote around `mid`: bid/ask half the cost model's spread either side."""
+    mid = Decimal(mid)
+    half = model.spread_at(mid) / 2
+    return Quote(symbol, bid=mid - half, ask=mid + half, last=mid)
 
 
 class PaperBroker:
@@ -139,17 +150,23 @@ class PaperBroker:
         )
 
     def quote(self, symbol: str) -> Quote | None:
-        """A synthetic quote around the last stored price with PAPER_SPREAD_BPS."""
+        """A synthetic quote around the last stored price with the symbol's cost-model spread."""
         from marketdata.selectors import bars_as_data
 
         last = bars_as_data(symbol=symbol, limit=1)
         if not last:
             return None
-        return self.quote_around(symbol, Decimal(str(last[-1].close)))
+        from risk.costs import cost_model_for
+        from risk.models import SymbolOverride
 
-    def quote_around(self, symbol: str, mid: Decimal) -> Quote:
-        half = mid * self.costs.spread_bps / Decimal(20000)
-        return Quote(symbol, bid=mid - half, ask=mid + half, last=mid)
+        row = SymbolOverride.objects.filter(symbol=symbol.upper()).first()
+        model = cost_model_for(self.costs.model, row)
+        return self.quote_around(symbol, Decimal(str(last[-1].close)), model)
+
+    def quote_around(self, symbol: str, mid: Decimal, model=None) -> Quote:
+        """A synthetic quote around `mid` with the spread of `model` (default: the
+        account-wide cost model of this broker)."""
+        return paper_quote(symbol, mid, model or self.costs.model)
 
     # --- helpers -------------------------------------------------------------------------
     @staticmethod

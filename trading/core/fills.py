@@ -1,30 +1,43 @@
 """Fill rules: pure functions of an order and a bar, shared by the paper broker (live/replay
 paper trading) and every backtest (no database, no clock).
 
-Convention (decide at a bar's close, fill on a LATER bar):
-- market: the bar's open, worse by half the spread plus the slippage (buys up, sells down);
+Prices and fees come from the symbol's cost model (`risk.costs.CostModel`: the settings, then
+the symbol's override), the same model sizing uses:
+- market: the bar's open, as `CostModel.market_fill` (half the spread plus the slippage against
+  the trader, rounded to the tick: buys up, sells down);
 - limit: when the bar trades through the limit: at the open if it gapped past it, else at the
   limit (no slippage: a resting limit is price-protected);
 - stop: when the bar crosses the stop: at the open if it gapped through it, else at the stop,
-  then worse by half the spread plus the slippage (a triggered stop is a market order);
+  then priced by `market_fill` (a triggered stop is a market order);
 - stop_limit: triggered like a stop, then fills at its limit only if the bar reached it.
 Within one bar, when several exits of the same position could fill, stops are taken before
 limits (the conservative order); market orders fill first, at the open.
 
+The pegged entry limit lives ENTRY_LIMIT_TIMEOUT_SEC, then goes to market (as live). On a bar
+the limit is alive for only part of (`entry_limit_span`): the only price known at an instant
+inside a bar is its open, so the limit fills only if the open is at or through it; otherwise
+it becomes a market order at that bar's open. A limit alive for the whole bar (a timeout of a
+minute or more) may fill anywhere in it.
+
+Each fill's fees: `CostModel.fill_fee` (commission per share, per order on an order's first
+fill, regulatory fees on sales, each rounded up to the cent).
+
 Options of the model (`FillCosts`): `worst_case` (a limit needs the bar to trade THROUGH it, a
-triggered stop fills at the bar's extreme), `volume_cap_pct` (an order fills at most that
-fraction of the bar's volume: the rest stays working, a partial fill), and commissions per
-share and per order (the fee of each fill).
+triggered stop fills at the bar's extreme) and `volume_cap_pct` (an order fills at most that
+fraction of the bar's volume: the rest stays working, a partial fill).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from decimal import ROUND_FLOOR, ROUND_HALF_UP, Decimal
 
+from risk.costs import CostModel
 from trading.core.types import CENT, ZERO
 
 TEN_K = Decimal(10000)
+BAR = timedelta(minutes=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,30 +57,33 @@ class BarPrices:
 
 @dataclass(frozen=True, slots=True)
 class FillCosts:
-    slippage_bps: Decimal = Decimal("1")
-    spread_bps: Decimal = Decimal("2")
+    """The fill model: the cost model of the symbol being filled (`model`) and the options."""
+
+    model: CostModel = field(default_factory=CostModel)
     worst_case: bool = False
     volume_cap_pct: Decimal = ZERO  # 0: no cap; 0.1: at most 10% of the bar's volume
-    commission_per_share: Decimal = ZERO
-    commission_per_order: Decimal = ZERO  # charged on an order's first fill
 
-    @property
-    def adverse_bps(self) -> Decimal:
-        return self.spread_bps / 2 + self.slippage_bps
+    def for_model(self, model: CostModel | None) -> FillCosts:
+        """The same options with another symbol's cost model (None keeps this one)."""
+        if model is None or model == self.model:
+            return self
+        return replace(self, model=model)
 
-    def fee(self, qty: int, *, first_fill: bool) -> Decimal:
-        """The commission of one fill of `qty` shares."""
-        fee = self.commission_per_share * qty
-        if first_fill:
-            fee += self.commission_per_order
-        return fee.quantize(Decimal("0.0001"), rounding=ROUND_HALF_UP)
+    def fee(self, side: str, qty: int, price: Decimal, *, first_fill: bool) -> Decimal:
+        """The fees of one fill of `qty` shares at `price` (`CostModel.fill_fee`)."""
+        return self.model.fill_fee(side, qty, price, first_fill=first_fill)
 
 
-def _adverse(price: Decimal, side: str, bps: Decimal) -> Decimal:
-    factor = bps / TEN_K
-    buying = side in ("buy", "buy_to_cover")
-    out = price * (1 + factor) if buying else price * (1 - factor)
-    return out.quantize(CENT, rounding=ROUND_HALF_UP)
+def entry_limit_span(
+    bar: BarPrices, *, created_at: datetime, bar_start: datetime, timeout: timedelta
+) -> BarPrices:
+    """The part of `bar` a pegged entry limit is alive for: the whole bar when its timeout
+    runs past the bar's end, else only the bar's open (the one price known at the instant
+    it is alive: a 2-second limit on a 1-minute bar)."""
+    if created_at + timeout >= bar_start + BAR:
+        return bar
+    o = bar.open
+    return BarPrices(o, o, o, o, volume=bar.volume)
 
 
 def fill_price(
@@ -82,7 +98,7 @@ def fill_price(
     """The price this order fills at on `bar`, or None if it does not fill on it."""
     buying = side in ("buy", "buy_to_cover")
     if order_type == "market":
-        return _adverse(bar.open, side, costs.adverse_bps)
+        return costs.model.market_fill(side, bar.open)
     if order_type == "limit":
         if price is None:
             return None
@@ -99,10 +115,10 @@ def fill_price(
             return None
         if buying and bar.high >= stop:
             base = bar.high if costs.worst_case else max(bar.open, stop)
-            return _adverse(base, side, costs.adverse_bps)
+            return costs.model.market_fill(side, base)
         if not buying and bar.low <= stop:
             base = bar.low if costs.worst_case else min(bar.open, stop)
-            return _adverse(base, side, costs.adverse_bps)
+            return costs.model.market_fill(side, base)
         return None
     if order_type == "stop_limit":
         if stop is None or price is None:
@@ -128,11 +144,16 @@ ORDER_PRIORITY = {"market": 0, "stop": 1, "stop_limit": 2, "limit": 3}
 
 
 def bar_fills(
-    orders, bar: BarPrices, costs: FillCosts, filled_on_bar: dict | None = None
+    orders,
+    bar: BarPrices,
+    costs: FillCosts,
+    filled_on_bar: dict | None = None,
+    span=None,
 ) -> list[tuple[object, int, Decimal]]:
     """(order, qty, price) of each of `orders` (working and eligible on `bar`) that fills on
     it, in the conservative intrabar order (market, stop, stop-limit, limit; then by id).
-    `filled_on_bar` (order pk -> qty) is what each order already filled on this bar."""
+    `filled_on_bar` (order pk -> qty) is what each order already filled on this bar;
+    `span(order)` the part of the bar an order is alive for (None: the whole bar)."""
     filled_on_bar = filled_on_bar or {}
     out = []
     ranked = sorted(orders, key=lambda o: (ORDER_PRIORITY.get(o.order_type, 9), o.pk))
@@ -143,7 +164,7 @@ def bar_fills(
         price = fill_price(
             side=order.side,
             order_type=order.order_type,
-            bar=bar,
+            bar=bar if span is None else span(order),
             costs=costs,
             price=order.price,
             stop=order.stop_price,

@@ -22,7 +22,7 @@ from risk.config import RiskConfig, SymbolParams
 from risk.types import Exposure, Intent
 from trading.core.entries import bracket_levels, trade_plan
 from trading.core.exits import ExitState, exit_decide
-from trading.core.fills import BarPrices, FillCosts, bar_fills
+from trading.core.fills import BarPrices, FillCosts, bar_fills, entry_limit_span
 from trading.core.types import (
     BUY_SIDES,
     EXIT_ROLES,
@@ -40,6 +40,10 @@ from trading.core.types import (
 log = logging.getLogger(__name__)
 NY = ZoneInfo("America/New_York")
 BAR = timedelta(minutes=1)
+# A market order whose symbol printed no bar this long after it was placed fills at the last
+# close: the bar of the minute it was placed in (published at that minute's end, a little later
+# live) gets a whole minute of grace before the clock gives up on it.
+BARLESS_AFTER = 2 * BAR
 MAX_FILL_ROUNDS = 6  # fills can create orders that fill on the same bar (a stop after an entry)
 REASON_OF_ROLE = {Role.STOP: "stop", Role.TARGET_ONE: "target_one", Role.TARGET_TWO: "target_two"}
 TRADED_OUTCOMES = ("approved", "dry_run", "submitted")
@@ -111,11 +115,36 @@ def _entry_filled(ledger, trade, order, qty: int, price: Decimal, fee: Decimal, 
     if trade.status == TradeState.PENDING:
         status = TradeState.OPEN
         fields.update(opened_at=ts, trail_high=price)
+        if order.order_class != "otoco":  # a bracket's legs are priced at the broker
+            fields.update(_levels_on_fill(trade, price))
     ledger.trade_set(trade, status=status, **fields)
     if order.order_class == "otoco":
         ledger.bracket_activate(order, trade, now=ts)  # the legs travel with the entry
     else:
         protect(ledger, trade, now=ts)
+
+
+def _levels_on_fill(trade, fill: Decimal) -> dict:
+    """Stop, T1 and T2 moved by (first fill - the price the trade was planned on)
+    (`risk.sizing.levels_reanchor`): the distances sizing and the setup planned hold from the
+    price actually paid. Nothing moves when the planned price is unknown."""
+    from risk.sizing import levels_reanchor
+
+    reference = _reference_price(trade)
+    if reference is None or trade.stop_price is None:
+        return {}
+    levels = levels_reanchor(
+        reference=reference,
+        fill=Decimal(fill),
+        stop=trade.stop_price,
+        target_one=trade.target_one,
+        target_two=trade.target_two,
+    )
+    return {
+        "stop_price": levels.stop,
+        "target_one": levels.target_one,
+        "target_two": levels.target_two,
+    }
 
 
 def _exit_filled(ledger, trade, order, qty: int, price: Decimal, fee: Decimal, ts) -> None:
@@ -138,47 +167,94 @@ def _exit_filled(ledger, trade, order, qty: int, price: Decimal, fee: Decimal, t
         protect(ledger, trade, now=ts)
 
 
+def _is_pegged_entry(order) -> bool:
+    return (
+        order.role == Role.ENTRY and order.order_type == "limit" and order.order_class == "equity"
+    )
+
+
 def fills_on_bar(
     ledger, *, symbol: str, bar: BarPrices, ts: datetime, costs: FillCosts, limit_timeout
 ) -> int:
     """Paper fills of `symbol`'s working orders on the bar starting at `ts` (orders placed up
-    to the bar's start), in the conservative intrabar order. Orders created meanwhile (a stop
-    after an entry, an entry limit that timed out and became a market order) are eligible on
-    the same bar. Returns the number of fills."""
+    to the bar's start), in the conservative intrabar order, priced by `costs` (the symbol's
+    cost model). A pegged entry limit is judged on the part of the bar it lives for
+    (`fills.entry_limit_span`: only the open when its ENTRY_LIMIT_TIMEOUT_SEC ends inside the
+    bar) and, unfilled, goes to market on that bar. Orders created meanwhile (a stop after an
+    entry, the market order of a timed-out limit) are eligible on the same bar. Returns the
+    number of fills."""
     bar_end = ts + BAR
+
+    def span(order) -> BarPrices:
+        if not _is_pegged_entry(order):
+            return bar
+        return entry_limit_span(bar, created_at=order.created_at, bar_start=ts,
+                                timeout=limit_timeout)  # fmt: skip
+
     count = 0
     filled_on_bar: dict = {}  # the volume cap holds per order over the whole bar
     for _ in range(MAX_FILL_ROUNDS):
         eligible = ledger.working_for_symbol(symbol, ts)
         if not eligible:
             break
-        fills = bar_fills(eligible, bar, costs, filled_on_bar)
+        fills = bar_fills(eligible, bar, costs, filled_on_bar, span=span)
         applied = 0
         for order, qty, price in fills:
-            order = ledger.refresh(order)
-            if not order.is_working:
-                continue
-            qty = min(qty, order.qty - order.filled_qty)
-            fee = costs.fee(qty, first_fill=order.filled_qty == 0)
-            fill_id = f"{order.broker_order_id}-{ts:%Y%m%d%H%M}-{order.filled_qty}"
-            fill = on_fill(ledger, order, qty=qty, price=price, ts=ts, fill_id=fill_id, fee=fee)
-            if fill:
-                filled_on_bar[order.pk] = filled_on_bar.get(order.pk, 0) + fill.qty
-                applied += 1
+            applied += _paper_fill(ledger, order, qty, price, ts, costs, filled_on_bar)
         filled = {order.pk for order, _, _ in fills}
         replaced = 0
         for order in eligible:
             if (
                 order.pk not in filled
-                and order.role == Role.ENTRY
-                and order.order_type == "limit"
-                and order.order_class == "equity"
+                and _is_pegged_entry(order)
                 and order.created_at + limit_timeout < bar_end
             ):
                 replaced += entry_escalate(ledger, order, now=ts) is not None
         count += applied
         if not applied and not replaced:
             break
+    return count
+
+
+def _paper_fill(ledger, order, qty, price, ts, costs: FillCosts, filled_on_bar: dict) -> int:
+    """Apply one paper fill (fees of the cost model); 1 when it was applied."""
+    order = ledger.refresh(order)
+    if not order.is_working:
+        return 0
+    qty = min(qty, order.qty - order.filled_qty)
+    fee = costs.fee(order.side, qty, price, first_fill=order.filled_qty == 0)
+    fill_id = f"{order.broker_order_id}-{ts:%Y%m%d%H%M}-{order.filled_qty}"
+    fill = on_fill(ledger, order, qty=qty, price=price, ts=ts, fill_id=fill_id, fee=fee)
+    if not fill:
+        return 0
+    filled_on_bar[order.pk] = filled_on_bar.get(order.pk, 0) + fill.qty
+    return 1
+
+
+def fills_without_bar(ledger, *, now: datetime, costs_for, limit_timeout: timedelta) -> int:
+    """Paper, on the clock: a market order (or a pegged entry limit past its timeout) whose
+    symbol printed no bar since the order was placed, BARLESS_AFTER (two minutes) ago, fills at
+    the symbol's last close priced by the cost model (`costs_for(symbol)`), at `now`: live, a
+    market order
+    fills within seconds whether or not a bar is published, and the last price is the best
+    estimate there is. A feed that stops cannot leave an exit (or the session-close flatten)
+    working forever. Stops and exit limits need a price that reaches them: they wait."""
+    count = 0
+    for order in ledger.working_stale(now - BARLESS_AFTER):
+        if order.order_type != "market" and not (
+            _is_pegged_entry(order) and order.created_at + limit_timeout < now
+        ):
+            continue
+        last = ledger.last_bar(order.symbol, now)
+        if last is None or last[0] >= order.created_at:
+            continue  # a bar came: the bar rules filled it (or a volume cap holds it)
+        if order.order_type != "market":
+            order = entry_escalate(ledger, order, now=now)
+            if order is None or order.order_type != "market":
+                continue
+        costs = costs_for(order.symbol)
+        price = costs.model.market_fill(order.side, Decimal(last[1]))
+        count += _paper_fill(ledger, order, order.qty - order.filled_qty, price, now, costs, {})
     return count
 
 

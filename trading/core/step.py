@@ -7,6 +7,11 @@ the decision benchmark):
 4. marks and the kill switch: the symbol is marked to the close where something is held,
    then the daily-loss limit is checked;
 5. signals -> risk -> entries: each fired setup through `lifecycle.signal_decide`.
+
+Between bars the clock moves on its own (`clock_step`, the exit manager's beat live; every
+minute boundary in replays and backtests): the clock rules (session-close flatten, time stops)
+fire for every open trade whether or not its symbol printed a bar, and on paper a market order
+whose symbol printed nothing fills at the last close (`lifecycle.fills_without_bar`).
 """
 
 from __future__ import annotations
@@ -68,7 +73,7 @@ def bar_step(
             symbol=symbol,
             bar=bar.get() if isinstance(bar, _Lazy) else bar,
             ts=ts,
-            costs=ctx.costs,
+            costs=costs_of(ctx, symbol),
             limit_timeout=timedelta(seconds=config.entry_limit_timeout_sec),
         )
     result.candidates = strategy() or []
@@ -106,6 +111,70 @@ def bar_step(
         if ctx.on_decided is not None:
             ctx.on_decided(candidate, outcome)
     return result
+
+
+def costs_of(ctx: StepContext, symbol: str) -> FillCosts:
+    """The fill model of `symbol`: the run's fill model (account-wide cost model, options)
+    with the symbol's own cost model when its override changes it (`SymbolParams.costs`)."""
+    return ctx.costs.for_model(symbol_model(ctx.config, ctx.params(symbol)))
+
+
+def symbol_model(config: RiskConfig, params: SymbolParams):
+    """The symbol's cost model when an override makes it differ from the account-wide one
+    (else None: the fill model's own)."""
+    model = getattr(params, "costs", None)
+    return model if model is not None and model != config.costs else None
+
+
+def clock_step(ledger, *, now: datetime, ctx: StepContext) -> list:
+    """What the clock alone triggers at `now`, with no bar: on paper, market orders whose
+    symbol printed no bar fill at its last close; the clock exit rules (session close, time
+    stop) for every open trade; live, timed-out entry limits go to market; then the kill
+    switch. Returns the exit manager's actions."""
+    config = ctx.config
+    timeout = timedelta(seconds=config.entry_limit_timeout_sec)
+    if ctx.costs is not None:
+        lifecycle.fills_without_bar(
+            ledger, now=now, costs_for=lambda s: costs_of(ctx, s), limit_timeout=timeout
+        )
+    if ctx.escalate_by_clock:
+        lifecycle.escalate_due(ledger, now=now, config=config)
+    managed = lifecycle.manage_exits(
+        ledger,
+        now=now,
+        symbol=None,
+        bar=None,
+        flat_at=ctx.flat_at(now),
+        partial_exit_pct=config.partial_exit_pct,
+    )
+    lifecycle.kill_switch(ledger, now=now, config=config)
+    return managed
+
+
+def clock_until(ledger, *, last: datetime | None, until: datetime, ctx: StepContext):
+    """Run `clock_step` at each minute boundary after `last` up to and including `until`
+    while anything is alive in the ledger (nothing alive: the clock has nothing to do).
+    Returns the last boundary stepped (or `until`)."""
+    if last is None or until <= last:
+        return until if last is None else last
+    tick = last + BAR
+    while tick <= until:
+        if not ledger.anything_alive():
+            return until
+        clock_step(ledger, now=tick, ctx=ctx)
+        tick += BAR
+    return until
+
+
+def clock_end(last_bar_ts: datetime, ctx: StepContext) -> datetime:
+    """How far the clock runs after a run's last bar: three minutes past that day's flat time
+    (the flatten is placed at it and, with no bar, filled `lifecycle.BARLESS_AFTER` later), or
+    the last bar's close when that is later or the day has no session."""
+    last_close = last_bar_ts + BAR
+    flat = ctx.flat_at(last_close)
+    if flat is None:
+        return last_close
+    return max(last_close, flat + lifecycle.BARLESS_AFTER + BAR)
 
 
 class _Lazy:

@@ -19,7 +19,14 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
 from autotrader_site.clock import MarketClock
-from marketdata.replay import ReplayFeed, read_bars_file, store_and_publish, synthetic_sessions
+from marketdata.replay import (
+    ReplayFeed,
+    day_clock_end,
+    publish_clock_tick,
+    read_bars_file,
+    store_and_publish,
+    synthetic_sessions,
+)
 from marketdata.timestamps import zone
 from marketdata.types import BarData
 
@@ -90,6 +97,8 @@ class Command(BaseCommand):
                 set_clock=MarketClock.set_replay_time,
                 speed=opts["speed"],
                 warmup_bars=opts["warmup_bars"],
+                on_clock=publish_clock_tick,
+                clock_end=day_clock_end,
             )
             stats = feed.run(stop=lambda: stopping["flag"])
             self.stdout.write(
