@@ -452,11 +452,11 @@ class OrmLedger:
         return self.is_paper and self._symbol_live(symbol)[0]
 
     def anything_alive(self) -> bool:
-        return open_trades().exists() or working_orders().exists()
+        return open_trades(book=self.book).exists() or working_orders(book=self.book).exists()
 
     def working_stale(self, before: datetime) -> list:
         return list(
-            working_orders(broker="paper")
+            working_orders(broker="paper", book=self.book)
             .exclude(status=OrderStatus.NEW)
             .filter(created_at__lte=before)
             .order_by("created_at", "id")
