@@ -452,7 +452,18 @@ class OrmLedger:
         return self.is_paper and self._symbol_live(symbol)[0]
 
     def anything_alive(self) -> bool:
-        return open_trades(book=self.book).exists() or working_orders(book=self.book).exists()
+        """Any live trade or working order in this book (one round trip: it runs at every
+        minute boundary of a replay)."""
+        orders = working_orders(book=self.book).values("id")[:1]
+        trades = open_trades(book=self.book).order_by().values("id")[:1]
+        orders_sql, orders_params = orders.query.sql_with_params()
+        trades_sql, trades_params = trades.query.sql_with_params()
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT EXISTS({orders_sql}) OR EXISTS({trades_sql})",
+                (*orders_params, *trades_params),
+            )
+            return bool(cursor.fetchone()[0])
 
     def working_stale(self, before: datetime) -> list:
         return list(

@@ -201,9 +201,17 @@ def test_dashboard_fills_live_during_a_replay_and_halts_trading(
         f"document.querySelector('#chart-SPY').dataset.bars === '{HISTORY_BARS + REPLAY_BARS}'",
         timeout=WAIT_MS,
     )
-    # The market clock follows the replayed bars: the last one closes at 11:30 ET.
+    # The market clock follows the replay: bar by bar, then past the last bar (closing 11:30
+    # ET) minute by minute to three minutes after the day's flat time, so clock exits fire
+    # without bars (marketdata.replay.day_clock_end).
+    from zoneinfo import ZoneInfo
+
+    from marketdata.replay import day_clock_end
+
+    end = in_thread(day_clock_end, replay[-1].ts)
+    shown = end.astimezone(ZoneInfo("America/New_York")).strftime("%H:%M:%S")
     page.wait_for_function(
-        "document.querySelector('#market-clock').textContent.endsWith('11:30:00')",
+        f"document.querySelector('#market-clock').textContent.endsWith('{shown}')",
         timeout=WAIT_MS,
     )
     page.wait_for_timeout(500)  # let the chart paint before the picture (not an assertion)

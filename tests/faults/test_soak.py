@@ -1,5 +1,5 @@
 """The soak, small: 30 minutes of a replayed session of 4 symbols on the full stack (web, 2
-workers, beat, the streamer fed by the fake Polygon websocket) with 2 worker SIGKILLs, 1 round
+workers, beat, the streamer fed by the fake Polygon websocket) with 1 worker SIGKILL, 1 round
 of database connection kills and 1 Redis restart, on servers of the test's own; it ends with
 ledger = broker and every signal's outcome true to its orders (tests/faults/soak.py)."""
 
@@ -13,7 +13,7 @@ from tests.faults.soak import SPY_FILE, _shared_data, run_soak
 def test_soak_session_with_kills_ends_with_ledger_equal_to_broker():
     if not (_shared_data() / SPY_FILE).exists():
         pytest.skip(f"{SPY_FILE} not in the shared data directory")
-    kills, db_kills = size(2, 8), size(1, 4)
+    kills, db_kills = size(1, 8), size(1, 4)
     figures = run_soak(
         minutes=size(30, 390), kills=kills, db_kills=db_kills, redis_restarts=1, sec_per_minute=0.5
     )

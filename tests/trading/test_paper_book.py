@@ -7,7 +7,7 @@ never reconciled against Tradier; a setup approved for live trading sends its en
 from __future__ import annotations
 
 from dataclasses import replace
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, Decimal
 
 import pytest
 
@@ -98,11 +98,12 @@ def test_paper_mode_signal_trades_on_the_paper_book_and_sends_nothing_to_tradier
     assert list(fake_tradier.submissions) == [live.tag]
     assert Trade.objects.get(signal=live).book == Book.ACCOUNT
 
-    # the same bar filled the paper entry at its open worsened by 1 bp slippage + 1 bp (half
-    # the 2 bps spread) of the PAPER_* defaults: a paper position, never an account one
+    # the same bar filled the paper entry at its open worsened by half the 1-cent spread and
+    # the half-cent slippage of the default cost model (COST_SPREAD_USD, COST_SLIPPAGE_USD),
+    # rounded against the buyer: a paper position, never an account one
     trade = Trade.objects.get(signal=paper)
-    expected = (Decimal(str(second.open)) * Decimal("1.0002")).quantize(
-        Decimal("0.01"), rounding=ROUND_HALF_UP
+    expected = (Decimal(str(second.open)) + Decimal("0.005") + Decimal("0.005")).quantize(
+        Decimal("0.01"), rounding=ROUND_CEILING
     )
     assert (trade.status, trade.entry_price, trade.remaining_qty) == ("open", expected, paper.qty)
     assert Position.objects.get(book=Book.PAPER, symbol="SPY").qty == paper.qty
