@@ -77,7 +77,11 @@ QUEUE = "celery"  # the default queue of our own Redis (nobody else's)
 
 
 def _shared_data() -> Path:
-    return Path(os.environ.get("SHARED_DATA_DIR") or ROOT.parent / "shared" / "data")
+    """SHARED_DATA_DIR, else the workspace's shared data as the test suite finds it (beside
+    the checkout, or the workspace's fixed place for a clone elsewhere)."""
+    from tests.conftest import SHARED_DATA
+
+    return Path(os.environ.get("SHARED_DATA_DIR") or SHARED_DATA)
 
 
 def session_bars() -> tuple[dict[str, list], dict[str, list]]:
