@@ -86,6 +86,12 @@ class Signal(models.Model):
             models.Index(fields=["-bar_ts"], name="signal_bar_ts_desc"),
             models.Index(fields=["setup", "outcome"], name="signal_setup_outcome"),
             models.Index(fields=["symbol", "-bar_ts"], name="signal_symbol_ts"),
+            # the scan's sweep of signals left undecided (trading.pipeline.signals_resume)
+            models.Index(
+                fields=["created_at"],
+                name="signal_undecided",
+                condition=models.Q(outcome="generated"),
+            ),
         ]
         ordering = ["-bar_ts", "-id"]
 
