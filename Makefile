@@ -40,13 +40,19 @@ services:
 # stop it with a fast shutdown, which writes every committed transaction. Production and
 # `make faults` keep PostgreSQL's default (synchronous_commit=on).
 TEST_PGOPTIONS ?= -c synchronous_commit=off
+# The suite waits on PostgreSQL, Redis and the processes it starts more than it computes, so it
+# runs in two pytest-xdist workers (each with its own test database and Redis database, see
+# tests/xdist_workers.py); the fault scenarios stay together in one of them. TEST_WORKERS=0 runs
+# it in one process.
+TEST_WORKERS ?= 2
 
 test: $(VENV)/.dev-installed services
 	bash tests/browser/ensure_chromium.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
-	PGOPTIONS="$(TEST_PGOPTIONS)" CELERY_TASK_ALWAYS_EAGER=1 $(BIN)/pytest $(PYTEST_ARGS)
+	PGOPTIONS="$(TEST_PGOPTIONS)" CELERY_TASK_ALWAYS_EAGER=1 \
+	$(PY) -m pytest -p tests.xdist_workers -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check --fix .

@@ -66,3 +66,16 @@ def _celery_app_follows_settings():
     app.set_default()
     app.conf.task_always_eager = bool(settings.CELERY_TASK_ALWAYS_EAGER)
     yield
+
+
+# The fault scenarios start real workers, servers of their own and stacks on named databases;
+# under pytest-xdist (`make test`) they run one after another in a single worker, beside the
+# rest of the suite in the other, so two scenarios never load the machine at once.
+_PLAIN_FAULT_FILES = {"test_api_security.py", "test_risk_properties.py"}  # no servers
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath))
+        if path.parent.name == "faults" and path.name not in _PLAIN_FAULT_FILES:
+            item.add_marker(pytest.mark.xdist_group("faults"))

@@ -1,0 +1,34 @@
+"""Give each pytest-xdist worker its own Redis database and fault-scenario names.
+
+Loaded with `-p tests.xdist_workers` (the Makefile does), so it runs before pytest-django reads
+the settings: every test's autouse `cache.clear()` flushes the whole Redis database, and the
+fault scenarios create a PostgreSQL database and use a Redis database by name, so two workers
+sharing them would wipe each other's state. Worker gwN uses Redis db (base − N) for the cache,
+Celery and Channels, FAULTS_REDIS_DB (7 + N) and FAULTS_DB_NAME `<name>_gwN`; the test database
+itself already gets the `_gwN` suffix from pytest-django. Without xdist this does nothing.
+"""
+
+from __future__ import annotations
+
+import os
+from urllib.parse import urlsplit, urlunsplit
+
+_worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+
+
+def _redis_db_moved(url: str, offset: int) -> str:
+    """The same Redis server, database (its own number − offset)."""
+    parts = urlsplit(url)
+    base = int(parts.path.strip("/") or 0)
+    if base - offset < 0:
+        raise RuntimeError(f"REDIS_URL {url!r}: too few Redis databases below {base} for worker")
+    return urlunsplit(parts._replace(path=f"/{base - offset}"))
+
+
+if _worker.startswith("gw"):
+    _n = int(_worker[2:])
+    if os.environ.get("REDIS_URL", "").startswith("redis://"):
+        os.environ["REDIS_URL"] = _redis_db_moved(os.environ["REDIS_URL"], _n)
+    os.environ["FAULTS_REDIS_DB"] = str(int(os.environ.get("FAULTS_REDIS_DB", "7")) + _n)
+    _faults_db = os.environ.get("FAULTS_DB_NAME", "autotrader_faults")
+    os.environ["FAULTS_DB_NAME"] = f"{_faults_db}_{_worker}"
