@@ -48,6 +48,7 @@ TEST_WORKERS ?= 2
 
 test: $(VENV)/.dev-installed services
 	bash tests/browser/ensure_chromium.sh
+	bash tests/deploy/ensure_prometheus.sh
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
