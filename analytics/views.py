@@ -86,6 +86,25 @@ def _check_worker(now: datetime) -> dict:
     }
 
 
+def _check_bar_queues(broker: str) -> dict:
+    """Backlog of each bar shard queue (BAR_CLOSE_SHARDS > 1): a shard no worker consumes
+    grows by its symbols every minute, so its bars would never be handled."""
+    import redis
+
+    from trading.bar_routing import bar_queues
+
+    try:
+        client = redis.Redis.from_url(broker, socket_timeout=1.0, socket_connect_timeout=1.0)
+        try:
+            lengths = {q: int(client.llen(q)) for q in bar_queues(settings.BAR_CLOSE_SHARDS)}
+        finally:
+            client.close()
+    except Exception as exc:
+        return {"ok": False, "error": type(exc).__name__}
+    backlog = [q for q, n in lengths.items() if n > settings.HEALTH_BAR_BACKLOG_MAX]
+    return {"lengths": lengths, "backlogged": backlog, "stale": bool(backlog)}
+
+
 def _check_reconciliation() -> dict:
     try:
         from trading import selectors as trading_selectors
@@ -115,6 +134,8 @@ def health_report() -> tuple[dict, bool]:
     if broker.startswith(("redis://", "rediss://")) and broker != settings.REDIS_URL:
         checks["broker"] = _check_redis(broker)
         healthy = healthy and checks["broker"]["ok"]
+    if settings.BAR_CLOSE_SHARDS > 1 and broker.startswith(("redis://", "rediss://")):
+        checks["bar_queues"] = _check_bar_queues(broker)
     now = clock.now() if checks["database"]["ok"] else None
     if now is None:
         now = datetime.now(UTC)

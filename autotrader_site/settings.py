@@ -297,6 +297,11 @@ CELERY_TASK_EAGER_PROPAGATES = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Bar-close tasks sharded by symbol over BAR_CLOSE_SHARDS queues `bars.<k>`
+# (trading/bar_routing.py);
+# 1 = all on the default queue. With N > 1 every shard needs a worker (`-Q celery,bars.<k>`).
+BAR_CLOSE_SHARDS = env_int("BAR_CLOSE_SHARDS", 1, minimum=1)
+CELERY_TASK_ROUTES = ("trading.bar_routing.route_task",)
 # with REMAP_SIGTERM=SIGQUIT (Procfile, compose) SIGTERM gives running tasks this long, then
 # cancels them (acks_late: redelivered) so the worker is gone within SHUTDOWN_DEADLINE_SEC
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = env_float(
@@ -588,6 +593,7 @@ DRIFT_ALERT_MISSED_PCT = env_float("DRIFT_ALERT_MISSED_PCT", 20.0, minimum=0.0)
 DRIFT_ALERT_MIN_TRADES = env_int("DRIFT_ALERT_MIN_TRADES", 5, minimum=1)
 STREAM_STALL_SEC = env_int("STREAM_STALL_SEC", 120, minimum=1)
 HEALTH_HEARTBEAT_STALE_SEC = env_int("HEALTH_HEARTBEAT_STALE_SEC", 180, minimum=1)
+HEALTH_BAR_BACKLOG_MAX = env_int("HEALTH_BAR_BACKLOG_MAX", 1000, minimum=1)
 # process heartbeats (beat, streamer, account stream) read by docker/healthcheck.py
 HEARTBEAT_DIR = Path(env_str("HEARTBEAT_DIR", "") or str(STATE_DIR / "heartbeats"))
 HEARTBEAT_INTERVAL_SEC = env_float("HEARTBEAT_INTERVAL_SEC", 10.0, minimum=0.1)

@@ -47,6 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.bench_api import bench_database_url, child_env, database_recreate  # noqa: E402
+from trading.bar_routing import bar_queues  # noqa: E402  (pure; no Django set-up needed)
 
 ET = ZoneInfo("America/New_York")
 HISTORY_DAY = date(2026, 3, 5)
@@ -243,7 +244,12 @@ def stop(process: subprocess.Popen | None, *, timeout: float = 30) -> None:
         process.wait()
 
 
-def worker_start(env: dict, name: str) -> subprocess.Popen:
+SHARDS = 2  # BAR_CLOSE_SHARDS of the run: as many shards as the largest phase has workers
+SHARD_QUEUES = bar_queues(SHARDS)
+
+
+def worker_start(env: dict, name: str, queues: list[str]) -> subprocess.Popen:
+    """A worker consuming the default queue and the given bar shard queues."""
     celery = str(Path(sys.executable).parent / "celery")
     return subprocess.Popen(
         [
@@ -261,6 +267,8 @@ def worker_start(env: dict, name: str) -> subprocess.Popen:
             "benchmarks.universe_probe",
             "--without-gossip",
             "--without-mingle",
+            "-Q",
+            ",".join(["celery", *queues]),
         ],
         cwd=ROOT,
         env=env,
@@ -389,6 +397,7 @@ def main() -> int:
         UNIVERSE_PROBE_REDIS=redis_url,
         PROMETHEUS_MULTIPROC_DIR="off",
         DRY_RUN="1",
+        BAR_CLOSE_SHARDS=str(SHARDS),
     )
     streamer = None
     workers: list[subprocess.Popen] = []
@@ -456,7 +465,8 @@ def main() -> int:
         stored = ticks_stored(env, burst_t0)
         import redis
 
-        redis.Redis.from_url(redis_url).delete("celery")  # the burst's bar tasks: not measured
+        # the burst's bar tasks: not measured
+        redis.Redis.from_url(redis_url).delete("celery", *SHARD_QUEUES)
         log(
             f"capacity: streamer {stored} ticks in {streamer_seconds:.1f} s, bare reader "
             f"{bare_stats['events']} in {bare_stats['seconds']:.2f} s"
@@ -468,7 +478,9 @@ def main() -> int:
         phases = {}
         load_before = os.getloadavg()[0]
         for count, first_minute in ((1, 0), (2, per_phase + 1)):
-            workers = [worker_start(env, f"w{i + 1}") for i in range(count)]
+            # bars sharded by symbol over SHARDS queues (trading/bar_routing.py): one worker
+            # consumes every shard, two workers one shard each
+            workers = [worker_start(env, f"w{i + 1}", SHARD_QUEUES[i::count]) for i in range(count)]
             time.sleep(10)  # worker start-up and its start-up reconciliation
             first = first_minute * 60
             start = feed.start_segment(per_phase * 60 + 2, first)  # +2 s: the last minute closes
