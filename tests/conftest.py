@@ -76,6 +76,7 @@ _PLAIN_FAULT_FILES = {"test_api_security.py", "test_risk_properties.py"}  # no s
 _ONE_WORKER_MODULES = {"test_api_security.py"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into node ids
 def pytest_collection_modifyitems(config, items):
     for item in items:
         path = Path(str(item.fspath))
