@@ -68,19 +68,4 @@ def _celery_app_follows_settings():
     yield
 
 
-# The fault scenarios start real workers, servers of their own and stacks on named databases;
-# under pytest-xdist (`make test`) they run one after another in a single worker, beside the
-# rest of the suite in the other, so two scenarios never load the machine at once.
-_PLAIN_FAULT_FILES = {"test_api_security.py", "test_risk_properties.py"}  # no servers
-# Modules whose last test reads what the earlier ones recorded (module state): kept together.
-_ONE_WORKER_MODULES = {"test_api_security.py"}
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook turns the groups into node ids
-def pytest_collection_modifyitems(config, items):
-    for item in items:
-        path = Path(str(item.fspath))
-        if path.parent.name == "faults" and path.name not in _PLAIN_FAULT_FILES:
-            item.add_marker(pytest.mark.xdist_group("faults"))
-        elif path.name in _ONE_WORKER_MODULES:
-            item.add_marker(pytest.mark.xdist_group(path.stem))
+# Which tests share one pytest-xdist worker: tests/xdist_workers.py (its scheduler).

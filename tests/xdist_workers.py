@@ -11,6 +11,7 @@ itself already gets the `_gwN` suffix from pytest-django. Without xdist this doe
 from __future__ import annotations
 
 import os
+from pathlib import PurePosixPath
 from urllib.parse import urlsplit, urlunsplit
 
 _worker = os.environ.get("PYTEST_XDIST_WORKER", "")
@@ -32,3 +33,37 @@ if _worker.startswith("gw"):
     os.environ["FAULTS_REDIS_DB"] = str(int(os.environ.get("FAULTS_REDIS_DB", "7")) + _n)
     _faults_db = os.environ.get("FAULTS_DB_NAME", "autotrader_faults")
     os.environ["FAULTS_DB_NAME"] = f"{_faults_db}_{_worker}"
+
+
+# The fault scenarios start real workers, servers of their own and stacks on named databases; they
+# run one after another in a single worker, beside the rest of the suite in the other, so two
+# scenarios never load the machine at once. A module whose last test reads what its earlier tests
+# recorded (module state) stays in one worker too.
+_PLAIN_FAULT_FILES = {"test_api_security.py", "test_risk_properties.py"}  # no servers
+_ONE_WORKER_MODULES = {"test_api_security.py"}
+
+
+def xdist_group_of(nodeid: str) -> str | None:
+    """The group a test belongs to (None: any worker), from its file alone."""
+    path = PurePosixPath(nodeid.split("::", 1)[0])
+    if path.parent.name == "faults" and path.name not in _PLAIN_FAULT_FILES:
+        return "faults"
+    if path.name in _ONE_WORKER_MODULES:
+        return path.stem
+    return None
+
+
+def pytest_xdist_make_scheduler(config, log):
+    """`--dist loadgroup` by file rule. xdist's own loadgroup reads a "@group" suffix that its
+    worker writes into `item._nodeid`; pytest 9 derives node ids from `item._id`, so that write
+    is lost and the groups were split over both workers (seen: the fuzz report ran on gw1, the
+    fuzz tests on gw0). Grouping here needs no node-id rewrite."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FileGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return xdist_group_of(nodeid) or nodeid
+
+    return FileGroupScheduling(config, log)
