@@ -293,17 +293,27 @@ def _session_minutes_missing(index: pd.DatetimeIndex, config: BacktestConfig):
     if not len(index):
         return None
     ns = index.as_unit("ns").asi8
-    days, idx = _day_groups(ns)
+    days, _ = _day_groups(ns)
     table = _session_tables(days, config)
-    have = set(ns.tolist())
+    minute = 60_000_000_000
+    starts, counts = [], []
     for day in days:
         open_ns, close_ns, _, _, flat_ns = table[day]
-        if open_ns < 0:
-            continue
-        end = min(flat_ns + 2 * 60_000_000_000, close_ns)
-        for minute in range(open_ns, end, 60_000_000_000):
-            if minute not in have:
-                return pd.Timestamp(minute, tz="UTC").isoformat()
+        if open_ns >= 0:
+            starts.append(open_ns)
+            counts.append(max(0, -(-(min(flat_ns + 2 * minute, close_ns) - open_ns) // minute)))
+    if not starts:
+        return None
+    counts = np.asarray(counts, dtype=np.int64)
+    # every expected minute, day after day: each day's open repeated, plus 0, 1, 2... minutes
+    first = np.cumsum(counts) - counts
+    offsets = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(first, counts)
+    expected = np.repeat(np.asarray(starts, dtype=np.int64), counts) + offsets * minute
+    order = ns if np.all(ns[1:] >= ns[:-1]) else np.sort(ns)
+    pos = np.minimum(np.searchsorted(order, expected), order.size - 1)
+    absent = np.flatnonzero(order[pos] != expected)
+    if absent.size:
+        return pd.Timestamp(int(expected[absent[0]]), tz="UTC").isoformat()
     return None
 
 
