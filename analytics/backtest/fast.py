@@ -19,6 +19,7 @@ synthetic and real sessions, for both engines).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import time as wall
 from datetime import date, timedelta
@@ -317,15 +318,28 @@ def _session_minutes_missing(index: pd.DatetimeIndex, config: BacktestConfig):
     return None
 
 
+def _groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(values, return_inverse=True), in one pass when `values` are already sorted
+    (bar times are: no sort of the whole array then)."""
+    if values.size and np.all(values[1:] >= values[:-1]):
+        starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+        inverse = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, values.size]))
+        return values[starts], inverse
+    return np.unique(values, return_inverse=True)
+
+
 def _ny_day_numbers(ns: np.ndarray) -> np.ndarray:
-    """New York calendar date of each UTC instant, as days since 1970-01-01 (vectorised)."""
-    wall = pd.DatetimeIndex(ns, tz="UTC").tz_convert("America/New_York").tz_localize(None)
-    return wall.as_unit("ns").asi8 // 86_400_000_000_000
+    """New York calendar date of each UTC instant, as days since 1970-01-01 (vectorised).
+    New York's offset is a whole number of hours, so every instant of one UTC hour has the
+    same New York date: only the distinct hours go through the timezone conversion."""
+    hours, inverse = _groups(ns // 3_600_000_000_000)
+    wall = pd.DatetimeIndex(hours * 3_600_000_000_000, tz="UTC").tz_convert("America/New_York")
+    return (wall.tz_localize(None).as_unit("ns").asi8 // 86_400_000_000_000)[inverse]
 
 
 def _day_groups(ns: np.ndarray) -> tuple[list[date], np.ndarray]:
     """(distinct New York dates, index of each instant's date in that list)."""
-    unique, inverse = np.unique(_ny_day_numbers(ns), return_inverse=True)
+    unique, inverse = _groups(_ny_day_numbers(ns))
     epoch = date(1970, 1, 1)
     return [epoch + timedelta(days=int(d)) for d in unique], inverse
 
@@ -363,22 +377,24 @@ def _cents(values: np.ndarray) -> np.ndarray:
 def _session_tables(day_keys, config: BacktestConfig):
     """Per New York date: (open, close, window start, window end, flat time) in ns; -1 when
     the date has no session."""
+    risk = config.risk
+    return {
+        day: _session_row(day, risk.window_start, risk.window_end, config.flatten_before_close_min)
+        for day in day_keys
+    }
+
+
+@functools.lru_cache(maxsize=8192)
+def _session_row(day: date, window_start, window_end, flatten_min: int) -> tuple:
+    """One date of `_session_tables` (cached: every run and every symbol asks the same days)."""
     from risk.calendar import session_for, trading_window
 
-    risk = config.risk
-    flat_margin = timedelta(minutes=config.flatten_before_close_min)
-    table = {}
-    for day in day_keys:
-        session = session_for(day)
-        if session is None:
-            table[day] = (-1, -1, -1, -1, -1)
-            continue
-        w_start, w_end = trading_window(session, risk.window_start, risk.window_end)
-        table[day] = tuple(
-            pd.Timestamp(t).value
-            for t in (session.open, session.close, w_start, w_end, session.close - flat_margin)
-        )
-    return table
+    session = session_for(day)
+    if session is None:
+        return (-1, -1, -1, -1, -1)
+    w_start, w_end = trading_window(session, window_start, window_end)
+    flat = session.close - timedelta(minutes=flatten_min)
+    return tuple(pd.Timestamp(t).value for t in (session.open, session.close, w_start, w_end, flat))
 
 
 def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started, progress):
