@@ -39,14 +39,13 @@ from analytics.backtest.result import BacktestResult
 from analytics.backtest.strategy_driver import PriceLookup, fired_levels
 from analytics.backtest.vector_setups import setup_masks, setup_signals
 from strategies.evaluation import cooldown_of
-from strategies.features import FEATURE_COLUMNS, compute_features
+from strategies.features import compute_features
+from strategies.features.columns import ROW_COLUMNS
 from strategies.features.sessions import bar_close_et
 from strategies.setups import SETUPS, SetupContext
 from trading.core.step import bar_step, clock_end, clock_until
 
 BAR = timedelta(minutes=1)
-# The feature columns plus the previous bar's EMAs (cross detection), in the kernel's order.
-ROW_COLUMNS = FEATURE_COLUMNS[:2] + ("ema_20_prev", "ema_50_prev") + FEATURE_COLUMNS[2:]
 
 
 def features_for(symbol: str, frames: dict[str, pd.DataFrame], config: BacktestConfig):
