@@ -19,6 +19,7 @@ synthetic and real sessions, for both engines).
 from __future__ import annotations
 
 import contextlib
+import functools
 import gc
 import time as wall
 from datetime import date, timedelta
@@ -38,14 +39,13 @@ from analytics.backtest.result import BacktestResult
 from analytics.backtest.strategy_driver import PriceLookup, fired_levels
 from analytics.backtest.vector_setups import setup_masks, setup_signals
 from strategies.evaluation import cooldown_of
-from strategies.features import FEATURE_COLUMNS, compute_features
+from strategies.features import compute_features
+from strategies.features.columns import ROW_COLUMNS
 from strategies.features.sessions import bar_close_et
 from strategies.setups import SETUPS, SetupContext
 from trading.core.step import bar_step, clock_end, clock_until
 
 BAR = timedelta(minutes=1)
-# The feature columns plus the previous bar's EMAs (cross detection), in the kernel's order.
-ROW_COLUMNS = FEATURE_COLUMNS[:2] + ("ema_20_prev", "ema_50_prev") + FEATURE_COLUMNS[2:]
 
 
 def features_for(symbol: str, frames: dict[str, pd.DataFrame], config: BacktestConfig):
@@ -293,29 +293,52 @@ def _session_minutes_missing(index: pd.DatetimeIndex, config: BacktestConfig):
     if not len(index):
         return None
     ns = index.as_unit("ns").asi8
-    days, idx = _day_groups(ns)
+    days, _ = _day_groups(ns)
     table = _session_tables(days, config)
-    have = set(ns.tolist())
+    minute = 60_000_000_000
+    starts, counts = [], []
     for day in days:
         open_ns, close_ns, _, _, flat_ns = table[day]
-        if open_ns < 0:
-            continue
-        end = min(flat_ns + 2 * 60_000_000_000, close_ns)
-        for minute in range(open_ns, end, 60_000_000_000):
-            if minute not in have:
-                return pd.Timestamp(minute, tz="UTC").isoformat()
+        if open_ns >= 0:
+            starts.append(open_ns)
+            counts.append(max(0, -(-(min(flat_ns + 2 * minute, close_ns) - open_ns) // minute)))
+    if not starts:
+        return None
+    counts = np.asarray(counts, dtype=np.int64)
+    # every expected minute, day after day: each day's open repeated, plus 0, 1, 2... minutes
+    first = np.cumsum(counts) - counts
+    offsets = np.arange(int(counts.sum()), dtype=np.int64) - np.repeat(first, counts)
+    expected = np.repeat(np.asarray(starts, dtype=np.int64), counts) + offsets * minute
+    order = ns if np.all(ns[1:] >= ns[:-1]) else np.sort(ns)
+    pos = np.minimum(np.searchsorted(order, expected), order.size - 1)
+    absent = np.flatnonzero(order[pos] != expected)
+    if absent.size:
+        return pd.Timestamp(int(expected[absent[0]]), tz="UTC").isoformat()
     return None
 
 
+def _groups(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """np.unique(values, return_inverse=True), in one pass when `values` are already sorted
+    (bar times are: no sort of the whole array then)."""
+    if values.size and np.all(values[1:] >= values[:-1]):
+        starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]])
+        inverse = np.repeat(np.arange(starts.size), np.diff(np.r_[starts, values.size]))
+        return values[starts], inverse
+    return np.unique(values, return_inverse=True)
+
+
 def _ny_day_numbers(ns: np.ndarray) -> np.ndarray:
-    """New York calendar date of each UTC instant, as days since 1970-01-01 (vectorised)."""
-    wall = pd.DatetimeIndex(ns, tz="UTC").tz_convert("America/New_York").tz_localize(None)
-    return wall.as_unit("ns").asi8 // 86_400_000_000_000
+    """New York calendar date of each UTC instant, as days since 1970-01-01 (vectorised).
+    New York's offset is a whole number of hours, so every instant of one UTC hour has the
+    same New York date: only the distinct hours go through the timezone conversion."""
+    hours, inverse = _groups(ns // 3_600_000_000_000)
+    wall = pd.DatetimeIndex(hours * 3_600_000_000_000, tz="UTC").tz_convert("America/New_York")
+    return (wall.tz_localize(None).as_unit("ns").asi8 // 86_400_000_000_000)[inverse]
 
 
 def _day_groups(ns: np.ndarray) -> tuple[list[date], np.ndarray]:
     """(distinct New York dates, index of each instant's date in that list)."""
-    unique, inverse = np.unique(_ny_day_numbers(ns), return_inverse=True)
+    unique, inverse = _groups(_ny_day_numbers(ns))
     epoch = date(1970, 1, 1)
     return [epoch + timedelta(days=int(d)) for d in unique], inverse
 
@@ -353,22 +376,24 @@ def _cents(values: np.ndarray) -> np.ndarray:
 def _session_tables(day_keys, config: BacktestConfig):
     """Per New York date: (open, close, window start, window end, flat time) in ns; -1 when
     the date has no session."""
+    risk = config.risk
+    return {
+        day: _session_row(day, risk.window_start, risk.window_end, config.flatten_before_close_min)
+        for day in day_keys
+    }
+
+
+@functools.lru_cache(maxsize=8192)
+def _session_row(day: date, window_start, window_end, flatten_min: int) -> tuple:
+    """One date of `_session_tables` (cached: every run and every symbol asks the same days)."""
     from risk.calendar import session_for, trading_window
 
-    risk = config.risk
-    flat_margin = timedelta(minutes=config.flatten_before_close_min)
-    table = {}
-    for day in day_keys:
-        session = session_for(day)
-        if session is None:
-            table[day] = (-1, -1, -1, -1, -1)
-            continue
-        w_start, w_end = trading_window(session, risk.window_start, risk.window_end)
-        table[day] = tuple(
-            pd.Timestamp(t).value
-            for t in (session.open, session.close, w_start, w_end, session.close - flat_margin)
-        )
-    return table
+    session = session_for(day)
+    if session is None:
+        return (-1, -1, -1, -1, -1)
+    w_start, w_end = trading_window(session, window_start, window_end)
+    flat = session.close - timedelta(minutes=flatten_min)
+    return tuple(pd.Timestamp(t).value for t in (session.open, session.close, w_start, w_end, flat))
 
 
 def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started, progress):

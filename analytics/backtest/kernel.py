@@ -7,7 +7,8 @@ the lifecycle core (`trading.core`, the live and paper path's own rules) does fo
 fills (frictionless: market at the open; stops and limits against high/low, conservative
 order; the pegged limit judged on the open when its timeout ends inside the bar, then
 market), levels re-anchored on the fill, the exit manager (`trading.core.exits.exit_decide`
-precedence) and the risk limits (`risk.rules.evaluate` for the rules a backtest can hit).
+precedence) and the risk limits (`risk.rules.evaluate` for the rules a backtest can hit,
+the cash that entries in flight reserve and MIN_CASH_USD included).
 Prices that are whole cents make every step exact integer maths, so the trade list is
 identical; the equality tests and a differential property test run both on the same data.
 Configurations the kernel does not cover (`COVERS` says what it does; any trading cost,
@@ -60,6 +61,8 @@ COVERS = (
     "(else the clock rules and bar-less fills of the core apply: fast.kernel_unsupported)",
     "protection: one stop for the remaining quantity",
     "risk: " + ", ".join(BIT_CODES) + ", market holiday/closed, window, symbol lists",
+    "cash: working entries reserve qty x their limit (a market entry: the signal's price), "
+    "sizing keeps MIN_CASH_USD out, INSUFFICIENT_CASH judges what is left",
 )
 
 
@@ -353,12 +356,15 @@ def lifecycle_kernel(
             k = next_sig
             next_sig += 1
             open_orders = 0
+            pending = 0  # cash entries in flight reserve at their worst price (core.exposure)
             for j in range(n_live):
                 t = live[j]
                 if e_kind[t] != 0:
                     open_orders += 1
+                    pending += qty[t] * (e_px[t] if e_kind[t] == 1 else s_entry[t])
                 if x_on[t]:
                     open_orders += 1
+            spendable = cash - pending
             bits = 0
             if not n_live < max_concurrent:
                 bits |= 1
@@ -378,7 +384,7 @@ def lifecycle_kernel(
                     cap = notional_cap_c // entry
                     if cap < size:
                         size = cap
-                cap = max(cash, 0) // entry
+                cap = max(spendable - min_cash_c, 0) // entry  # buying power net of MIN_CASH
                 if cap < size:
                     size = cap
                 if size < 1:
@@ -387,7 +393,8 @@ def lifecycle_kernel(
                 bits |= 16
             if notional_cap_c > 0 and entry * size > notional_cap_c:
                 bits |= 32
-            if min_cash_c > 0 and cash < min_cash_c:
+            # risk.rules._cash_checks: the order must leave MIN_CASH of the unreserved cash
+            if (size >= 1 or min_cash_c > 0) and spendable - entry * size < min_cash_c:
                 bits |= 64
             s_bits[k] = bits
             s_qty[k] = size

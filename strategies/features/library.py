@@ -35,40 +35,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from strategies.features.columns import BASE_NUMERIC
+
 NAN = float("nan")
 
-BASE_NUMERIC = (
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "minute",
-    "ema_20",
-    "ema_50",
-    "ema_20_prev",
-    "ema_50_prev",
-    "ema_20_slope",
-    "vwap",
-    "vwap_sigma",
-    "vwap_upper_1",
-    "vwap_lower_1",
-    "vwap_upper_2",
-    "vwap_lower_2",
-    "atr_14",
-    "rvol",
-    "hod",
-    "lod",
-    "or_high",
-    "or_low",
-    "prev_close",
-    "prev_day_close",
-    "ema5m_20",
-    "ema5m_50",
-    "ema15m_20",
-    "ema15m_50",
-    "regime_score",
-)
 
 # (regex, spec kind) -> names produced by one calculator
 _PATTERNS: list[tuple[re.Pattern, str]] = [

@@ -34,9 +34,6 @@ KERNEL_COVERED = {
     "COST_SEC_FEE_PER_MILLION": 0,
     "COST_TAF_PER_SHARE_USD": 0,
     "COST_TAF_MAX_USD": 0,
-    # the rules reserve the cash of entries in flight, the kernel does not (yet): compare
-    # where cash never binds (helper A: the kernel must reserve it or decline)
-    "PAPER_STARTING_CASH_USD": "10000000",
 }
 
 
