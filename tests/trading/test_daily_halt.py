@@ -76,6 +76,11 @@ def test_the_daily_loss_halt_lifts_at_the_next_open_and_trading_resumes(paper):
     _halt_by_the_daily_loss()
     state = trading_state_get()
     assert (state.state, state.resume_at, state.resume_state) == ("HALTED", NEXT_OPEN, "ACTIVE")
+    from risk.serializers import TradingStateOutputSerializer
+    from risk.views import _state_payload
+
+    shown = TradingStateOutputSerializer(_state_payload()).data  # GET trading/state
+    assert (shown["resume_at"], shown["resume_state"]) == ("2025-09-18T13:30:00Z", "ACTIVE")
     # the same day, and the next day one minute before the open: still halted
     blocked = make_signal(bar_ts=minutes(T, 10), setup="ORB")
     assert signal_handle(signal=blocked, now=minutes(T, 11), config=LIMIT) == "risk_blocked"
