@@ -277,7 +277,10 @@ def startup_reconcile(*, broker=None) -> dict:
 
     state = trading_state_get()
     previous = state.state
-    if previous != "HALTED":
+    # the kill switch's halt lifts itself at the next open: while reconciling, the start-up
+    # holds it without that lift (a failed reconciliation must not let trading resume)
+    day_halt = (state.reason, state.resume_at, state.resume_state) if state.resume_at else None
+    if previous != "HALTED" or day_halt:
         trading_state_set(
             state="HALTED", reason=f"{STARTUP_REASON} (was {previous})", actor="startup"
         )
@@ -287,5 +290,12 @@ def startup_reconcile(*, broker=None) -> dict:
         restore = "ACTIVE"
         if "(was " in current.reason:
             restore = current.reason.rsplit("(was ", 1)[1].rstrip(")") or "ACTIVE"
-        trading_state_set(state=restore, reason="startup reconciliation succeeded", actor="startup")
+        if day_halt and restore == "HALTED":  # back to the day's halt, its lift included
+            reason, resume_at, resume_state = day_halt
+            trading_state_set(state="HALTED", reason=reason, actor="startup",
+                              resume_at=resume_at, resume_state=resume_state)  # fmt: skip
+        else:
+            trading_state_set(
+                state=restore, reason="startup reconciliation succeeded", actor="startup"
+            )
     return result

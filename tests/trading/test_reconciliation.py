@@ -141,6 +141,39 @@ def test_startup_does_not_lift_a_halt_it_did_not_set(paper):
     assert trading_state_get().state == "HALTED"
 
 
+def test_startup_holds_the_kill_switch_halt_without_its_lift_until_reconciled(fake_tradier):
+    import httpx
+
+    next_open = datetime(2025, 9, 18, 13, 30, tzinfo=UTC)
+    trading_state_set(state="HALTED", reason="daily loss limit", actor="kill-switch",
+                      resume_at=next_open, resume_state="ACTIVE")  # fmt: skip
+    real_handle = fake_tradier.handle
+
+    def down(request):
+        raise httpx.ConnectError("connection refused", request=request)
+
+    fake_tradier.broker.http.client._transport = httpx.MockTransport(down)
+    assert startup_reconcile()["ok"] is False
+    state = trading_state_get()
+    # still halted, and no longer lifting itself at the open: the reconciliation failed
+    assert (state.state, state.resume_at) == ("HALTED", None)
+    fake_tradier.broker.http.client._transport = httpx.MockTransport(real_handle)
+    assert startup_reconcile()["ok"] is True
+    state = trading_state_get()
+    # a plain halt now (the failed start-up forgot the lift): an operator lifts it
+    assert (state.state, state.resume_at) == ("HALTED", None)
+
+
+def test_startup_gives_the_kill_switch_halt_back_with_its_lift_when_reconciled(paper):
+    next_open = datetime(2025, 9, 18, 13, 30, tzinfo=UTC)
+    trading_state_set(state="HALTED", reason="daily loss limit", actor="kill-switch",
+                      resume_at=next_open, resume_state="REDUCING")  # fmt: skip
+    assert startup_reconcile()["ok"] is True
+    state = trading_state_get()
+    assert (state.state, state.reason) == ("HALTED", "daily loss limit")
+    assert (state.resume_at, state.resume_state) == (next_open, "REDUCING")
+
+
 def test_paper_broker_reconciles_trivially(paper, config):
     signal = make_signal(bar_ts=T)
     signal_handle(signal=signal, now=minutes(T, 1), config=config)

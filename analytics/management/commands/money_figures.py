@@ -64,6 +64,7 @@ class Command(BaseCommand):
             "engine": result.params.get("engine"),
             "sessions": len(result.sessions),
             "signals": result.signal_counts(),
+            "state_changes": [c.as_dict() for c in result.state_changes],
             "money": figures,
             "stats": {
                 k: {n: v[n] for n in ("trades", "win_rate", "expectancy", "total_pnl")}
