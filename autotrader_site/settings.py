@@ -320,7 +320,10 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "interval_step": 0.5,
     "interval_max": 2.0,
 }
-CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", True)  # Flower
+# Task events off unless asked: three event messages per task cost a bar-close task ~15 ms of
+# worker CPU (benchmarks/bench_bar_cost.py --mode worker). Flower switches them on at run time
+# (its --enable_events, on by default), so its task views still work while it runs.
+CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", False)
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

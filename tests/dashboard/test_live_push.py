@@ -140,6 +140,23 @@ def test_a_change_outside_a_rolled_back_savepoint_is_still_published():
     assert Order.objects.filter(tag="t-5").exists()
 
 
+def test_sends_from_sync_code_reuse_one_redis_connection(private_layer):
+    """A worker's sends share one connection (the kept loop's pool), and every send arrives.
+    Counted by the private server itself: `total_connections_received` in INFO stats."""
+    import redis as redis_py
+
+    listener = _GroupListener()  # its group_add: its own loop, its own connection (not counted)
+    server = redis_py.Redis.from_url(private_layer.url)
+    before = server.info("stats")["total_connections_received"]
+    for _ in range(5):
+        live_event_publish(kind="order")  # autocommit: sent at once, from plain sync code
+    opened = server.info("stats")["total_connections_received"] - before
+    # 5 sends in sequence: the first opens the kept loop's connection, the other 4 reuse it
+    # (a fresh event loop per send, as async_to_sync makes outside a server, would open 5)
+    assert opened == 1
+    assert [m["kinds"] for m in listener.messages()] == [["order"]] * 5
+
+
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="unknown live event kind"):
         live_event_publish(kind="everything")

@@ -13,7 +13,7 @@ from django.test.utils import CaptureQueriesContext
 from autotrader_site.clock import MarketClock
 from marketdata.replay import synthetic_sessions
 from marketdata.services import bars_upsert
-from strategies.models import Signal
+from strategies.models import Signal, UserSetup
 from trading.pipeline import process_bar_close
 
 
@@ -62,3 +62,47 @@ def test_a_retried_bar_still_resumes_its_undecided_signals(settings):
     assert undecided.exists()
     process_bar_close(bar=fired)  # the retry
     assert not Signal.objects.filter(bar_ts=fired.ts, outcome="generated").exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_bar_with_one_approved_signal_costs_47_queries(settings):
+    """Pins the statements of a bar whose one signal is approved and sent (paper, DRY_RUN,
+    nothing held before). Each stage's statements, as the code issues them:
+
+    claim, 7: live-state read, stored-bar catch-up read, cooldown read (only because a setup
+      fired), BEGIN, INSERT feature snapshot, INSERT signal, COMMIT;
+    risk values, 2: the symbol override read by the step's cache and again by signal_handle;
+    decision under the lock, 23: BEGIN, advisory lock, outcome re-read, 10 exposure reads (fill
+      notional, positions, live trades, working orders, working-entry count, held positions,
+      day P&L, open trades, trading state, trades of the symbol), approve the signal (SAVEPOINT,
+      SELECT, UPDATE, RELEASE), INSERT trade, tag check, INSERT order, INSERT order event,
+      UPDATE entry plan, COMMIT;
+    send, 11: order read, BEGIN, order re-read, UPDATE request, UPDATE broker id, UPDATE
+      submitted, INSERT event, UPDATE open, INSERT event, order read, COMMIT;
+    outcome, 4: BEGIN, signal read, UPDATE outcome, COMMIT.
+    7 + 2 + 23 + 11 + 4 = 47. Far from the quiet bar's 3: a regression guard, not the goal.
+    The setup registry's change check (one query, at most once a second per process) may land
+    on any bar; it is counted apart."""
+    settings.ENABLED_SETUPS = ["EMA_CROSS"]
+    settings.DRY_RUN = True
+    bars = synthetic_sessions(symbol="SPY", sessions=2, seed=7, end=date(2026, 3, 6))
+    bars_upsert(bars=bars[:390])
+    found = None
+    try:
+        for bar in bars[390:]:
+            bars_upsert(bars=[bar])
+            MarketClock.set_replay_time(bar.ts)
+            with CaptureQueriesContext(connection) as captured:
+                signals = process_bar_close(bar=bar)
+            if signals:
+                sqls = [q["sql"] for q in captured.captured_queries]
+                registry = sum(UserSetup._meta.db_table in sql for sql in sqls)
+                found = signals, len(sqls) - registry, registry
+                break
+    finally:
+        MarketClock.set_replay_time(None)
+    assert found is not None, "the session never fired EMA_CROSS"
+    signals, count, registry = found
+    assert [s.outcome for s in signals] == ["dry_run"]
+    assert registry <= 1
+    assert count == 47
