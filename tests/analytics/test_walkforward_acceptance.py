@@ -135,6 +135,8 @@ def _check_run(run, *, symbol: str, path: str, sessions: list[str]) -> None:
     assert set(s["stability"]) == {g.partition("=")[0] for g in GRID}
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(900)  # 270 cells: about a minute of CPU, several at the machine's load
 @pytest.mark.django_db(transaction=True)
 def test_walkforwards_on_spy_and_es_fan_out_over_a_real_celery_worker(tmp_path):
     from django.db import connection
@@ -162,7 +164,7 @@ def test_walkforwards_on_spy_and_es_fan_out_over_a_real_celery_worker(tmp_path):
                 plan = WalkForwardPlan(grid=grid, base=base, train=2, test=1)
                 runs[symbol] = walkforward_start(plan, queue=queue)
                 assert runs[symbol].status == "running"  # dispatched, not run here
-            _wait(list(runs.values()), worker, 900)
+            _wait(list(runs.values()), worker, 780)
             assert worker.poll() is None, "the worker exited during the run"
     finally:
         app.conf.task_always_eager = eager
