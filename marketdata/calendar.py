@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -76,3 +76,15 @@ def session_at(now: datetime) -> Session | None:
 def is_holiday(day: date) -> bool:
     """A weekday with no session."""
     return day.weekday() < 5 and session_for(day) is None
+
+
+def next_day_open(now: datetime) -> datetime | None:
+    """The open of the first session on a New York date after `now`'s (the next trading
+    day: a halt of the day's loss limit ends there, not at a later open the same day).
+    None when no session follows within three weeks (outside any sane calendar)."""
+    day = now.astimezone(NY).date()
+    for ahead in range(1, 22):
+        session = session_for(day + timedelta(days=ahead))
+        if session is not None:
+            return session.open
+    return None

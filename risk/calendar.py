@@ -11,6 +11,7 @@ from marketdata.calendar import (  # noqa: F401 - the calendar's names, re-expor
     REGULAR_OPEN,
     Session,
     is_holiday,
+    next_day_open,
     session_at,
     session_for,
 )

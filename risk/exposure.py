@@ -124,11 +124,3 @@ def money_exposure(
         "ideas": ideas_in_window(idea_rows, now=now, window_sec=window_sec),
         "open_risk": open_risk(live_trades, costs_for),
     }
-
-
-def daily_halt_lifted(*, halted_at: datetime, now: datetime) -> bool:
-    """A halt of the daily loss limit ends with its trading day: True once `now` is in a later
-    New York trading day than `halted_at` (the next session may start)."""
-    from risk.calendar import NY
-
-    return now.astimezone(NY).date() > halted_at.astimezone(NY).date()

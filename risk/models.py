@@ -83,6 +83,13 @@ class TradingState(models.Model):
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
     changed_at = models.DateTimeField(auto_now=True)
+    # A halt that ends on its own (the daily loss limit's, at the next trading day's open):
+    # when, and into which state. Empty for every other state change: an operator's halt
+    # stays until an operator lifts it.
+    resume_at = models.DateTimeField(null=True, blank=True)
+    resume_state = models.CharField(
+        max_length=10, choices=TradingMode.choices, blank=True, default=""
+    )
 
     def __str__(self) -> str:
         return f"{self.account}: {self.state}"

@@ -36,4 +36,7 @@ class TradingStateOutputSerializer(serializers.Serializer):
     reason = serializers.CharField()
     changed_by = serializers.CharField(allow_null=True)
     changed_at = serializers.DateTimeField(allow_null=True)
+    # the kill switch's halt lifts itself then, into that state (null: it does not)
+    resume_at = serializers.DateTimeField(allow_null=True)
+    resume_state = serializers.CharField(allow_null=True)
     history = TradingStateChangeOutputSerializer(many=True)

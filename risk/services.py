@@ -136,20 +136,33 @@ def trading_state_set(
     user=None,
     actor: str = "",
     account: str = DEFAULT_ACCOUNT,
+    resume_at: datetime | None = None,
+    resume_state: str = "",
 ) -> TradingState:
     """Move the account to ACTIVE / REDUCING / HALTED; every change is audited with who and
-    why. Setting the current state again records nothing."""
+    why. Setting the current state again records nothing. `resume_at`/`resume_state`: a
+    halt that lifts on its own (only the daily loss limit's); any other change clears them,
+    so an operator's halt never lifts by itself."""
     state = str(state).upper()
     if state not in TradingMode.values:
         raise ValueError(f"state must be one of {', '.join(TradingMode.values)}")
+    if resume_at is not None and (state != TradingMode.HALTED or not resume_state):
+        raise ValueError("only a halt lifts on its own, and into a named state")
     row, _ = TradingState.objects.select_for_update().get_or_create(account=account)
     TRADING_HALTED.set(1 if state == TradingMode.HALTED else 0)
-    if row.state == state and row.reason == reason:
+    if (row.state, row.reason, row.resume_at, row.resume_state) == (
+        state,
+        reason,
+        resume_at,
+        resume_state if resume_at else "",
+    ):
         return row
     previous = row.state
     row.state = state
     row.reason = reason[:255]
     row.changed_by = user if getattr(user, "pk", None) else None
+    row.resume_at = resume_at
+    row.resume_state = resume_state if resume_at else ""
     row.save()
     TradingStateChange.objects.create(
         account=account,
@@ -161,3 +174,26 @@ def trading_state_set(
     )
     log.warning("trading state %s -> %s: %s", previous, state, reason)
     return row
+
+
+@transaction.atomic
+def trading_state_resume(
+    *, due: datetime, reason: str, account: str = DEFAULT_ACCOUNT
+) -> TradingState | None:
+    """Lift a self-lifting halt whose `resume_at` is at or before `due` into its
+    `resume_state` (audited, actor "kill-switch"). Locked and re-checked: an operator's
+    change meanwhile (which cleared resume_at) wins. Returns the row when it lifted."""
+    row = TradingState.objects.select_for_update().filter(account=account).first()
+    if (
+        row is None
+        or row.state != TradingMode.HALTED
+        or row.resume_at is None
+        or row.resume_at > due
+    ):
+        return None
+    return trading_state_set(
+        state=row.resume_state or TradingMode.ACTIVE,
+        reason=reason,
+        actor="kill-switch",
+        account=account,
+    )

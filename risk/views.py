@@ -99,6 +99,8 @@ def _state_payload() -> dict:
         "reason": row.reason,
         "changed_by": row.changed_by.get_username() if row.changed_by_id else None,
         "changed_at": row.changed_at if row.pk else None,
+        "resume_at": row.resume_at,
+        "resume_state": row.resume_state or None,
         "history": list(selectors.trading_state_history(limit=20)),
     }
 

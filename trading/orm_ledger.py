@@ -827,15 +827,44 @@ class OrmLedger:
         if Position.objects.filter(symbol=symbol, book=self.book).update(last_price=to_cent(price)):
             live_event_publish(kind="position")  # update() sends no post_save: tell the pages
 
-    def halt(self, reason: str) -> None:
-        """The account halts; the paper book's own loss limit never halts the account (its
-        trades are flattened, and the risk rules refuse its new ones for the day)."""
+    def halt(self, reason: str, *, now: datetime, resume_at=None, resume_state: str = "") -> None:
+        """The account halts (until `resume_at`, then into `resume_state`, when given); the
+        paper book's own loss limit never halts the account (its trades are flattened, and
+        the risk rules refuse its new ones for the day)."""
         if self.book != Book.ACCOUNT:
             log.warning("paper book: %s (the account is not halted)", reason)
             return
         from risk.services import trading_state_set
 
-        trading_state_set(state="HALTED", reason=reason, actor="kill-switch")
+        trading_state_set(
+            state="HALTED",
+            reason=reason,
+            actor="kill-switch",
+            resume_at=resume_at,
+            resume_state=resume_state if resume_at else "",
+        )
+
+    def halt_resume(self):
+        """(resume_at, resume_state) of the account's halt, None when not halted or the
+        paper book (which never halts the account)."""
+        if self.book != Book.ACCOUNT:
+            return None
+        from risk.models import TradingState
+        from risk.selectors import DEFAULT_ACCOUNT
+
+        row = (
+            TradingState.objects.filter(
+                account=DEFAULT_ACCOUNT, state="HALTED", resume_at__isnull=False
+            )
+            .values_list("resume_at", "resume_state")
+            .first()
+        )
+        return None if row is None else (row[0], row[1])
+
+    def resume(self, *, due: datetime, reason: str) -> bool:
+        from risk.services import trading_state_resume
+
+        return trading_state_resume(due=due, reason=reason) is not None
 
     def flatten(self, *, reason: str, now: datetime) -> None:
         if self.book != Book.ACCOUNT:

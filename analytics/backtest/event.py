@@ -146,6 +146,7 @@ def run_event(
         signals=ledger.signals,
         params=config.describe(),
         elapsed_sec=wall.perf_counter() - started,
+        state_changes=ledger.state_changes,
     )
 
 

@@ -229,6 +229,7 @@ def _run_fast_ledger(
         signals=ledger.signals,
         params=config.describe(),
         elapsed_sec=wall.perf_counter() - started,
+        state_changes=ledger.state_changes,
     )
 
 

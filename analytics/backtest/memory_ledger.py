@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from analytics.backtest.result import ExitLeg, SignalRecord, TradeRecord
+from analytics.backtest.result import ExitLeg, SignalRecord, StateChange, TradeRecord
 from risk.config import RiskConfig, SymbolParams
 from trading.brokers.paper import paper_quote
 from trading.core import lifecycle
@@ -167,7 +167,10 @@ class MemoryLedger:
         self._signal_of: dict[int, SignalRecord] = {}
         # symbol -> (bar starts in ns, closes): the data's last bar before an instant
         self.bars_index = bars_index or {}
-        self.halted = False  # the kill switch fired (live: until an operator resumes)
+        self.state = "ACTIVE"  # HALTED by the daily loss limit until its resume time
+        self.resume_at: datetime | None = None
+        self.resume_state = ""
+        self.state_changes: list[StateChange] = []  # every halt and lift, in order
         self.prices: dict[str, Decimal] = {}  # last fill or mark per symbol
         self.realized_by_day: dict = {}  # New York date -> realized P&L of trades closed then
 
@@ -277,7 +280,12 @@ class MemoryLedger:
         return self.prices.get(symbol)
 
     def trading_state(self) -> str:
-        return "HALTED" if self.halted else "ACTIVE"
+        return self.state
+
+    def halt_resume(self):
+        if self.state != "HALTED":
+            return None
+        return self.resume_at, self.resume_state
 
     def traded_in_window(self, start: datetime, end: datetime) -> int:
         return sum(
@@ -528,8 +536,25 @@ class MemoryLedger:
     def mark(self, symbol: str, price: Decimal) -> None:
         self.prices[symbol] = to_cent(price)
 
-    def halt(self, reason: str) -> None:
-        self.halted = True
+    def halt(self, reason: str, *, now: datetime, resume_at=None, resume_state: str = "") -> None:
+        self._state_to("HALTED", at=now, reason=reason)
+        self.resume_at = resume_at
+        self.resume_state = resume_state if resume_at else ""
+
+    def resume(self, *, due: datetime, reason: str) -> bool:
+        """Lift the halt at its resume time (recorded at that time, not at the step that
+        noticed it: the event and fast modes step different bars)."""
+        if self.state != "HALTED" or self.resume_at is None or self.resume_at > due:
+            return False
+        at, self.resume_at = self.resume_at, None
+        self._state_to(self.resume_state or "ACTIVE", at=at, reason=reason)
+        self.resume_state = ""
+        return True
+
+    def _state_to(self, state: str, *, at: datetime, reason: str) -> None:
+        if state != self.state:
+            self.state_changes.append(StateChange(at, self.state, state, reason))
+        self.state = state
 
     def flatten(self, *, reason: str, now: datetime) -> None:
         lifecycle.flatten_trades(self, reason=reason, now=now)

@@ -134,6 +134,21 @@ class SignalRecord:
         }
 
 
+@dataclass(frozen=True)
+class StateChange:
+    """A change of the simulated account's trading state (the daily loss limit's halt, its
+    lift at the next trading day's open)."""
+
+    at: datetime
+    from_state: str
+    to_state: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"at": self.at.isoformat(), "from": self.from_state, "to": self.to_state,
+                "reason": self.reason}  # fmt: skip
+
+
 @dataclass
 class BacktestResult:
     mode: str
@@ -145,6 +160,7 @@ class BacktestResult:
     params: dict = field(default_factory=dict)
     session_labels: dict[date, str] = field(default_factory=dict)
     elapsed_sec: float = 0.0
+    state_changes: list[StateChange] = field(default_factory=list)
 
     def closed_trades(self) -> list[TradeRecord]:
         return sorted((t for t in self.trades if t.closed), key=lambda t: (t.exit_ts, t.entry_ts))
@@ -197,4 +213,5 @@ class BacktestResult:
             "signals": self.signal_counts(),
             "trades": [t.as_dict() for t in self.closed_trades()],
             "session_labels": {str(d): label for d, label in sorted(self.session_labels.items())},
+            "state_changes": [c.as_dict() for c in self.state_changes],
         }

@@ -16,7 +16,6 @@ from risk.exposure import (
     IdeaRow,
     LiveTrade,
     WorkingEntry,
-    daily_halt_lifted,
     entry_worst_price,
     ideas_in_window,
     money_exposure,
@@ -342,9 +341,3 @@ def test_money_exposure_builds_every_field_from_ledger_rows():
     # 10 x (100.01 - 98.99) + SEC 0.03 (10 x 98.99 x 27.80e-6 = 0.0275) + TAF 0.01
     assert fields["open_risk"] == D("10.24")
     assert Exposure(cash=D("5000"), **fields).spendable == D("3999.90")
-
-
-def test_a_daily_halt_lifts_on_the_next_new_york_day():
-    late = datetime(2025, 9, 17, 19, 50, tzinfo=UTC)  # 15:50 EDT Wednesday
-    assert not daily_halt_lifted(halted_at=late, now=datetime(2025, 9, 18, 3, 59, tzinfo=UTC))
-    assert daily_halt_lifted(halted_at=late, now=datetime(2025, 9, 18, 4, 0, tzinfo=UTC))

@@ -581,18 +581,37 @@ def day_pnl(ledger, *, now: datetime) -> Decimal:
 
 def kill_switch(ledger, *, now: datetime, config: RiskConfig) -> bool:
     """Daily loss limit: when today's P&L reaches -RISK_MAX_DAILY_LOSS_USD, HALT and flatten.
-    Returns True when it fired now."""
+    The halt is a day's: it lifts at the next trading day's open (`halt_lift`) back into the
+    state it replaced. Returns True when it fired now."""
     limit = config.max_daily_loss_usd
     if limit <= 0:
         return False
     pnl = day_pnl(ledger, now=now)
     if pnl > -limit:
         return False
-    if ledger.trading_state() == "HALTED":
+    state = ledger.trading_state()
+    if state == "HALTED":
         return False
-    ledger.halt(f"daily loss limit: day P&L {pnl:.2f} <= -{limit}")
+    from risk.calendar import next_day_open
+
+    ledger.halt(
+        f"daily loss limit: day P&L {pnl:.2f} <= -{limit}",
+        now=now,
+        resume_at=next_day_open(now),
+        resume_state=state,
+    )
     ledger.flatten(reason="kill_switch", now=now)
     return True
+
+
+def halt_lift(ledger, *, now: datetime) -> bool:
+    """A self-lifting halt (the daily loss limit's) whose resume time has come ends: the
+    account goes back to the state it replaced. A halt without a resume time (an
+    operator's kill switch, the start-up reconciliation's) stays. Returns True when lifted."""
+    plan = ledger.halt_resume()
+    if plan is None or plan[0] is None or plan[0] > now:
+        return False
+    return ledger.resume(due=now, reason=f"daily loss halt lifted at the session open {plan[0]}")
 
 
 def flatten_trades(ledger, *, reason: str, now: datetime, symbol: str | None = None):

@@ -12,6 +12,9 @@ Between bars the clock moves on its own (`clock_step`, the exit manager's beat l
 minute boundary in replays and backtests): the clock rules (session-close flatten, time stops)
 fire for every open trade whether or not its symbol printed a bar, and on paper a market order
 whose symbol printed nothing fills at the last close (`lifecycle.fills_without_bar`).
+A daily-loss halt lifts at the next trading day's open (`lifecycle.halt_lift`): on the clock,
+and on a bar step before its signals are decided (a backtest's clock sleeps while nothing is
+alive).
 """
 
 from __future__ import annotations
@@ -93,6 +96,8 @@ def bar_step(
         lifecycle.kill_switch(ledger, now=now, config=config)
     if ctx.escalate_by_clock:
         lifecycle.escalate_due(ledger, now=now, config=config)
+    if result.candidates:  # a day's halt ends at the next open, before that day decides
+        lifecycle.halt_lift(ledger, now=now)
     for candidate in result.candidates:
         try:
             outcome = lifecycle.signal_decide(
@@ -133,6 +138,7 @@ def clock_step(ledger, *, now: datetime, ctx: StepContext) -> list:
     switch. Returns the exit manager's actions."""
     config = ctx.config
     timeout = timedelta(seconds=config.entry_limit_timeout_sec)
+    lifecycle.halt_lift(ledger, now=now)
     if ctx.costs is not None:
         lifecycle.fills_without_bar(
             ledger, now=now, costs_for=lambda s: costs_of(ctx, s), limit_timeout=timeout
