@@ -11,8 +11,9 @@ REDIS_URL; the worker consumes a private queue only. Do not run the test suite o
 REDIS_URL meanwhile: its cache fixture clears that Redis database, queued tasks included.
 
 `--quick` (the figures of a busy machine): the same grid and 5 folds on fewer sessions: SPY
-January 2011 (20 sessions), rolling 5 / 3; ES, its first 33 sessions (to 2020-02-17, a slice
-written to a temporary file), rolling 8 / 5.
+January 2011 (20 sessions), rolling 5 / 3; ES, its first 35 New York dates (to 2020-02-19, a
+slice written to a temporary file: 33 sessions, as 2020-01-20 and 2020-02-17 are exchange
+holidays: the file's short sessions on them are not regular sessions), rolling 8 / 5.
 
 Prints one JSON line per data set (wall seconds for 1 and 2 workers, their ratio, and the
 report's figures: IS/OOS expectancy per fold, PBO, deflated Sharpe), then a last summary line.
@@ -49,12 +50,12 @@ SETS = {  # symbol, files, training and test sessions, first N sessions only (0:
 }
 QUICK = {
     "spy": ("SPY", [SHARED / "SPY_1m_2011-01.csv"], 5, 3, 0),
-    "es": ("ES", [SHARED / "ES_1m_2020-01_04.csv"], 8, 5, 33),
+    "es": ("ES", [SHARED / "ES_1m_2020-01_04.csv"], 8, 5, 35),
 }
 
 
 def _first_sessions(path: Path, n: int, out: Path) -> Path:
-    """The bars of the first `n` New York sessions of a CSV file, written to `out`."""
+    """The bars of the first `n` New York dates of a CSV file, written to `out`."""
     import csv
     from datetime import datetime
     from zoneinfo import ZoneInfo
