@@ -206,6 +206,11 @@ def _score(part: dict, objective: str) -> float:
     return float("-inf") if value is None else float(value)
 
 
+def _finite(value: float) -> float | None:
+    """JSON for the stored report: -inf (no candidate traded) is no score, not a number."""
+    return None if value == float("-inf") else value
+
+
 def walkforward_summarize(*, rows: list[dict], folds: list[dict], candidates: list[dict],
                           objective: str = "total_pnl") -> dict:  # fmt: skip
     """The report of a finished run from its cells (any order)."""
@@ -240,7 +245,15 @@ def walkforward_summarize(*, rows: list[dict], folds: list[dict], candidates: li
                 "out_of_sample": best["out_of_sample"],
                 "oos_rank": rank,
                 "oos_rank_of": len(cells),
-                "best_oos": max(_score(r["out_of_sample"], objective) for r in cells),
+                "best_oos": _finite(max(oos_scores)),
+                "scores": [  # every candidate's objective, grid order (None: no trades)
+                    {
+                        "overrides": r["overrides"],
+                        "in_sample": r["in_sample"].get(objective),
+                        "out_of_sample": r["out_of_sample"].get(objective),
+                    }
+                    for r in cells
+                ],  # fmt: skip
             }
         )
         for day in fold["test"]:

@@ -10,10 +10,15 @@ be equal, else the bench fails). Needs DATABASE_URL (migrated, e.g. autotrader_<
 REDIS_URL; the worker consumes a private queue only. Do not run the test suite on the same
 REDIS_URL meanwhile: its cache fixture clears that Redis database, queued tasks included.
 
+`--quick` (the figures of a busy machine): the same grid and 5 folds on fewer sessions: SPY
+January 2011 (20 sessions), rolling 5 / 3; ES, its first 35 New York dates (to 2020-02-19, a
+slice written to a temporary file: 33 sessions, as 2020-01-20 and 2020-02-17 are exchange
+holidays: the file's short sessions on them are not regular sessions), rolling 8 / 5.
+
 Prints one JSON line per data set (wall seconds for 1 and 2 workers, their ratio, and the
 report's figures: IS/OOS expectancy per fold, PBO, deflated Sharpe), then a last summary line.
 
-    .venv/bin/python benchmarks/bench_walkforward.py [--only spy|es]
+    .venv/bin/python benchmarks/bench_walkforward.py [--only spy|es] [--quick]
 """
 
 from __future__ import annotations
@@ -39,10 +44,34 @@ GRID = {
     "TARGET_ONE_ATR_MULTIPLIER": ["1.0", "1.5", "2.0"],
     "TRADE_TIMEOUT_MIN": ["20", "45", "90"],
 }
-SETS = {
-    "spy": ("SPY", [SHARED / "SPY_1m_2011-01.csv", SHARED / "SPY_1m_2011-03.csv"], 15, 5),
-    "es": ("ES", [SHARED / "ES_1m_2020-01_04.csv"], 30, 9),
+SETS = {  # symbol, files, training and test sessions, first N sessions only (0: all)
+    "spy": ("SPY", [SHARED / "SPY_1m_2011-01.csv", SHARED / "SPY_1m_2011-03.csv"], 15, 5, 0),
+    "es": ("ES", [SHARED / "ES_1m_2020-01_04.csv"], 30, 9, 0),
 }
+QUICK = {
+    "spy": ("SPY", [SHARED / "SPY_1m_2011-01.csv"], 5, 3, 0),
+    "es": ("ES", [SHARED / "ES_1m_2020-01_04.csv"], 8, 5, 35),
+}
+
+
+def _first_sessions(path: Path, n: int, out: Path) -> Path:
+    """The bars of the first `n` New York dates of a CSV file, written to `out`."""
+    import csv
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    ny, seen = ZoneInfo("America/New_York"), []
+    with path.open(newline="") as src, out.open("w", newline="") as dst:
+        reader, writer = csv.reader(src), csv.writer(dst)
+        writer.writerow(next(reader))
+        for row in reader:
+            day = datetime.fromisoformat(row[0].replace("Z", "+00:00")).astimezone(ny).date()
+            if day not in seen:
+                if len(seen) == n:
+                    break
+                seen.append(day)
+            writer.writerow(row)
+    return out
 
 
 def _children_cpu() -> float:
@@ -127,14 +156,20 @@ def main() -> int:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", choices=sorted(SETS), default="")
+    parser.add_argument("--quick", action="store_true", help="fewer sessions (see the top)")
     args = parser.parse_args()
+    import tempfile
+
+    scratch = Path(tempfile.mkdtemp(prefix="bench-wf-"))
     lines = []
-    for name, (symbol, files, train, test) in SETS.items():
+    for name, (symbol, files, train, test, first) in (QUICK if args.quick else SETS).items():
         if args.only and name != args.only:
             continue
         if not all(f.is_file() for f in files):
             print(json.dumps({"name": f"walkforward_{name}", "skipped": "shared data absent"}))
             continue
+        if first:
+            files = [_first_sessions(files[0], first, scratch / f"{name}.csv")]
         grid = grid_parse([f"{k}={','.join(v)}" for k, v in GRID.items()])
         base = {"data": ",".join(str(f) for f in files), "symbols": [symbol], "mode": "fast"}
         plan = WalkForwardPlan(grid=grid, base=base, train=train, test=test)
@@ -145,6 +180,9 @@ def main() -> int:
             raise SystemExit(f"{name}: 1 and 2 workers disagree")
         line = {
             "name": f"walkforward_{name}",
+            "quick": args.quick,
+            "sessions": run1.summary["overfitting"]["sessions"],
+            "train_test": [train, test],
             "folds": len(run1.folds),
             "candidates": len(run1.candidates),
             "cells": run1.summary["cells"],

@@ -4,6 +4,7 @@ planted feature) that peeks at the next bar, naming the bar."""
 import re
 from datetime import timedelta
 
+import numpy as np
 import pandas as pd
 import pytest
 from django.conf import settings as dj_settings
@@ -28,6 +29,46 @@ def spy_csv(tmp_path):
     return str(path)
 
 
+@pytest.fixture
+def spy4_csv(tmp_path):
+    """The first four sessions of the shared SPY file: every built-in setup fires in them
+    (VWAP_MEAN first on 2011-01-06)."""
+    from tests.conftest import shared_file
+
+    frame = pd.read_csv(shared_file("data/SPY_1m_2011-01.csv"), dtype=str)
+    days = frame["ts"].str[:10]
+    path = tmp_path / "spy4.csv"
+    frame[days.isin(sorted(days.unique())[:4])].to_csv(path, index=False)
+    return str(path)
+
+
+def _plant(monkeypatch, setup: str, peek) -> None:
+    """Make `setup` fire only where `peek(close, next_close)` holds, in both fast-mode sources
+    (the ledger engine's masks and the kernel's signal arrays)."""
+    import analytics.backtest.fast as fast
+
+    honest_masks, honest_signals = fast.setup_masks, fast.setup_signals
+
+    def peeking(features, **kwargs):
+        masks = honest_masks(features, **kwargs)
+        close = features["close"].to_numpy(dtype=float)
+        nxt = features["close"].shift(-1).to_numpy(dtype=float)
+        masks[setup] = masks[setup] & peek(close, nxt)
+        return masks
+
+    def peeking_signals(features, cfg, *, symbol):
+        arrays = honest_signals(features, cfg, symbol=symbol)
+        if setup in arrays:
+            fire = peeking(features, symbol=symbol, cfg=cfg)[setup]
+            arrays[setup] = type(arrays[setup])(
+                fire, *(getattr(arrays[setup], k) for k in ("stop", "t1", "t2"))
+            )
+        return arrays
+
+    monkeypatch.setattr(fast, "setup_masks", peeking)
+    monkeypatch.setattr(fast, "setup_signals", peeking_signals)
+
+
 def _check(path, mode="fast", cuts=6, setups=None):
     config = BacktestConfig.from_settings(setups=setups or list(dj_settings.ALL_SETUPS))
     return lookahead_check(spec=DataSpec(path, ("SPY",)), config=config, mode=mode, cuts=cuts)
@@ -41,6 +82,28 @@ def test_every_built_in_setup_passes_in_fast_mode(spy_csv):
     assert sum(c.decisions for c in report.cuts) > 0 and sum(c.fills for c in report.cuts) > 0
 
 
+@pytest.mark.parametrize("setup", dj_settings.ALL_SETUPS)
+def test_each_built_in_setup_passes_alone_and_its_peeking_variant_fails(
+    spy4_csv, monkeypatch, setup
+):
+    """Checked alone, a setup's own signals place the after-signal cuts, so the pass means
+    something for each of the seven: the same setup made to fire only when it can see the next
+    bar (a subset of its fires) fails, naming its decision on the last bar before a cut."""
+    report = _check(spy4_csv, setups=[setup], cuts=4)
+    assert report.passed, report.first_difference
+    after = [c for c in report.cuts if c.kind == "after_signal"]
+    assert after and all(c.decisions > 0 for c in after), [c.kind for c in report.cuts]
+
+    _plant(monkeypatch, setup, lambda close, nxt: np.isfinite(nxt))
+    planted = _check(spy4_csv, setups=[setup], cuts=4)
+    assert not planted.passed
+    diff = planted.first_difference
+    assert (diff["what"], diff["setup"]) == ("decision", setup)
+    cut = next(c for c in planted.cuts if c.difference)
+    assert pd.Timestamp(diff["bar"]) + BAR == pd.Timestamp(cut.cut)
+    assert diff["with_future"] is not None and diff["without_future"] is None
+
+
 def test_every_built_in_setup_passes_in_event_mode(spy_csv):
     report = _check(spy_csv, mode="event", cuts=3)
     assert report.passed, report.first_difference
@@ -50,31 +113,7 @@ def test_every_built_in_setup_passes_in_event_mode(spy_csv):
 def test_a_planted_setup_that_peeks_at_the_next_bar_is_caught_naming_the_bar(spy_csv, monkeypatch):
     """A user's EMA_CROSS variant that fires only when the NEXT bar closes higher (a subset of
     the honest fires, so the fast path's mask-vs-setup guard does not object)."""
-    import analytics.backtest.fast as fast
-
-    honest = fast.setup_masks
-
-    def peeking(features, **kwargs):
-        masks = honest(features, **kwargs)
-        close = features["close"].to_numpy(dtype=float)
-        nxt = features["close"].shift(-1).to_numpy(dtype=float)
-        masks["EMA_CROSS"] = masks["EMA_CROSS"] & (nxt > close)
-        return masks
-
-    monkeypatch.setattr(fast, "setup_masks", peeking)  # the ledger engine's source
-
-    honest_signals = fast.setup_signals
-
-    def peeking_signals(features, cfg, *, symbol):  # the kernel's source (with levels)
-        arrays = honest_signals(features, cfg, symbol=symbol)
-        if "EMA_CROSS" in arrays:
-            fire = peeking(features, symbol=symbol, cfg=cfg)["EMA_CROSS"]
-            arrays["EMA_CROSS"] = type(arrays["EMA_CROSS"])(
-                fire, *(getattr(arrays["EMA_CROSS"], k) for k in ("stop", "t1", "t2"))
-            )
-        return arrays
-
-    monkeypatch.setattr(fast, "setup_signals", peeking_signals)
+    _plant(monkeypatch, "EMA_CROSS", lambda close, nxt: nxt > close)
     report = _check(spy_csv, setups=["EMA_CROSS"])
     assert not report.passed
     diff = report.first_difference
