@@ -24,7 +24,8 @@ from datetime import datetime
 from decimal import Decimal
 from functools import partial
 
-from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db import Error as DatabaseFailure
+from django.db import IntegrityError, connection, transaction
 from django.db.models import DecimalField, Sum
 from django.db.models.functions import Coalesce
 
@@ -215,7 +216,7 @@ def send_lock(order_pk: int):
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SEND_LOCK_NS, order_pk])
-        except DatabaseError:  # the connection died: the lock went with it
+        except DatabaseFailure:  # the connection died: the lock went with it
             log.warning("send lock of order %s released with its connection", order_pk)
 
 
