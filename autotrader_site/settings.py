@@ -324,6 +324,15 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 # worker CPU (benchmarks/bench_bar_cost.py --mode worker). Flower switches them on at run time
 # (its --enable_events, on by default), so its task views still work while it runs.
 CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", False)
+# A Redis restart must not end a worker: Redis' own errors while it goes down or loads its
+# data (LOADING, a reset mid-reply) are channel errors, which end the consumer unless retried;
+# reconnect forever (None), at start-up too, and retry the result writes of tasks that ran.
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 20
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"

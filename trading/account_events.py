@@ -10,7 +10,8 @@ fills come from `exec_quantity` deltas (fill id `<order id>-<exec_quantity>`, so
 the poll seeing the same execution records nothing twice) and land at the broker's time.
 
 An event that arrives before our submit has recorded the broker's id (a marketable order
-filled within its own POST) is found by its `tag` (the row lock waits for the sender to commit).
+filled within its own POST) is found by its `tag` (the send lock waits for the sender to record
+the broker's id).
 A protective stop the broker kills after accepting it is handled at once
 (`trading.protection_guard`: one re-protect, then flatten + alert + REDUCING).
 Events the ledger cannot place directly are settled by one GET of the order they belong to:
@@ -26,10 +27,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 
-from django.db import transaction
-
 from autotrader_site.metrics import ACCOUNT_STREAM_EVENTS_TOTAL
+from trading.after_commit import atomic as sending_atomic
 from trading.brokers.base import BrokerOrder
+from trading.orm_ledger import send_wait
 from trading.protection_guard import protection_check
 
 log = logging.getLogger(__name__)
@@ -147,12 +148,17 @@ def event_apply(
     apply = apply or _default_apply
     sync = sync or _default_sync
     rows = Order.objects.filter(broker=broker_name)
-    with transaction.atomic():
+    with sending_atomic():  # a stop placed by a fill is sent once the event has committed
         order = rows.select_for_update().filter(broker_order_id=event.id).first()
         if order is None and event.tag and not event.parent_id:
             # A fast fill can be reported before our submit recorded the broker's id: the
-            # tag finds the row; the lock waits for the sender to commit that id.
-            order = rows.select_for_update().filter(tag=event.tag, parent__isnull=True).first()
+            # tag finds the row; the send lock waits for the sender to record that id, and
+            # only then the row is locked and read.
+            pk = rows.filter(tag=event.tag, parent__isnull=True).values_list("pk", flat=True)
+            pk = pk.first()
+            if pk is not None:
+                send_wait(pk)
+                order = rows.select_for_update().filter(pk=pk).first()
             if order is not None and order.broker_order_id != event.id:
                 order = None  # another order of ours carries that tag: not this one
         applied = order is not None and not order.children.exists()

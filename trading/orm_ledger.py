@@ -3,10 +3,13 @@ orders sent to a broker (`trading.brokers`). `OrmLedger` is the `trading.core.le
 the lifecycle core drives; the functions below it are the row and broker primitives it uses.
 
 Safety rules kept here:
-- an order row (with its idempotency tag) is committed BEFORE the broker is called, so a crash
-  after the broker's answer is found again by its tag at reconciliation, never sent twice;
-- the order row is locked (select_for_update) while it is sent and while a fill is applied;
-  the trade row while a fill moves it;
+- an order row (with its idempotency tag) is committed BEFORE the broker is called, and claimed
+  (new -> submitted) in a durable transaction that commits before the call: no transaction is
+  open during a broker send, so a rollback never forgets one and a crash or killed connection
+  after it is found again by its tag at reconciliation, never sent twice; a send decided inside
+  a transaction (a fill's stop) waits for its commit (`trading.after_commit`);
+- a send in flight holds a session advisory lock (`send_lock`); the order row is locked
+  (select_for_update) while a fill or an answer is applied, the trade row while a fill moves it;
 - exposure is read inside the PostgreSQL advisory decision lock (`risk.services.decision_lock`);
 - a ledger is one book (`strategies.models.Book`): the account's, or the paper book of setups in
   paper mode while the account trades live (`trading.paper_book`). Every read and write of an
@@ -16,9 +19,12 @@ Safety rules kept here:
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 
+from django.db import Error as DatabaseFailure
 from django.db import IntegrityError, connection, transaction
 from django.db.models import DecimalField, Sum
 from django.db.models.functions import Coalesce
@@ -27,6 +33,8 @@ from autotrader_site.clock import clock
 from autotrader_site.live_events import live_event_publish
 from autotrader_site.metrics import ACTIVE_TRADES, DECISION_TO_ACK_SECONDS
 from strategies.models import Book
+from trading.after_commit import after_commit, transaction_open
+from trading.after_commit import atomic as sending_atomic
 from trading.brokers import broker_get
 from trading.brokers.base import (
     Broker,
@@ -153,63 +161,140 @@ def trade_tag(trade: Trade) -> str:
     return f"at-trade-{trade.pk}"
 
 
+SEND_LOCK_NS = 1_700_017  # advisory-lock namespace of orders being sent (key 2: the order id)
+
+
 def order_submit(
     *, order: Order, now: datetime | None = None, broker: Broker | None = None
 ) -> Order:
     """Send a `new` order to the broker and record the answer through the state machine.
 
-    Rejected -> rejected (reason kept). Unknown outcome (timeouts/5xx after the broker client
-    looked the tag up) -> submitted with that cause; reconciliation settles it by tag.
+    The broker is never called inside a transaction: one rolled back after the call (a killed
+    connection) would forget the send and the retry would send again. Called inside one (a
+    fill's stop, a reconciliation correction), the send waits for its commit
+    (`trading.after_commit`). The order is first claimed (new -> submitted, outcome unknown)
+    in a durable transaction that commits before the call, so a crash or a killed connection
+    during the call leaves it `submitted` for reconciliation to settle by tag, never re-sent.
+    Rejected -> rejected (reason kept); unknown outcome (timeouts/5xx after the broker client
+    looked the tag up) -> stays submitted.
     """
     broker = broker or broker_get()
     now = now or clock.now()
-    with transaction.atomic():
-        # The row lock marks the order as in flight until our answer is recorded: the
-        # reconciliation of another worker skips locked rows instead of settling them.
-        locked = Order.objects.select_for_update().filter(pk=order.pk).first()
-        if locked is None or locked.status != OrderStatus.NEW:
-            order.refresh_from_db()
-            return order
-        return _order_send(order=locked, now=now, broker=broker)
+    if transaction_open():
+        after_commit(partial(order_submit, order=order, now=now, broker=broker))
+        return order
+    with send_lock(order.pk):
+        with transaction.atomic(durable=True):
+            claimed = Order.objects.select_for_update().filter(pk=order.pk).first()
+            if claimed is None or claimed.status != OrderStatus.NEW:
+                order.refresh_from_db()
+                return order
+            request = _order_claim(claimed, now=now)
+        started = clock.now()
+        try:
+            ack = broker.submit(request)
+        except BrokerRejected as exc:
+            return _answer_record(order, now, rejected=exc)
+        except BrokerUnavailable as exc:
+            return _answer_record(order, now, unknown=exc)
+        DECISION_TO_ACK_SECONDS.observe(max(0.0, (clock.now() - started).total_seconds()))
+        return _answer_record(order, now, ack=ack, broker=broker)
 
 
-def _order_send(*, order: Order, now: datetime, broker: Broker) -> Order:
+@contextmanager
+def send_lock(order_pk: int):
+    """A session advisory lock held while the order is sent: reconciliation and the account
+    stream see the send in flight. It dies with the connection (a killed worker holds none)."""
+    if connection.vendor != "postgresql":
+        yield
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [SEND_LOCK_NS, order_pk])
+    try:
+        yield
+    finally:
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SEND_LOCK_NS, order_pk])
+        except DatabaseFailure:  # the connection died: the lock went with it
+            log.warning("send lock of order %s released with its connection", order_pk)
+
+
+def send_in_flight(order_pk: int) -> bool:
+    """True while another connection sends this order (call inside a transaction)."""
+    if connection.vendor != "postgresql":
+        return False
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [SEND_LOCK_NS, order_pk])
+        return not cursor.fetchone()[0]
+
+
+def send_wait(order_pk: int) -> None:
+    """Wait (inside a transaction) until a send of this order in flight has recorded its
+    answer: an account event for a fast fill finds the broker's id on the row."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_xact_lock(%s, %s)", [SEND_LOCK_NS, order_pk])
+
+
+def _order_claim(order: Order, *, now: datetime) -> OrderRequest:
     from trading.brokers.tradier import order_form
 
     request = request_of(order)
     order.request_payload = order_form(request)  # the form as Tradier would receive it
     order.save(update_fields=["request_payload", "updated_at"])
-    started = clock.now()
-    try:
-        ack = broker.submit(request)
-    except BrokerRejected as exc:
-        order.reject_reason = str(exc)[:255]
-        order.save(update_fields=["reject_reason", "updated_at"])
-        order_transition(order, OrderStatus.REJECTED, cause=f"rejected: {exc}", at=now)
-        children_close(order, OrderStatus.REJECTED, now, "parent rejected")
-        return order
-    except BrokerUnavailable as exc:
-        order_transition(
-            order,
-            OrderStatus.SUBMITTED,
-            cause=f"outcome unknown ({exc}); reconciliation settles by tag",
+    order_transition(order, OrderStatus.SUBMITTED, cause="sending: outcome unknown", at=now)
+    return request
+
+
+def _answer_record(
+    order: Order,
+    now: datetime,
+    *,
+    ack=None,
+    broker: Broker | None = None,
+    rejected: Exception | None = None,
+    unknown: Exception | None = None,
+) -> Order:
+    """The broker's answer, recorded in its own transaction once the call returned."""
+    with transaction.atomic(durable=True):
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if rejected is not None:
+            order.reject_reason = str(rejected)[:255]
+            order.save(update_fields=["reject_reason", "updated_at"])
+            order_transition(order, OrderStatus.REJECTED, cause=f"rejected: {rejected}", at=now)
+            children_close(order, OrderStatus.REJECTED, now, "parent rejected")
+            return order
+        if unknown is not None:
+            OrderEvent.objects.create(
+                order=order,
+                from_status=order.status,
+                to_status=order.status,
+                cause=f"outcome unknown ({unknown}); reconciliation settles by tag"[:255],
+                at=now,
+            )
+            return order
+        if not order.broker_order_id:
+            order.broker_order_id = ack.id
+        order.response_payload = ack.raw or {"id": ack.id, "status": ack.status}
+        order.save(update_fields=["broker_order_id", "response_payload", "updated_at"])
+        OrderEvent.objects.create(
+            order=order,
+            from_status=order.status,
+            to_status=order.status,
+            cause=f"accepted by {broker.name}",
             at=now,
         )
+        status = BROKER_STATUS.get(ack.status, OrderStatus.OPEN)
+        if order.status == OrderStatus.SUBMITTED and status != OrderStatus.SUBMITTED:
+            order_advance(order, status, cause=f"broker status {ack.status}", at=now)
+        children = list(order.children.order_by("id"))
+        legs = ack.legs[1:] if len(ack.legs) == 3 else ack.legs
+        for child, leg in zip(children, legs, strict=False):
+            if leg.id and not child.broker_order_id:
+                child.broker_order_id = leg.id
+                child.save(update_fields=["broker_order_id", "updated_at"])
         return order
-    DECISION_TO_ACK_SECONDS.observe(max(0.0, (clock.now() - started).total_seconds()))
-    order.broker_order_id = ack.id
-    order.response_payload = ack.raw or {"id": ack.id, "status": ack.status}
-    order.save(update_fields=["broker_order_id", "response_payload", "updated_at"])
-    order_transition(order, OrderStatus.SUBMITTED, cause=f"accepted by {broker.name}", at=now)
-    status = BROKER_STATUS.get(ack.status, OrderStatus.OPEN)
-    if status != OrderStatus.SUBMITTED:
-        order_advance(order, status, cause=f"broker status {ack.status}", at=now)
-    children = list(order.children.order_by("id"))
-    for child, leg in zip(children, ack.legs[1:] if len(ack.legs) == 3 else ack.legs, strict=False):
-        if leg.id and not child.broker_order_id:
-            child.broker_order_id = leg.id
-            child.save(update_fields=["broker_order_id", "updated_at"])
-    return order
 
 
 def children_close(order: Order, status: str, now: datetime, cause: str) -> None:
@@ -603,7 +688,7 @@ class OrmLedger:
         return decision_lock()
 
     def atomic(self):
-        return transaction.atomic()
+        return sending_atomic()  # the orders it places are sent once it has committed
 
     def place(self, trade, spec, *, now: datetime):
         self._wrote()

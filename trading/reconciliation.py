@@ -16,7 +16,6 @@ from datetime import datetime
 from decimal import Decimal
 
 from django.core.cache import cache
-from django.db import transaction
 
 from autotrader_site.clock import clock
 from autotrader_site.metrics import (
@@ -27,9 +26,11 @@ from autotrader_site.metrics import (
 )
 from strategies.models import Book
 from trading import services
+from trading.after_commit import atomic as sending_atomic
 from trading.brokers import broker_get
 from trading.brokers.base import BrokerError, OrderNotFound
 from trading.models import WORKING_STATUSES, Order, OrderRole, OrderStatus, Position
+from trading.orm_ledger import send_in_flight
 from trading.selectors import RECONCILE_CACHE_KEY
 from trading.state_machine import BROKER_STATUS, order_advance
 
@@ -106,74 +107,89 @@ class _Report:
 
 
 def _orders_reconcile(broker, now: datetime, summary: dict) -> None:
+    """Each correction in its own transaction: one that fails (a killed connection) never
+    rolls back another whose broker side already happened, and a stop it re-places is sent
+    once it has committed (`trading.after_commit`)."""
     remote_orders = broker.orders()
     seen_ids = set()
     for remote in remote_orders:
-        local = _match(remote, broker.name)
-        if local is not None and local.order_class in ("otoco", "oco") and remote.legs:
-            _link_legs(local, remote)
-        seen_ids.add(remote.id)
-        for report in _reportable(remote, local):
-            item = report.item
-            if not item.id:
-                continue
-            seen_ids.add(item.id)
-            order = report.order or _match(item, broker.name)
-            if order is None:
-                if item is not remote:
-                    continue  # a leg of an order we adopt as a whole
-                if BROKER_STATUS.get(str(item.status).lower()) in WORKING_STATUSES or (
-                    item.filled_qty
-                ):
-                    order = _adopt(item, now, broker.name)
-                    summary["adopted"].append(order.tag)
-                else:
-                    continue
-            before = (order.status, order.filled_qty)
-            if order.status == OrderStatus.NEW and item.status:
-                order_advance(order, OrderStatus.SUBMITTED, cause="found at broker by tag", at=now)
-            services.order_apply_remote(order=order, remote=item, now=now)
-            order.refresh_from_db()
-            if (order.status, order.filled_qty) != before:
-                summary["updated"].append(order.tag)
-    for order in Order.objects.filter(
+        with sending_atomic():
+            _remote_apply(remote, broker, now, summary, seen_ids)
+    for pk in Order.objects.filter(
         broker=broker.name, book=Book.ACCOUNT, status__in=WORKING_STATUSES
-    ):
-        if order.broker_order_id and order.broker_order_id in seen_ids:
+    ).values_list("pk", flat=True):
+        with sending_atomic():
+            order = Order.objects.filter(pk=pk, status__in=WORKING_STATUSES).first()
+            if order is not None:
+                _local_settle(order, broker, now, summary, seen_ids)
+
+
+def _remote_apply(remote, broker, now: datetime, summary: dict, seen_ids: set) -> None:
+    local = _match(remote, broker.name)
+    if local is not None and local.order_class in ("otoco", "oco") and remote.legs:
+        _link_legs(local, remote)
+    seen_ids.add(remote.id)
+    for report in _reportable(remote, local):
+        item = report.item
+        if not item.id:
             continue
-        if order.broker_order_id:
-            try:
-                remote = broker.order(order.broker_order_id)
-            except OrderNotFound:
-                order_advance(order, OrderStatus.EXPIRED, cause="vanished at broker", at=now)
-                summary["closed"].append(order.tag)
+        seen_ids.add(item.id)
+        order = report.order or _match(item, broker.name)
+        if order is None:
+            if item is not remote:
+                continue  # a leg of an order we adopt as a whole
+            if BROKER_STATUS.get(str(item.status).lower()) in WORKING_STATUSES or (item.filled_qty):
+                order = _adopt(item, now, broker.name)
+                summary["adopted"].append(order.tag)
+            else:
                 continue
-            services.order_apply_remote(order=order, remote=remote, now=now)
-            continue
-        if order.status == OrderStatus.NEW and order.parent_id:
-            continue  # a bracket leg waits for its parent
-        if not _unlocked(order):
-            continue  # another worker is sending it right now (it holds the row lock)
-        # Never reached the broker (its tag is unknown there).
-        if order.role == OrderRole.STOP and order.trade_id:
-            order_advance(order, OrderStatus.CANCELLED, cause="never reached broker", at=now)
-            services.trade_protect(trade=order.trade, now=now, broker=broker)
-            summary["resent"].append(order.tag)
-        else:
-            order_advance(order, OrderStatus.CANCELLED, cause="never reached broker", at=now)
-            services.children_close(order, OrderStatus.CANCELLED, now, "parent never sent")
-            services.order_dead(order, now)
+        before = (order.status, order.filled_qty)
+        if order.status == OrderStatus.NEW and item.status:
+            order_advance(order, OrderStatus.SUBMITTED, cause="found at broker by tag", at=now)
+        services.order_apply_remote(order=order, remote=item, now=now)
+        order.refresh_from_db()
+        if (order.status, order.filled_qty) != before:
+            summary["updated"].append(order.tag)
+
+
+def _local_settle(order: Order, broker, now: datetime, summary: dict, seen_ids: set) -> None:
+    """A working ledger order the broker's list did not show."""
+    if order.broker_order_id and order.broker_order_id in seen_ids:
+        return
+    if order.broker_order_id:
+        try:
+            remote = broker.order(order.broker_order_id)
+        except OrderNotFound:
+            order_advance(order, OrderStatus.EXPIRED, cause="vanished at broker", at=now)
             summary["closed"].append(order.tag)
+            return
+        services.order_apply_remote(order=order, remote=remote, now=now)
+        return
+    if order.status == OrderStatus.NEW and order.parent_id:
+        return  # a bracket leg waits for its parent
+    if not _unlocked(order):
+        return  # another worker is sending it right now (it holds the send lock)
+    # Never reached the broker (its tag is unknown there).
+    if order.role == OrderRole.STOP and order.trade_id:
+        order_advance(order, OrderStatus.CANCELLED, cause="never reached broker", at=now)
+        services.trade_protect(trade=order.trade, now=now, broker=broker)
+        summary["resent"].append(order.tag)
+    else:
+        order_advance(order, OrderStatus.CANCELLED, cause="never reached broker", at=now)
+        services.children_close(order, OrderStatus.CANCELLED, now, "parent never sent")
+        services.order_dead(order, now)
+        summary["closed"].append(order.tag)
 
 
 def _unlocked(order: Order) -> bool:
-    """Lock the row unless a live worker holds it (order_submit locks it while sending)."""
+    """Lock the row unless a live worker holds it or is sending the order (order_submit holds
+    the send lock from its claim until the broker's answer is recorded)."""
     rows = (
         Order.objects.select_for_update(skip_locked=True)
         .filter(pk=order.pk, status=order.status)
         .values_list("pk", flat=True)
     )
-    return bool(list(rows[:1]))
+    return bool(list(rows[:1])) and not send_in_flight(order.pk)
 
 
 def _positions_reconcile(broker, summary: dict) -> None:
@@ -203,8 +219,8 @@ def reconcile_run(*, now: datetime | None = None, startup: bool = False, broker=
     summary = {"adopted": [], "updated": [], "closed": [], "resent": [], "positions": []}
     ok, error = True, ""
     try:
-        with transaction.atomic():
-            _orders_reconcile(broker, now, summary)
+        _orders_reconcile(broker, now, summary)
+        with sending_atomic():
             _positions_reconcile(broker, summary)
         summary["journal"] = signals_follow_ledger()
     except (BrokerError, Exception) as exc:  # noqa: BLE001 - the result records it

@@ -24,11 +24,6 @@ def _assert_recovered_without_loss(figures: dict) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 17 open: in the final clean-clone run (12 flows, 1 kill) 1 order was doubled "
-    "at the broker and 1 left orphan after the connection kill; cause not read yet",
-)
 def test_killed_connections_recover_without_losing_a_fill():
     figures = run_db_faults(flows=size(12, 150), kills=size(1, 6))
     print(figures)

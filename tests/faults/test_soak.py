@@ -12,8 +12,9 @@ from tests.faults.soak import SPY_FILE, _shared_data, run_soak
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=False,
-    reason="issue 17 open: in 1 of 4 small runs both Celery workers exited with status 1 after "
-    "the Redis restart (38 bars unhandled); cause not read yet (FAULTS_SOAK_LOGS keeps the logs)",
+    reason="issue 17: the workers' exit after the Redis restart is fixed (reliability finding 17, "
+    "tests/faults/test_worker_redis_restart.py), but the one small soak run after the fix hit the "
+    "300 s pytest timeout at load 16 before reporting; unmark once a clean run is seen",
 )
 def test_soak_session_with_kills_ends_with_ledger_equal_to_broker():
     if not (_shared_data() / SPY_FILE).exists():

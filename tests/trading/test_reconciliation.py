@@ -58,7 +58,8 @@ def test_crash_between_broker_answer_and_commit_is_adopted_without_a_second_orde
     with pytest.raises(Crash):
         signal_handle(signal=signal, now=minutes(T, 1), config=config)
     entry = Order.objects.get(signal=signal, role="entry")
-    assert entry.status == "new" and entry.broker_order_id == ""
+    # claimed before the call (committed): submitted, outcome unknown, no broker id yet
+    assert entry.status == "submitted" and entry.broker_order_id == ""
     monkeypatch.setattr(broker, "submit", real_submit)
 
     # restart: reconciliation finds the order by its tag
