@@ -399,9 +399,11 @@ class OrmLedger:
     def live_trades(self, symbol: str | None = None) -> list:
         return list(open_trades(symbol=symbol, book=self.book))
 
-    def decided_since(self, start: datetime) -> list:
+    def decided_between(self, start: datetime, end: datetime) -> list:
         return list(
-            Trade.objects.filter(created_at__gte=start, book=self.book).order_by("created_at", "id")
+            Trade.objects.filter(
+                created_at__gte=start, created_at__lte=end, book=self.book
+            ).order_by("created_at", "id")
         )
 
     def working(self, trade, roles=None) -> list:

@@ -27,7 +27,7 @@ class Ledger(Protocol):
 
     # --- reads ----------------------------------------------------------------------------
     def live_trades(self, symbol: str | None = None) -> list: ...  # pending + open, in order
-    def decided_since(self, start: datetime) -> list: ...  # trades created at/after start
+    def decided_between(self, start: datetime, end: datetime) -> list: ...  # start<=created<=end
     def working(self, trade, roles: Iterable[str] | None = None) -> list: ...
     def working_for_symbol(self, symbol: str, ts: datetime) -> list: ...  # bar-fill eligible
     def entry_limits_before(self, before: datetime) -> list: ...  # pegged entries to escalate
