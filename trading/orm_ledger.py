@@ -578,6 +578,14 @@ class OrmLedger:
 
         return trading_state_get().state
 
+    def halt_in_force(self) -> bool:
+        """The account: HALTED. The paper book has no halt of its own (its loss limit never
+        halts the account, see `halt`): its kill switch is done once it holds nothing, whatever
+        the account's state."""
+        if self.book == Book.ACCOUNT:
+            return self.trading_state() == "HALTED"
+        return not self.anything_alive()
+
     def traded_in_window(self, start: datetime, end: datetime) -> int:
         from strategies.models import Signal
 

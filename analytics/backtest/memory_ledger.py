@@ -287,6 +287,9 @@ class MemoryLedger:
     def trading_state(self) -> str:
         return "HALTED" if self.halted else "ACTIVE"
 
+    def halt_in_force(self) -> bool:
+        return self.halted
+
     def traded_in_window(self, start: datetime, end: datetime) -> int:
         return sum(
             1

@@ -590,8 +590,8 @@ def kill_switch(ledger, *, now: datetime, config: RiskConfig) -> bool:
     pnl = day_pnl(ledger, now=now)
     if pnl > -limit:
         return False
-    if ledger.trading_state() == "HALTED":
-        return False
+    if ledger.halt_in_force():  # per book: the paper book is flattened even when the account
+        return False  # is HALTED (it reads the account's trading state otherwise)
     ledger.halt(f"daily loss limit: day P&L {pnl:.2f} <= -{limit}")
     ledger.flatten(reason="kill_switch", now=now)
     return True
