@@ -66,13 +66,14 @@ def ideas_in_window(
     rows: Iterable[IdeaRow], *, now: datetime, window_sec: int
 ) -> tuple[tuple[str, str, datetime], ...]:
     """The ideas that block the same setup on the same execution symbol: every live trade,
-    and finished ones decided within `window_sec` of `now` (an SPX signal and its SPY proxy's
-    signal a few bars apart are one idea, whatever became of the first trade)."""
+    and finished ones decided within `window_sec` before `now`, never after it (an SPX signal
+    and its SPY proxy's signal a few bars apart are one idea, whatever became of the first
+    trade)."""
     since = now - timedelta(seconds=window_sec)
     return tuple(
         (row.setup, row.execution_symbol.upper(), row.decided_at)
         for row in rows
-        if row.setup and (row.live or row.decided_at >= since)
+        if row.setup and (row.live or since <= row.decided_at <= now)
     )
 
 

@@ -484,9 +484,11 @@ class OrmLedger:
     def live_trades(self, symbol: str | None = None) -> list:
         return list(open_trades(symbol=symbol, book=self.book))
 
-    def decided_since(self, start: datetime) -> list:
+    def decided_between(self, start: datetime, end: datetime) -> list:
         return list(
-            Trade.objects.filter(created_at__gte=start, book=self.book).order_by("created_at", "id")
+            Trade.objects.filter(
+                created_at__gte=start, created_at__lte=end, book=self.book
+            ).order_by("created_at", "id")
         )
 
     def working(self, trade, roles=None) -> list:
@@ -660,6 +662,14 @@ class OrmLedger:
         from risk.selectors import trading_state_get
 
         return trading_state_get().state
+
+    def halt_in_force(self) -> bool:
+        """The account: HALTED. The paper book has no halt of its own (its loss limit never
+        halts the account, see `halt`): its kill switch is done once it holds nothing, whatever
+        the account's state."""
+        if self.book == Book.ACCOUNT:
+            return self.trading_state() == "HALTED"
+        return not self.anything_alive()
 
     def traded_in_window(self, start: datetime, end: datetime) -> int:
         from strategies.models import Signal

@@ -355,11 +355,15 @@ def exits_tick_run(*, now: datetime, config: RiskConfig | None = None) -> int:
 
 
 def clock_tick(*, now: datetime, config: RiskConfig | None = None) -> int:
-    """A replay's beat: the exit manager's tick at `now` when anything is alive (paper
-    replays run it at each minute boundary, so the clock rules need no bar). A daily-loss
-    halt due to lift lifts even when nothing is alive (the flatten left nothing behind)."""
+    """A replay's beat: the exit manager's tick at `now` when anything is alive in the account
+    or, while the account trades live, in the paper book (paper replays run it at each minute
+    boundary, so the clock rules need no bar). A daily-loss halt due to lift lifts even when
+    nothing is alive (the flatten left nothing behind)."""
     ledger = _ledger()
     lifecycle.halt_lift(ledger, now=now)
-    if not ledger.anything_alive():
+    alive = ledger.anything_alive() or (
+        paper_book_active() and _ledger(paper_book_broker(), book=Book.PAPER).anything_alive()
+    )
+    if not alive:
         return 0
     return exits_tick_run(now=now, config=config)

@@ -180,8 +180,16 @@ class MemoryLedger:
             return list(self.live)
         return [t for t in self.live if t.candidate.execution_symbol == symbol]
 
-    def decided_since(self, start: datetime) -> list:
-        return [t for t in reversed(self.trades) if t.created_at >= start]
+    def decided_between(self, start: datetime, end: datetime) -> list:
+        # self.trades is in creation order and a backtest's clock only moves forward, so the
+        # scan stops at the first trade older than the window (not every trade ever opened)
+        out = []
+        for t in reversed(self.trades):
+            if t.created_at < start:
+                break
+            if t.created_at <= end:
+                out.append(t)
+        return out
 
     def working(self, trade, roles=None) -> list:
         return [
@@ -286,6 +294,9 @@ class MemoryLedger:
         if self.state != "HALTED":
             return None
         return self.resume_at, self.resume_state
+
+    def halt_in_force(self) -> bool:
+        return self.state == "HALTED"
 
     def traded_in_window(self, start: datetime, end: datetime) -> int:
         return sum(

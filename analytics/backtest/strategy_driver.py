@@ -112,6 +112,8 @@ class StrategyDriver:
         self.volume_proxy = volume_proxy
         self.last_fired: dict[str, datetime] = {}
         self.row: dict | None = None
+        # how far back a previous signal can matter: the longest cooldown of any setup
+        self.window = timedelta(seconds=cooldown_window(cfg))
 
     def on_bar(self, ts: pd.Timestamp, o: float, h: float, lo: float, c: float, v: float):
         """Advance the engine; returns the fired signals of this bar (possibly none)."""
@@ -121,14 +123,13 @@ class StrategyDriver:
         self.row = row
         if row is None:
             return []
-        window = timedelta(seconds=cooldown_window(self.cfg))  # the longest of any setup
-        recent = {
-            k: t for k, t in self.last_fired.items() if t < row["ts"] and row["ts"] - t <= window
-        }
+        ts_now, window = row["ts"], self.window
+        recent = {k: t for k, t in self.last_fired.items() if t < ts_now and ts_now - t <= window}
         fired = []
-        for decision in setups_decide(row, symbol=self.symbol, cfg=self.cfg, last_fired=recent):
-            if not decision.fired:
-                continue
+        decided = setups_decide(
+            row, symbol=self.symbol, cfg=self.cfg, last_fired=recent, fired_only=True
+        )
+        for decision in decided:
             # live: every stored signal (any outcome) starts the cooldown
             self.last_fired[decision.setup] = row["ts"]
             fired.append(

@@ -207,17 +207,18 @@ def _symbols(value) -> frozenset[str]:
     return frozenset(str(s).upper() for s in value)
 
 
-def _has_state(node: Node) -> bool:
+def has_state(node: Node) -> bool:
+    """True when the expression keeps history (prev, crosses_above, ...): it must see every bar."""
     if isinstance(node, Call):
         if F.FUNCTIONS[node.fn].stateful:
             return True
-        return any(_has_state(a) for a in node.args)
+        return any(has_state(a) for a in node.args)
     for attr in ("left", "right", "operand"):
         child = getattr(node, attr, None)
-        if child is not None and _has_state(child):
+        if child is not None and has_state(child):
             return True
     if isinstance(node, Compare):
-        return any(_has_state(o) for o in node.operands)
+        return any(has_state(o) for o in node.operands)
     return False
 
 
@@ -242,17 +243,23 @@ class _Bar:
             f = self.build(node.operand)
             return lambda row: -f(row)
         if isinstance(node, BinOp):
-            a, b = self.build(node.left), self.build(node.right)
             if node.op == "/":
+                a, b = self.build(node.left), self.build(node.right)
                 return lambda row: F.div(a(row), b(row))
-            op = _ARITH[node.op]
-            return lambda row: op(a(row), b(row))
+            return self.pair(_ARITH[node.op], node.left, node.right)
         if isinstance(node, Compare):
-            fs = [self.build(o) for o in node.operands]
             ops = [_CMP[o] for o in node.ops]
             if len(ops) == 1:
-                op, a, b = ops[0], fs[0], fs[1]
-                return lambda row: op(a(row), b(row))
+                return self.pair(ops[0], *node.operands)
+            fs = [self.build(o) for o in node.operands]
+            if len(ops) == 2:
+                (op1, op2), (a, b, c) = ops, fs
+
+                def chain2(row):
+                    x, y, z = a(row), b(row), c(row)  # all three: history state sees each bar
+                    return op1(x, y) and op2(y, z)
+
+                return chain2
 
             def chain(row):
                 vals = [f(row) for f in fs]
@@ -261,7 +268,7 @@ class _Bar:
             return chain
         if isinstance(node, Logic):
             a, b = self.build(node.left), self.build(node.right)
-            both = _has_state(node.right)
+            both = has_state(node.right)
             if node.op == "and":
                 if both:
                     return lambda row: bool(a(row)) & bool(b(row))
@@ -275,6 +282,41 @@ class _Bar:
         if isinstance(node, Call):
             return self.call(node)
         raise AssertionError(node)
+
+    def leaf(self, node: Node):
+        """("row", key) for a feature, ("const", value) for a literal or constant, else None."""
+        if isinstance(node, Num | Bool | Str):
+            return "const", node.value
+        if isinstance(node, Name):
+            if node.id in self.constants:
+                return "const", self.constants[node.id]
+            return "row", node.id
+        return None
+
+    def pair(self, op, left: Node, right: Node) -> Callable:
+        """op(left, right) with features and constants read in place (the per-bar hot path:
+        most clauses compare a feature with a setting or another feature)."""
+        la, lb = self.leaf(left), self.leaf(right)
+        if la is not None and lb is not None:
+            (ka, x), (kb, y) = la, lb
+            if ka == "row" and kb == "row":
+                return lambda row: op(row[x], row[y])
+            if ka == "row":
+                return lambda row: op(row[x], y)
+            if kb == "row":
+                return lambda row: op(x, row[y])
+        if la is not None and la[0] == "row":
+            key, b = la[1], self.build(right)
+            return lambda row: op(row[key], b(row))
+        if lb is not None:
+            a = self.build(left)
+            if lb[0] == "row":
+                key = lb[1]
+                return lambda row: op(a(row), row[key])
+            y = lb[1]
+            return lambda row: op(a(row), y)
+        a, b = self.build(left), self.build(right)
+        return lambda row: op(a(row), b(row))
 
     def call(self, node: Call) -> Callable:
         name, args = node.fn, node.args

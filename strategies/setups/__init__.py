@@ -16,7 +16,7 @@ from strategies.setups.base import FIRED, NOT_FIRED, WARMING_UP, Decision, Setup
 
 
 def _row_decision(name: str, row: dict, ctx: SetupContext, cfg) -> Decision:
-    from strategies.dsl.compiler import _has_state, bar_of, unparse
+    from strategies.dsl.compiler import bar_of, has_state, unparse
     from strategies.setups.registry import setup_get
 
     entry = setup_get(name)
@@ -38,7 +38,7 @@ def _row_decision(name: str, row: dict, ctx: SetupContext, cfg) -> Decision:
     failed = [
         unparse(c)
         for c in prog.clauses
-        if not _has_state(c) and _names_known(c, row) and not bar_of(c, consts, ctx.symbol)(row)
+        if not has_state(c) and _names_known(c, row) and not bar_of(c, consts, ctx.symbol)(row)
     ]
     if failed:
         return Decision(name, NOT_FIRED, [f"not met: {t}" for t in failed])

@@ -29,7 +29,14 @@ import yaml
 
 from strategies.config import StrategyConfig
 from strategies.dsl.ast import SetupError
-from strategies.dsl.compiler import Expr, bar_of, compile_expr, top_clauses, unparse
+from strategies.dsl.compiler import (
+    Expr,
+    bar_of,
+    compile_expr,
+    has_state,
+    top_clauses,
+    unparse,
+)
 from strategies.dsl.functions import BOOL, NUM, Columns
 from strategies.setups.base import FIRED, NOT_FIRED, WARMING_UP
 
@@ -270,23 +277,37 @@ class SetupProgram:
     # --- per bar -------------------------------------------------------------------------
     def bar_evaluator(self, symbol: str) -> Callable[[dict], Evaluation]:
         """A fresh per-bar evaluator (its own history state) for one symbol; call it with every
-        regular-session feature row in time order. Every top-level clause is evaluated on every
-        bar (history functions must see each bar), which also gives the not-fired reasons."""
+        regular-session feature row in time order. Clauses with history (prev, crosses_above,
+        ...) run on every bar, so their state sees each bar; the pure ones stop at the first
+        that fails (most bars fail early), and the not-fired reasons re-evaluate them only
+        when someone reads the reasons (pure clauses of the same row give the same values)."""
         consts = self.condition.constants
         clauses = [(bar_of(c, consts, symbol), unparse(c), _names_in(c)) for c in self.clauses]
+        kept = [has_state(c) for c in self.clauses]
+        history = [fn for (fn, _, _), k in zip(clauses, kept, strict=True) if k]
+        pure = [fn for (fn, _, _), k in zip(clauses, kept, strict=True) if not k]
         levels = [self.levels[k].bar(symbol) for k in ("stop", "target_one", "target_two")]
         names = sorted(self.features)
         reason = self.reason
 
+        def not_fired(seen: list, row: dict) -> Evaluation:
+            return Evaluation(NOT_FIRED, partial(_failed_reasons, seen, kept, clauses, row, consts))
+
         def step(row: dict) -> Evaluation:
-            held = [fn(row) for fn, _, _ in clauses]
-            missing = [n for n in names if row[n] != row[n]]
-            if missing:
-                return Evaluation(
-                    WARMING_UP, [f"warming up: {', '.join(missing)} not available yet"]
-                )
-            if not all(held):
-                return Evaluation(NOT_FIRED, partial(_failed_reasons, held, clauses, row, consts))
+            seen = [fn(row) for fn in history]  # every bar: history state
+            for n in names:
+                v = row[n]
+                if v != v:  # NaN: not available yet (the list is built only then)
+                    missing = [n for n in names if row[n] != row[n]]
+                    return Evaluation(
+                        WARMING_UP, [f"warming up: {', '.join(missing)} not available yet"]
+                    )
+            for held in seen:
+                if not held:
+                    return not_fired(seen, row)
+            for fn in pure:
+                if not fn(row):
+                    return not_fired(seen, row)
             return Evaluation(
                 FIRED,
                 [reason],
@@ -313,7 +334,11 @@ class SetupProgram:
         return out
 
 
-def _failed_reasons(held: list, clauses: list, row: dict, consts: dict) -> list[str]:
+def _failed_reasons(seen: list, kept: list, clauses: list, row: dict, consts: dict) -> list[str]:
+    """The clauses that failed on `row`: history clauses as they were seen on the bar, pure
+    ones evaluated again on the same row."""
+    values = iter(seen)
+    held = [next(values) if k else fn(row) for (fn, _, _), k in zip(clauses, kept, strict=True)]
     return [
         f"not met: {text}{_values(names, row, consts)}"
         for ok, (_, text, names) in zip(held, clauses, strict=True)

@@ -181,6 +181,15 @@ def test_a_finished_idea_blocks_only_within_the_window():
     assert len(ideas_in_window(rows, now=NOON, window_sec=300)) == 1
 
 
+def test_a_finished_idea_decided_after_now_does_not_block():
+    # the window is [now - 300 s, now]: a trade decided 1 s after now (a later run of a replay
+    # over the same day) is outside it; one decided exactly at now is inside
+    rows = [IdeaRow("ORB", "SPY", NOON + timedelta(seconds=1), live=False)]
+    assert ideas_in_window(rows, now=NOON, window_sec=300) == ()
+    rows = [IdeaRow("ORB", "SPY", NOON, live=False)]
+    assert len(ideas_in_window(rows, now=NOON, window_sec=300)) == 1
+
+
 # --- pending reservation helpers -------------------------------------------------------------
 def test_a_pending_limit_reserves_the_larger_of_its_limit_and_the_market_fallback():
     limit = WorkingEntry("SPY", 100, D("99.98"), D("100"))

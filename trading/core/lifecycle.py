@@ -514,7 +514,9 @@ def exposure(
 
 
 def _ideas(ledger, live, *, now: datetime, window_sec: int | None):
-    """risk.exposure.ideas_in_window: live trades, and trades decided within the window."""
+    """risk.exposure.ideas_in_window: live trades, and trades decided within the window
+    before `now` (never after it: a replay of an earlier day must not see a later run's
+    trades)."""
     from risk.exposure import IdeaRow, ideas_in_window
 
     if window_sec is None:
@@ -524,7 +526,7 @@ def _ideas(ledger, live, *, now: datetime, window_sec: int | None):
     live_ids = {id(t) for t in live}
     live_pks = {getattr(t, "pk", None) for t in live} - {None}
     rows = [IdeaRow(t.setup, t.execution_symbol, t.created_at, True) for t in live]
-    for t in ledger.decided_since(now - timedelta(seconds=window_sec)):
+    for t in ledger.decided_between(now - timedelta(seconds=window_sec), now):
         if id(t) in live_ids or getattr(t, "pk", None) in live_pks:
             continue
         rows.append(IdeaRow(t.setup, t.execution_symbol, t.created_at, False))
@@ -589,11 +591,11 @@ def kill_switch(ledger, *, now: datetime, config: RiskConfig) -> bool:
     pnl = day_pnl(ledger, now=now)
     if pnl > -limit:
         return False
-    state = ledger.trading_state()
-    if state == "HALTED":
-        return False
+    if ledger.halt_in_force():  # per book: the paper book is flattened even when the account
+        return False  # is HALTED (it reads the account's trading state otherwise)
     from risk.calendar import next_day_open
 
+    state = ledger.trading_state()
     ledger.halt(
         f"daily loss limit: day P&L {pnl:.2f} <= -{limit}",
         now=now,
