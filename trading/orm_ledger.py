@@ -719,7 +719,9 @@ class OrmLedger:
                 return False
         if stop is not None:
             old, order.stop_price = order.stop_price, to_cent(stop)
-            order.save(update_fields=["stop_price", "updated_at"])
+            if order.order_class == OrderClass.OCO and order.legs:  # the pair's stop leg
+                order.legs = [{**order.legs[0], "stop": str(order.stop_price)}, *order.legs[1:]]
+            order.save(update_fields=["stop_price", "legs", "updated_at"])
             cause = f"stop moved {old} -> {order.stop_price}"
         else:
             old, order.order_type, order.price = order.price, order_type, None

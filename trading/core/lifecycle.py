@@ -161,7 +161,7 @@ def _exit_filled(ledger, trade, order, qty: int, price: Decimal, fee: Decimal, t
     if trade.remaining_qty == 0:
         reason = trade.exit_reason or REASON_OF_ROLE.get(order.role, order.role)
         for other in ledger.working(trade):
-            if other.pk != order.pk:
+            if other.pk != order.pk and not resting.broker_cancels(ledger, order, other):
                 cancel(ledger, other, now=ts, cause="trade closed")
         trade_close(ledger, trade, now=ts, status=TradeState.CLOSED, reason=reason)
     elif order.role in PROTECTIVE_ROLES:

@@ -49,6 +49,19 @@ def stop_level(trade) -> Decimal:
     return to_cent(stop)
 
 
+def siblings(order, other) -> bool:
+    """`order` and `other` are the two legs of one OCO pair."""
+    return order.order_class == OCO and (
+        other.pk == order.parent_id or (other.parent_id == order.pk and other.pk != order.pk)
+    )
+
+
+def broker_cancels(ledger, order, other) -> bool:
+    """Live, a completely filled pair leg's sibling is cancelled by the broker itself (its
+    report follows): a cancel request of ours would only be refused."""
+    return not ledger.is_paper and order.status == OrderState.FILLED and siblings(order, other)
+
+
 def sibling_done(ledger, order, *, now: datetime) -> None:
     """Paper and backtests: a pair leg that filled completely cancels its sibling (Tradier
     does this itself live; its cancel reaches the ledger as an event or a read-back)."""
@@ -60,7 +73,7 @@ def sibling_done(ledger, order, *, now: datetime) -> None:
     from trading.core import lifecycle
 
     for other in ledger.working(trade, PROTECTIVE_ROLES):
-        if other.pk == order.parent_id or (other.parent_id == order.pk and other.pk != order.pk):
+        if siblings(order, other):
             lifecycle.cancel(ledger, other, now=now, cause="oco: other leg filled")
 
 
