@@ -95,13 +95,20 @@ def protect_resting(ledger, trade, *, now: datetime):
     heads = [o for o in legs if o.role == Role.STOP]
     children = {o.parent_id: o for o in legs if o.role != Role.STOP and o.parent_id}
     kept, t1_kept = [], 0
-    for head in heads:
+
+    def sound(head) -> bool:
+        child = children.get(head.pk)
+        if head.order_class != OCO:
+            return child is None
+        return child is not None and child.qty - child.filled_qty == head.qty - head.filled_qty
+
+    # sound pairs first: a broken one (whose cancel may not be confirmed yet) never makes a
+    # sound one look surplus
+    for head in sorted(heads, key=lambda h: not sound(h)):
         open_qty = head.qty - head.filled_qty
+        whole = sound(head)
         child = children.pop(head.pk, None)
-        sound = child is None if head.order_class != OCO else (
-            child is not None and child.qty - child.filled_qty == open_qty
-        )  # fmt: skip
-        if not sound or open_qty > left:
+        if not whole or open_qty > left:
             lifecycle.cancel(ledger, head, now=now, cause="resting pair resized")
             if ledger.refresh(head).is_working:  # cancel not confirmed: it still covers
                 left -= open_qty
