@@ -196,7 +196,6 @@ class RiskConfig:
             ),
             "RISK_MIN_T1_COST_MULTIPLE": self.min_t1_cost_multiple > 0,
             "COST_*": self.costs != CostModel(tick_usd=self.costs.tick_usd),
-            "RESTING_TARGETS": self.resting_targets,
         }
         return [name for name, on in active.items() if on]
 
