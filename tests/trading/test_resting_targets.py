@@ -317,3 +317,24 @@ def test_live_partial_fill_of_a_leg_reprotects_the_rest(resting, fake_tradier, c
     open_stops = [leg for _, legs in pairs for leg in legs if leg[:2] == ("stop", "open")]
     working_stops = sum(leg[2] - leg[3] for leg in open_stops)
     assert working_stops == fake.positions["SPY"]["quantity"] == 80
+
+
+def test_fault_fake_modifies_an_oco_leg_by_its_id():
+    """The fault scenarios' fake Tradier takes the stop move of a resting pair as live does."""
+    from tests.faults.fake_tradier import FakeTradierState
+
+    state = FakeTradierState()
+    form = {
+        "class": "oco", "duration": "day", "tag": "at-pair-1",
+        "symbol[0]": "SPY", "side[0]": "sell", "quantity[0]": "50", "type[0]": "stop",
+        "stop[0]": "99.10",
+        "symbol[1]": "SPY", "side[1]": "sell", "quantity[1]": "50", "type[1]": "limit",
+        "price[1]": "102.10",
+    }  # fmt: skip
+    status, body = state.place(form)
+    assert status == 200
+    pair = state.orders[body["order"]["id"]]
+    stop_leg = pair["leg"][0]
+    assert state.modify(stop_leg["id"], {"stop": "100.10"})[0] == 200
+    assert (stop_leg["stop_price"], pair["leg"][1]["price"]) == (100.10, 102.10)
+    assert state.modify(10**9, {"stop": "1.00"})[0] == 400  # unknown id
