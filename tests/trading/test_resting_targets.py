@@ -338,3 +338,24 @@ def test_fault_fake_modifies_an_oco_leg_by_its_id():
     assert state.modify(stop_leg["id"], {"stop": "100.10"})[0] == 200
     assert (stop_leg["stop_price"], pair["leg"][1]["price"]) == (100.10, 102.10)
     assert state.modify(10**9, {"stop": "1.00"})[0] == 400  # unknown id
+
+
+def test_a_broken_pair_whose_cancel_is_unconfirmed_never_costs_a_sound_pair_its_stop(config):
+    """Live race (found by bench_protection --resting): T1's limit filled, the broker has not
+    confirmed the cancel of its stop leg yet. The T2 pair must be kept (its stop moved to
+    break-even), not cancelled as surplus."""
+    from trading.core import resting
+    from trading.core.types import OrderState
+
+    ledger, trade = memory_run(config, [ENTRY_BAR])
+    t1_head, t1_limit, t2_head, t2_limit = [o for o in trade.orders if o.role != "entry"]
+    assert (t1_limit.role, t2_limit.role) == ("target_one", "target_two")
+    t1_limit.filled_qty, t1_limit.status = 50, OrderState.FILLED  # as the broker reported
+    trade.remaining_qty, trade.partial_done = 50, True
+    refuse = lambda order, **kw: False  # noqa: E731 - the broker has not confirmed yet
+    ledger.cancel = refuse
+    resting.protect_resting(ledger, trade, now=minutes(T, 3))
+    assert t2_head.is_working and t2_limit.is_working
+    assert t2_head.stop_price == D("100.10")  # break-even, by a modify
+    assert t1_head.is_working  # still there until the broker's report arrives
+    assert len(trade.orders) == 5  # nothing new placed over shares still covered
