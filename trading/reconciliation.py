@@ -136,10 +136,25 @@ def _orders_reconcile(broker, now: datetime, summary: dict) -> None:
             order.refresh_from_db()
             if (order.status, order.filled_qty) != before:
                 summary["updated"].append(order.tag)
+    parents_read: set[int] = set()
     for order in Order.objects.filter(
         broker=broker.name, book=Book.ACCOUNT, status__in=WORKING_STATUSES
     ):
         if order.broker_order_id and order.broker_order_id in seen_ids:
+            continue
+        if order.parent_id and order.parent.broker_order_id:
+            # a leg is judged with its order (an OCO pair or bracket placed after the listing
+            # was read): one GET of the parent applies every leg; the leg's own id is unknown
+            # to Tradier's GET, and an unlinked leg never "failed to reach the broker"
+            parent = order.parent
+            if parent.pk in parents_read or parent.broker_order_id in seen_ids:
+                continue
+            parents_read.add(parent.pk)
+            try:
+                remote = broker.order(parent.broker_order_id)
+            except OrderNotFound:
+                continue  # the parent's own turn (or the next run) settles it
+            services.order_apply_remote(order=parent, remote=remote, now=now)
             continue
         if order.broker_order_id:
             try:

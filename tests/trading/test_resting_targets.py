@@ -359,3 +359,28 @@ def test_a_broken_pair_whose_cancel_is_unconfirmed_never_costs_a_sound_pair_its_
     assert t2_head.stop_price == D("100.10")  # break-even, by a modify
     assert t1_head.is_working  # still there until the broker's report arrives
     assert len(trade.orders) == 5  # nothing new placed over shares still covered
+
+
+def test_reconciliation_leaves_pairs_placed_after_its_listing_alone(
+    resting, fake_tradier, config, monkeypatch
+):
+    """Found by bench_protection --resting: the stream's reconnect reconciled with a listing
+    read just before the pairs were POSTed; their limit legs were cancelled as "never reached
+    the broker" (or expired as "vanished": a leg's id is unknown to GET) while they rested."""
+    from trading.reconciliation import reconcile_run
+
+    fake = fake_tradier
+    trade, _ = live_open(fake, config)
+    listing = fake.broker.orders
+    monkeypatch.setattr(
+        fake.broker, "orders", lambda: [o for o in listing() if o.order_class != "oco"]
+    )
+    reconcile_run(now=minutes(T, 2), broker=fake.broker)
+    legs = Order.objects.filter(trade=trade).exclude(role="entry")
+    assert sorted(legs.values_list("role", "status")) == [
+        ("stop", "open"),
+        ("stop", "open"),
+        ("target_one", "open"),
+        ("target_two", "open"),
+    ]
+    assert [status for status, _ in fake_pairs(fake)] == ["open", "open"]
