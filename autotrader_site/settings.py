@@ -421,6 +421,8 @@ ACCOUNT_STREAM_BACKOFF_MAX_SEC = env_float("ACCOUNT_STREAM_BACKOFF_MAX_SEC", 30.
 ACCOUNT_STREAM_SESSION_TTL_SEC = env_float("ACCOUNT_STREAM_SESSION_TTL_SEC", 240.0, minimum=1.0)
 ORDER_CONFIRM_SEC = env_float("ORDER_CONFIRM_SEC", 2.0, minimum=0.1)
 ENTRY_MARKETABLE_OFFSET = env_decimal("ENTRY_MARKETABLE_OFFSET", "0.05", minimum="0")
+# 1: once an entry fills, its targets rest at the broker as OCO pairs with the stop
+RESTING_TARGETS = env_bool("RESTING_TARGETS", False)
 POLYGON_API_KEY = env_str("POLYGON_API_KEY", "")
 POLYGON_REST_URL = env_str("POLYGON_REST_URL", "https://api.polygon.io")
 POLYGON_WS_URL = env_str("POLYGON_WS_URL", "wss://socket.polygon.io/options")

@@ -13,6 +13,14 @@ event (the poll's apply path) and the ledger places the stop at once. Polling mo
 a poller runs the exit manager's tick every EXIT_MANAGER_INTERVAL_SEC as beat would.
 The request budget is off and the fake unlimited here (bench_tradier_budget measures that).
 Runs in a throw-away database `<name>_bench_protection`. Last line: one JSON object.
+
+`--resting` (RESTING_TARGETS=1, stream only): each flow's signal has T1 and T2; after the entry
+fills, the flow waits for both OCO pairs at the fake (the last pair's acceptance ends the time
+any filled share was without a stop), then the tape touches T1 (the T1 limit fills; the T2
+pair's stop leg must move to break-even by a modify, never be cancelled) and then T2. Reported:
+entry fill -> all shares under a stop, T1 fill -> break-even stop at the broker, and the
+seconds any filled quantity spent without a working stop at the broker, per flow.
+`--load-procs N` runs N busy-looping processes for the whole run (the "loaded" figure).
 """
 
 from __future__ import annotations
@@ -133,11 +141,98 @@ class Flows:
         return latency
 
 
+class RestingFlows(Flows):
+    """One flow with resting targets: entry fill -> two OCO pairs -> T1 -> break-even -> T2."""
+
+    def pairs(self, trade, qty: int) -> list[dict] | None:
+        from trading.models import Order
+
+        ids = Order.objects.filter(trade=trade, role="stop", order_class="oco").exclude(
+            broker_order_id=""
+        )
+        found = ids.values_list("broker_order_id", flat=True)
+        nodes = [self.fake.orders.get(int(i)) for i in found]
+        nodes = [n for n in nodes if n is not None]
+        covered = sum(n["leg"][0]["quantity"] for n in nodes if n["leg"][0]["status"] == "open")
+        return nodes if covered >= qty else None
+
+    def one(self, timeout: float) -> dict | None:
+        from strategies.models import Signal
+        from trading.models import Trade
+        from trading.pipeline import signal_handle
+
+        self.i += 1
+        now = T + timedelta(minutes=self.i % 300, seconds=self.i // 300)
+        self.fake.quote("SPY", "449.99", "450.01")
+        signal = Signal.objects.create(
+            setup="EMA_CROSS", symbol="SPY", execution_symbol="SPY", bar_ts=now,
+            entry_price=Decimal("450.00"), stop_price=Decimal("449.00"),
+            target_one=Decimal("451.00"), target_two=Decimal("452.00"),
+            features={"exec_atr": 1.0}, outcome="generated",
+        )  # fmt: skip
+        outcome = signal_handle(signal=signal, now=now, config=self.config)
+        if outcome != "submitted":
+            raise RuntimeError(f"flow {self.i}: signal {outcome}: {signal.checks}")
+        from trading.models import Order
+
+        entry = Order.objects.get(signal=signal, role="entry")
+        trade = Trade.objects.get(signal=signal)
+        t0 = time.time()
+        self.fake.fill(int(entry.broker_order_id), price="450.00")
+        pairs = wait_for(lambda: self.pairs(trade, entry.qty), timeout)
+        if pairs is None:
+            return None
+        covered_at = max(self.fake.created_wall[n["id"]] for n in pairs)
+        t2_pair = next(n for n in pairs if n["leg"][1]["price"] == 452.0)
+        t1_at = time.time()
+        self.fake.tick("SPY", bid="451.00", ask="451.02")  # T1 limit fills at the broker
+        leg = t2_pair["leg"][0]
+        moved = wait_for(lambda: leg["stop_price"] == 450.0 or leg["status"] != "open", timeout)
+        be_at = time.time()
+        kept = leg["status"] == "open" and moved
+        self.fake.tick("SPY", bid="452.00", ask="452.02")  # T2 fills the rest
+
+        def closed():
+            return Trade.objects.filter(pk=trade.pk, status="closed").exists()
+
+        healed = False
+        if not wait_for(closed, timeout):  # the stream missed it (e.g. its lease lapsed)
+            from trading.services import order_sync
+
+            for row in Order.objects.filter(trade=trade, parent__isnull=True):
+                order_sync(order=row, now=now)  # the poll path, as the fallback would
+            healed = True
+            if not wait_for(closed, timeout):
+                rows = list(Order.objects.filter(trade=trade).values_list("role", "status"))
+                print(f"flow {self.i}: trade did not close: {rows}", file=sys.stderr)
+        gap_after_t1 = 0.0 if kept else be_at - t1_at  # the T2 shares lost their stop
+        return {
+            "covered": covered_at - t0,
+            "breakeven": be_at - t1_at,
+            "unprotected": max(covered_at - t0, gap_after_t1),
+            "kept": kept,
+            "healed": healed,
+            "closed": closed(),
+        }
+
+
+def burners(n: int) -> list:
+    """`n` busy-looping processes (the loaded run); the caller stops them by pid."""
+    import subprocess
+
+    code = "while True: pass"
+    return [subprocess.Popen([sys.executable, "-c", code]) for _ in range(n)]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--flows", type=int, default=200)
     parser.add_argument("--poll-flows", type=int, default=12)
+    parser.add_argument("--resting", action="store_true", help="RESTING_TARGETS=1 flows")
+    parser.add_argument("--load-procs", type=int, default=0, help="busy processes meanwhile")
     args = parser.parse_args()
+    if args.resting:
+        os.environ["RESTING_TARGETS"] = "1"
     import django
 
     django.setup()
@@ -147,9 +242,13 @@ def main() -> int:
     db = settings.DATABASES["default"]
     db.setdefault("TEST", {})["NAME"] = f"{db['NAME']}_bench_protection"
     old = setup_databases(verbosity=0, interactive=False, keepdb=False)
+    load = burners(args.load_procs)
     try:
-        return run(args)
+        return run_resting(args) if args.resting else run(args)
     finally:
+        for proc in load:
+            proc.kill()
+            proc.wait()
         from django.db import connection, connections
 
         with connection.cursor() as cursor:  # threads of the run still hold connections
@@ -159,6 +258,87 @@ def main() -> int:
             )
         connections.close_all()
         teardown_databases(old, verbosity=0)
+
+
+def run_resting(args) -> int:
+    """Resting-target flows with the account stream (see the module docstring)."""
+    from django.conf import settings
+
+    from marketdata.clients.tradier_budget import redis_client
+    from marketdata.clients.tradier_http import TradierHTTP
+    from risk.config import RiskConfig
+    from tests.trading.fake_tradier import FakeTradier
+    from trading.account_stream import AccountStream, StreamConfig
+    from trading.brokers import broker_override
+    from trading.brokers.tradier import TradierBroker
+
+    unlimited = {"trading": 10**9, "standard": 10**9, "market": 10**9}
+    fake = FakeTradier(account=f"VA{uuid.uuid4().hex[:8].upper()}", limits=unlimited)
+    fake.cash_start = 10**9  # cash never caps the 100 shares
+    base_url = fake.serve_http()
+    ws_url = fake.start_stream()
+    settings.DRY_RUN = False
+    settings.RESTING_TARGETS = True
+    broker = TradierBroker(
+        http=TradierHTTP(base_url=base_url, token="test-token", timeout=5.0, max_retries=2),
+        account_id=fake.account,
+    )
+    broker_override(broker)
+    config = RiskConfig(
+        risk_per_trade_usd=Decimal("100"), max_concurrent=1000, max_open_orders=10000
+    )
+    flows = RestingFlows(fake, config)
+    result = {
+        "name": "protection_resting",
+        "load_procs": args.load_procs,
+        "load_1m_start": round(os.getloadavg()[0], 2),
+    }
+    stream = AccountStream(
+        StreamConfig(ws_url=ws_url, account=fake.account, confirm_sec=2.0),
+        broker=broker,
+        redis=redis_client(),
+    )
+    holder: dict = {}
+
+    def run_stream():
+        import asyncio
+
+        holder["loop"] = asyncio.new_event_loop()
+        holder["loop"].run_until_complete(stream.run())
+
+    thread = threading.Thread(target=run_stream, daemon=True)
+    thread.start()
+    if not wait_for(lambda: stream.stats.reconciles >= 1, 30):
+        raise RuntimeError("the account stream did not connect")
+    rows, missing = [], 0
+    started = time.monotonic()
+    for _ in range(args.flows):
+        row = flows.one(timeout=10.0)
+        if row is None:
+            missing += 1
+        else:
+            rows.append(row)
+    result["stream"] = {
+        "flows": args.flows,
+        "entry_fill_to_all_shares_stopped_sec": summary([r["covered"] for r in rows]),
+        "t1_fill_to_breakeven_stop_sec": summary([r["breakeven"] for r in rows]),
+        "unprotected_sec": summary([r["unprotected"] for r in rows]),
+        "t2_stop_cancelled_after_t1": sum(not r["kept"] for r in rows),
+        "flows_closed_only_after_a_poll": sum(r["healed"] for r in rows),
+        "flows_not_closed": sum(not r["closed"] for r in rows),
+        "stream_connects": stream.stats.connects,
+        "stream_drops": stream.stats.drops,
+        "flows_without_stop_in_10s": missing,
+        "wall_sec": round(time.monotonic() - started, 1),
+        "events": stream.stats.events,
+    }
+    holder["loop"].call_soon_threadsafe(stream.stop)
+    thread.join(10)
+    result["load_1m_end"] = round(os.getloadavg()[0], 2)
+    fake.close()
+    print(json.dumps(result))
+    bad = missing or any(not r["kept"] for r in rows)
+    return 1 if bad else 0
 
 
 def run(args) -> int:

@@ -126,6 +126,7 @@ class RiskConfig:
     trail_pct: Decimal | None = None
     trail_act_pct: Decimal | None = None
     partial_exit_pct: Decimal = Decimal("0.5")
+    resting_targets: bool = False  # RESTING_TARGETS: T1/T2 rest at the broker (OCO pairs)
     trade_timeout_min: int = 45
     entry_spread_bps: Decimal = Decimal("10")
     entry_limit_offset_bps: Decimal = Decimal("2")
@@ -169,6 +170,7 @@ class RiskConfig:
             trail_pct=_dec(s.TRAIL_PCT),
             trail_act_pct=_dec(s.TRAIL_ACT_PCT),
             partial_exit_pct=_dec(s.PARTIAL_EXIT_PCT),
+            resting_targets=bool(s.RESTING_TARGETS),
             trade_timeout_min=s.TRADE_TIMEOUT_MIN,
             entry_spread_bps=_dec(s.ENTRY_SPREAD_BPS),
             entry_limit_offset_bps=_dec(s.ENTRY_LIMIT_OFFSET_BPS),

@@ -273,6 +273,7 @@ def _answer_record(
                 cause=f"outcome unknown ({unknown}); reconciliation settles by tag"[:255],
                 at=now,
             )
+            _pair_follow(order, now)
             return order
         if not order.broker_order_id:
             order.broker_order_id = ack.id
@@ -289,12 +290,35 @@ def _answer_record(
         if order.status == OrderStatus.SUBMITTED and status != OrderStatus.SUBMITTED:
             order_advance(order, status, cause=f"broker status {ack.status}", at=now)
         children = list(order.children.order_by("id"))
-        legs = ack.legs[1:] if len(ack.legs) == 3 else ack.legs
+        pair = order.order_class == OrderClass.OCO
+        legs = ack.legs[1:] if len(ack.legs) == 3 or pair else ack.legs
         for child, leg in zip(children, legs, strict=False):
             if leg.id and not child.broker_order_id:
                 child.broker_order_id = leg.id
                 child.save(update_fields=["broker_order_id", "updated_at"])
+        if pair:
+            pair_legs_link(order, ack.legs)
+            _pair_follow(order, now)
         return order
+
+
+def _pair_follow(head: Order, now: datetime) -> None:
+    """An OCO's limit leg works from the moment its pair does (status as the head's)."""
+    if head.order_class != OrderClass.OCO or head.parent_id:
+        return
+    for child in head.children.filter(status=OrderStatus.NEW):
+        order_advance(child, head.status, cause="pair leg working", at=now)
+
+
+def pair_legs_link(head: Order, legs) -> None:
+    """Keep the broker's id of an OCO's stop leg on its head row (the head carries the pair's
+    id; a stop move modifies the leg). Paper and placement answers may not list the legs."""
+    if not legs or not legs[0].id or not head.legs:
+        return
+    if head.legs[0].get("id") == legs[0].id:
+        return
+    head.legs = [{**head.legs[0], "id": legs[0].id}, *head.legs[1:]]
+    head.save(update_fields=["legs", "updated_at"])
 
 
 def children_close(order: Order, status: str, now: datetime, cause: str) -> None:
@@ -329,6 +353,10 @@ def broker_cancel(*, order: Order, now: datetime, cause: str, broker: Broker) ->
     order_advance(order, OrderStatus.CANCELLED, cause=cause, at=now)
     if order.parent_id is None:
         children_close(order, OrderStatus.CANCELLED, now, "parent cancelled")
+    elif order.order_class == OrderClass.OCO and order.status == OrderStatus.CANCELLED:
+        head = order.parent  # the broker cancelled the whole pair
+        if head.status in WORKING_STATUSES:
+            order_advance(head, OrderStatus.CANCELLED, cause=f"pair cancelled: {cause}", at=now)
     return order.status == OrderStatus.CANCELLED
 
 
@@ -479,6 +507,18 @@ class OrmLedger:
     @property
     def is_paper(self) -> bool:
         return self.broker.name == "paper"
+
+    @property
+    def resting_targets(self) -> bool:
+        from django.conf import settings
+
+        return bool(settings.RESTING_TARGETS)
+
+    @property
+    def partial_exit_pct(self) -> Decimal:
+        from django.conf import settings
+
+        return Decimal(str(settings.PARTIAL_EXIT_PCT))
 
     # --- reads --------------------------------------------------------------------------
     def live_trades(self, symbol: str | None = None) -> list:
@@ -719,8 +759,47 @@ class OrmLedger:
         )
         return order_submit(order=order, now=now, broker=self.broker)
 
+    def place_pair(self, trade, stop, target, *, now: datetime):
+        """One OCO sent to the broker: the stop leg's row (the head, carrying both legs) and
+        the limit leg's row (its child), committed before the broker is called."""
+        self._wrote()
+        symbol = trade.execution_symbol
+        legs = [
+            {"symbol": symbol, "side": stop.side, "qty": stop.qty, "order_type": OrderType.STOP,
+             "price": None, "stop": str(to_cent(stop.stop))},
+            {"symbol": symbol, "side": target.side, "qty": target.qty,
+             "order_type": OrderType.LIMIT, "price": str(to_cent(target.price)), "stop": None},
+        ]  # fmt: skip
+        base = unique_tag(f"{trade_tag(trade)}-{stop.tag_suffix}")
+        common = {"trade": trade, "signal": trade.signal, "order_class": OrderClass.OCO,
+                  "now": now, "broker": self.broker, "book": self.book}  # fmt: skip
+        head = order_create(
+            symbol=symbol, side=stop.side, qty=stop.qty, order_type=OrderType.STOP,
+            stop=stop.stop, role=stop.role, tag=base, legs=legs, **common,
+        )  # fmt: skip
+        order_create(
+            symbol=symbol, side=target.side, qty=target.qty, order_type=OrderType.LIMIT,
+            price=target.price, role=target.role, tag=unique_tag(f"{base}-{target.tag_suffix}"),
+            parent=head, **common,
+        )  # fmt: skip
+        return order_submit(order=head, now=now, broker=self.broker)
+
     def cancel(self, order, *, now: datetime, cause: str) -> bool:
         return broker_cancel(order=order, now=now, cause=cause, broker=self.broker)
+
+    def _modify_target(self, order) -> str:
+        """The broker id a modify goes to: an OCO head's stop leg (read back once when the
+        placement answer did not list the legs), else the order's own id."""
+        if order.order_class != OrderClass.OCO or order.parent_id or self.is_paper:
+            return order.broker_order_id
+        leg_id = (order.legs or [{}])[0].get("id")
+        if not leg_id:
+            remote = self.broker.order(order.broker_order_id)
+            pair_legs_link(order, remote.legs)
+            leg_id = (order.legs or [{}])[0].get("id")
+        if not leg_id:
+            raise BrokerUnavailable(f"the stop leg of {order.tag} is not known yet")
+        return leg_id
 
     def modify(self, order, *, now: datetime, stop=None, order_type=None) -> bool:
         """Move a stop's trigger, or turn an entry limit into a market order, at the broker
@@ -728,13 +807,15 @@ class OrmLedger:
         changes = {"stop": to_cent(stop)} if stop is not None else {"order_type": order_type}
         if order.broker_order_id:
             try:
-                self.broker.modify(order.broker_order_id, **changes)
+                self.broker.modify(self._modify_target(order), **changes)
             except BrokerError as exc:
                 log.warning("modify of %s refused (%s)", order.tag, exc)
                 return False
         if stop is not None:
             old, order.stop_price = order.stop_price, to_cent(stop)
-            order.save(update_fields=["stop_price", "updated_at"])
+            if order.order_class == OrderClass.OCO and order.legs:  # the pair's stop leg
+                order.legs = [{**order.legs[0], "stop": str(order.stop_price)}, *order.legs[1:]]
+            order.save(update_fields=["stop_price", "legs", "updated_at"])
             cause = f"stop moved {old} -> {order.stop_price}"
         else:
             old, order.order_type, order.price = order.price, order_type, None

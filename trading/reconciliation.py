@@ -115,13 +115,14 @@ def _orders_reconcile(broker, now: datetime, summary: dict) -> None:
     for remote in remote_orders:
         with sending_atomic():
             _remote_apply(remote, broker, now, summary, seen_ids)
+    parents_read: set[int] = set()
     for pk in Order.objects.filter(
         broker=broker.name, book=Book.ACCOUNT, status__in=WORKING_STATUSES
     ).values_list("pk", flat=True):
         with sending_atomic():
             order = Order.objects.filter(pk=pk, status__in=WORKING_STATUSES).first()
             if order is not None:
-                _local_settle(order, broker, now, summary, seen_ids)
+                _local_settle(order, broker, now, summary, seen_ids, parents_read)
 
 
 def _remote_apply(remote, broker, now: datetime, summary: dict, seen_ids: set) -> None:
@@ -152,9 +153,25 @@ def _remote_apply(remote, broker, now: datetime, summary: dict, seen_ids: set) -
             summary["updated"].append(order.tag)
 
 
-def _local_settle(order: Order, broker, now: datetime, summary: dict, seen_ids: set) -> None:
+def _local_settle(
+    order: Order, broker, now: datetime, summary: dict, seen_ids: set, parents_read: set
+) -> None:
     """A working ledger order the broker's list did not show."""
     if order.broker_order_id and order.broker_order_id in seen_ids:
+        return
+    if order.parent_id and order.parent.broker_order_id:
+        # a leg is judged with its order (an OCO pair or bracket placed after the listing
+        # was read): one GET of the parent applies every leg; the leg's own id is unknown
+        # to Tradier's GET, and an unlinked leg never "failed to reach the broker"
+        parent = order.parent
+        if parent.pk in parents_read or parent.broker_order_id in seen_ids:
+            return
+        parents_read.add(parent.pk)
+        try:
+            remote = broker.order(parent.broker_order_id)
+        except OrderNotFound:
+            return  # the parent's own turn (or the next run) settles it
+        services.order_apply_remote(order=parent, remote=remote, now=now)
         return
     if order.broker_order_id:
         try:

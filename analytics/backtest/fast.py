@@ -254,6 +254,8 @@ def kernel_unsupported(frames, config: BacktestConfig, symbols, params: dict) ->
         return "volume-capped (partial) fills"
     if risk.max_daily_loss_usd > 0:
         return "the daily-loss kill switch"
+    if risk.resting_targets:
+        return "resting targets (RESTING_TARGETS: OCO pairs at the broker)"
     if risk.money_rules_active():  # issue 13 rules live in risk.rules only (B)
         return f"money-safety rules {', '.join(risk.money_rules_active())}"
     if not costs.model.frictionless or any(not p.costs.frictionless for p in params.values()):

@@ -153,6 +153,8 @@ class MemoryLedger:
         bars_index: dict | None = None,
     ) -> None:
         self.risk = risk
+        self.resting_targets = risk.resting_targets
+        self.partial_exit_pct = risk.partial_exit_pct
         self.policy_book = policy_book
         self.etf_symbols = etf_symbols
         self.costs = costs
@@ -343,9 +345,23 @@ class MemoryLedger:
             created_at=now,
         )
 
+    def place_pair(self, trade, stop: OrderSpec, target: OrderSpec, *, now: datetime):
+        """One OCO pair: the stop leg (the head) and its limit leg (a child of it)."""
+        head = self.place(trade, stop, now=now)
+        head.order_class = "oco"
+        child = self.place(trade, target, now=now)
+        child.order_class, child.parent_id = "oco", head.pk
+        head.children.append(child)
+        return head
+
     def cancel(self, order, *, now: datetime, cause: str) -> bool:
         if order.status not in WORKING:
             return False
+        if order.order_class == "oco" and order.parent_id is not None:
+            # a pair is cancelled as one order (as at the broker): through its head
+            head = next(o for o in order.trade.orders if o.pk == order.parent_id)
+            if head.status in WORKING:
+                return self.cancel(head, now=now, cause=cause)
         order.status = OrderState.CANCELLED
         if order.parent_id is None:
             for child in order.children:

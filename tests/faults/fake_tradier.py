@@ -333,6 +333,10 @@ class FakeTradierState:
     def modify(self, oid: int, form: dict[str, str]) -> tuple[int, dict]:
         with self.lock:
             record = self.orders.get(oid)
+            leg = record is None  # an OCO/OTOCO leg is modified by its own id
+            if leg:
+                legs = (x for r in self.orders.values() for x in r.get("leg", []))
+                record = next((x for x in legs if x["id"] == oid), None)
             if record is None:
                 return 400, {"errors": {"error": [f"Order {oid} not found"]}}
             if "price" in form:
@@ -341,7 +345,7 @@ class FakeTradierState:
                 record["stop_price"] = float(form["stop"])
             if "type" in form:
                 record["type"] = form["type"]
-            if record["status"] in ("open", "partially_filled"):
+            if not leg and record["status"] in ("open", "partially_filled"):
                 self._maybe_fill(record)  # a limit turned market (or repriced) may trade now
             answer = copy.deepcopy(_fixture("modify_order.json"))
             answer["order"]["id"] = oid

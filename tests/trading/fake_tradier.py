@@ -7,7 +7,10 @@
   length, whole quantities, price/stop by type): a 400 naming the problem.
 - Resting orders filled from a scripted price tape (`quote()` then `tick()`): a buy limit fills
   when the ask reaches it, a sell stop when the bid does, markets at the touch; an OTOCO's exits
-  start working when its entry has filled; a filled/cancelled OCO leg cancels its sibling.
+  start working when its entry has filled; a filled OCO leg cancels its sibling. A partial
+  fill of one leg leaves the sibling at its full quantity (Tradier documents nothing else; the
+  ledger must not rely on the broker shrinking it). A leg's stop or price is modified by the
+  leg's own id (PUT), the pair is cancelled by the parent's id (DELETE).
 - The account event stream: `POST /v1/accounts/events/session` hands out a session id (valid 5
   minutes, one at a time); `start_stream()` runs the websocket on 127.0.0.1 (port 0) that takes
   `{"events":["order"],"sessionid":...}` and sends order events with the documented fields
@@ -423,6 +426,11 @@ class FakeTradier:
 
     def _one(self, request: httpx.Request, order_id: int) -> httpx.Response:
         order = self.orders.get(order_id)
+        if order is None and request.method == "PUT":
+            try:  # a leg of an OCO/OTOCO is modified by its own id ("Modify an order")
+                order, _ = self._find(order_id)
+            except KeyError:
+                order = None
         if order is None:
             return httpx.Response(404, json={"errors": {"error": "Order not found"}})
         if request.method == "GET":

@@ -24,6 +24,8 @@ from trading.core.types import Candidate, OrderSpec, TradePlan
 
 class Ledger(Protocol):
     is_paper: bool  # fills come from bars (paper broker, backtests), not from a broker
+    resting_targets: bool  # RESTING_TARGETS: targets rest at the broker as OCO pairs
+    partial_exit_pct: Decimal  # PARTIAL_EXIT_PCT: the T1 pair's share of what is held
 
     # --- reads ----------------------------------------------------------------------------
     def live_trades(self, symbol: str | None = None) -> list: ...  # pending + open, in order
@@ -55,7 +57,9 @@ class Ledger(Protocol):
     def decision_lock(self) -> AbstractContextManager: ...
     def atomic(self) -> AbstractContextManager: ...
     def place(self, trade, spec: OrderSpec, *, now: datetime): ...
-    def cancel(self, order, *, now: datetime, cause: str) -> bool: ...
+    def place_pair(self, trade, stop: OrderSpec, target: OrderSpec, *,
+                   now: datetime): ...  # fmt: skip  # one OCO: the stop row, its limit child
+    def cancel(self, order, *, now: datetime, cause: str) -> bool: ...  # a pair leg: the pair
     def modify(self, order, *, now: datetime, stop=None, order_type=None) -> bool: ...
     def fill_record(self, order, *, qty: int, price: Decimal, ts: datetime, fill_id: str,
                     fee: Decimal): ...  # fmt: skip

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from risk import rules
 from risk.config import RiskConfig, SymbolParams
 from risk.types import Exposure, Intent
+from trading.core import resting
 from trading.core.entries import bracket_levels, trade_plan
 from trading.core.exits import ExitState, exit_decide
 from trading.core.fills import BarPrices, FillCosts, bar_fills, entry_limit_span
@@ -156,10 +157,11 @@ def _exit_filled(ledger, trade, order, qty: int, price: Decimal, fee: Decimal, t
     if order.role == Role.TARGET_ONE:
         fields["partial_done"] = True
     ledger.trade_set(trade, **fields)
+    resting.sibling_done(ledger, order, now=ts)  # paper: a filled pair leg ends its pair
     if trade.remaining_qty == 0:
         reason = trade.exit_reason or REASON_OF_ROLE.get(order.role, order.role)
         for other in ledger.working(trade):
-            if other.pk != order.pk:
+            if other.pk != order.pk and not resting.broker_cancels(ledger, order, other):
                 cancel(ledger, other, now=ts, cause="trade closed")
         trade_close(ledger, trade, now=ts, status=TradeState.CLOSED, reason=reason)
     elif order.role in PROTECTIVE_ROLES:
@@ -263,7 +265,8 @@ def protect(ledger, trade, *, now: datetime):
     """Make sure an open trade has exactly one working stop for its remaining quantity at
     `trade.stop_price` (minus what a working exit or T1 order already sells). Same quantity,
     new price -> modify; different quantity -> cancel and replace. A broker bracket's OCO legs
-    cover the quantity themselves: only its stop price may move."""
+    cover the quantity themselves: only its stop price may move. With RESTING_TARGETS the
+    cover is OCO pairs at the broker (`resting.protect_resting`)."""
     trade = ledger.refresh(trade)
     if trade.status != TradeState.OPEN or trade.remaining_qty <= 0:
         return None
@@ -278,6 +281,8 @@ def protect(ledger, trade, *, now: datetime):
         if stops[0].stop_price != to_cent(trade.stop_price):
             stop_move(ledger, stops[0], stop=trade.stop_price, now=now)
         return stops[0]
+    if resting.enabled(ledger):
+        return resting.protect_resting(ledger, trade, now=now)
     keep = None
     for stop in stops:
         if keep is None and stop.qty - stop.filled_qty == needed and needed > 0:
@@ -394,7 +399,8 @@ def manage_exits(
             trail_high=trade.trail_high,
             trail_active=trade.trail_active,
             deadline=trade.deadline,
-            bracket=any(o.parent_id for o in legs),
+            # targets resting at the broker (a bracket, or OCO pairs) fill there, not on bars
+            bracket=any(o.parent_id for o in legs) or resting.enabled(ledger),
         )
         cross = bar is not None and cross_down is not None and cross_down(trade.symbol)
         action = exit_decide(

@@ -62,7 +62,10 @@ def order_apply_remote(*, order: Order, remote, now: datetime) -> Order:
     """Apply a broker report: new fills first (through the lifecycle), then the status."""
     from trading.services.trades import fill_apply
 
-    if order.order_class == OrderClass.OTOCO and order.parent_id is None and len(remote.legs) == 3:
+    if order.parent_id is None and (
+        (order.order_class == OrderClass.OTOCO and len(remote.legs) == 3)
+        or (order.order_class == OrderClass.OCO and len(remote.legs) == 2)
+    ):
         return _bracket_apply_remote(order=order, remote=remote, now=now)
     status = BROKER_STATUS.get(str(remote.status).lower(), None)
     if remote.filled_qty and remote.filled_qty > order.filled_qty:
@@ -91,7 +94,13 @@ def order_apply_remote(*, order: Order, remote, now: datetime) -> Order:
 
 def _bracket_apply_remote(*, order: Order, remote, now: datetime) -> Order:
     """A Tradier OTOCO reports its legs: leg 0 is our entry row, legs 1-2 our children (in
-    creation order). Link the legs' broker ids, then apply each leg (entry first)."""
+    creation order); an OCO pair (resting targets) likewise: leg 0 the stop (our head row,
+    which keeps the leg's id for stop moves), leg 1 the limit. Link the legs' broker ids, then
+    apply each leg (leg 0 first)."""
+    from trading.orm_ledger import pair_legs_link
+
+    if order.order_class == OrderClass.OCO:
+        pair_legs_link(order, remote.legs)
     children = list(order.children.order_by("id"))
     for child, leg in zip(children, remote.legs[1:], strict=False):
         if leg.id and not child.broker_order_id:
