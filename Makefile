@@ -41,10 +41,9 @@ services:
 # `make faults` keep PostgreSQL's default (synchronous_commit=on).
 TEST_PGOPTIONS ?= -c synchronous_commit=off
 # The suite waits on PostgreSQL, Redis and the processes it starts more than it computes, so it
-# can run in pytest-xdist workers (each with its own test database and Redis database, see
-# tests/xdist_workers.py; the fault scenarios stay together in one of them): TEST_WORKERS=2.
-# The default stays one process until a whole clean-clone run with 2 workers has passed.
-TEST_WORKERS ?= 0
+# runs in two pytest-xdist workers (each with its own test database and Redis database, and the
+# fault scenarios together in one of them: tests/xdist_workers.py). TEST_WORKERS=0: one process.
+TEST_WORKERS ?= 2
 
 test: $(VENV)/.dev-installed services
 	bash tests/browser/ensure_chromium.sh
