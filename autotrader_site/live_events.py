@@ -100,8 +100,16 @@ def _send(kinds: set[str]) -> None:
 
 def _server_thread() -> bool:
     """True in a sync thread an ASGI server's loop started (sync_to_async): async_to_sync
-    runs the send on that loop."""
-    return getattr(SyncToAsync.threadlocal, "main_event_loop_pid", None) == os.getpid()
+    runs the send on that loop. asgiref never clears its thread-local, so a thread that once
+    ran sync code for a loop since stopped (a test's communicator) still names it: only a
+    running loop counts."""
+    local = SyncToAsync.threadlocal
+    loop = getattr(local, "main_event_loop", None)
+    return (
+        getattr(local, "main_event_loop_pid", None) == os.getpid()
+        and loop is not None
+        and loop.is_running()
+    )
 
 
 _kept: tuple[int, asyncio.AbstractEventLoop] | None = None

@@ -65,22 +65,26 @@ def test_a_retried_bar_still_resumes_its_undecided_signals(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_bar_with_one_approved_signal_costs_47_queries(settings):
+def test_a_bar_with_one_approved_signal_costs_54_queries(settings):
     """Pins the statements of a bar whose one signal is approved and sent (paper, DRY_RUN,
     nothing held before). Each stage's statements, as the code issues them:
 
     claim, 7: live-state read, stored-bar catch-up read, cooldown read (only because a setup
       fired), BEGIN, INSERT feature snapshot, INSERT signal, COMMIT;
+    halt lift, 1: the daily-loss halt's resume time, read before the bar's decisions;
     risk values, 2: the symbol override read by the step's cache and again by signal_handle;
     decision under the lock, 23: BEGIN, advisory lock, outcome re-read, 10 exposure reads (fill
       notional, positions, live trades, working orders, working-entry count, held positions,
       day P&L, open trades, trading state, trades of the symbol), approve the signal (SAVEPOINT,
       SELECT, UPDATE, RELEASE), INSERT trade, tag check, INSERT order, INSERT order event,
       UPDATE entry plan, COMMIT;
-    send, 11: order read, BEGIN, order re-read, UPDATE request, UPDATE broker id, UPDATE
-      submitted, INSERT event, UPDATE open, INSERT event, order read, COMMIT;
+    send, 17 (the broker is called with no transaction open): order read, send lock
+      (pg_advisory_lock); the claim's own transaction, 6: BEGIN, order re-read FOR UPDATE,
+      UPDATE request, UPDATE submitted, INSERT event, COMMIT; the answer's own transaction, 8:
+      BEGIN, order re-read FOR UPDATE, UPDATE broker id, INSERT event (accepted), UPDATE open,
+      INSERT event, children read, COMMIT; send unlock;
     outcome, 4: BEGIN, signal read, UPDATE outcome, COMMIT.
-    7 + 2 + 23 + 11 + 4 = 47. Far from the quiet bar's 3: a regression guard, not the goal.
+    7 + 1 + 2 + 23 + 17 + 4 = 54. Far from the quiet bar's 3: a regression guard, not the goal.
     The setup registry's change check (one query, at most once a second per process) may land
     on any bar; it is counted apart."""
     settings.ENABLED_SETUPS = ["EMA_CROSS"]
@@ -105,4 +109,4 @@ def test_a_bar_with_one_approved_signal_costs_47_queries(settings):
     signals, count, registry = found
     assert [s.outcome for s in signals] == ["dry_run"]
     assert registry <= 1
-    assert count == 47
+    assert count == 54
