@@ -52,7 +52,7 @@ test: $(VENV)/.dev-installed services
 	$(BIN)/ruff format --check .
 	DATABASE_URL=$${DATABASE_URL:-$(TEST_DATABASE_URL)} REDIS_URL=$${REDIS_URL:-$(TEST_REDIS_URL)} \
 	PGOPTIONS="$(TEST_PGOPTIONS)" CELERY_TASK_ALWAYS_EAGER=1 \
-	$(PY) -m pytest -p tests.xdist_workers -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest -p tests.xdist_workers -n $(TEST_WORKERS) --dist loadgroup --durations=40 $(PYTEST_ARGS)
 
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check --fix .
