@@ -26,6 +26,7 @@ seconds any filled quantity spent without a working stop at the broker, per flow
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import random
@@ -62,6 +63,31 @@ def summary(values):
         "max": round(max(values), 4) if values else None,
         "mean": round(statistics.fmean(values), 4) if values else None,
     }
+
+
+class StreamThread:
+    """`run_account_stream`'s AccountStream on its own event loop in a daemon thread."""
+
+    def __init__(self, fake, broker, ws_url: str):
+        from marketdata.clients.tradier_budget import redis_client
+        from trading.account_stream import AccountStream, StreamConfig
+
+        self.stream = AccountStream(
+            StreamConfig(ws_url=ws_url, account=fake.account, confirm_sec=2.0),
+            broker=broker,
+            redis=redis_client(),
+        )
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(
+            target=lambda: self.loop.run_until_complete(self.stream.run()), daemon=True
+        )
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.loop.call_soon_threadsafe(self.stream.stop)
+        self.thread.join(10)
 
 
 def wait_for(predicate, timeout):
@@ -264,11 +290,9 @@ def run_resting(args) -> int:
     """Resting-target flows with the account stream (see the module docstring)."""
     from django.conf import settings
 
-    from marketdata.clients.tradier_budget import redis_client
     from marketdata.clients.tradier_http import TradierHTTP
     from risk.config import RiskConfig
     from tests.trading.fake_tradier import FakeTradier
-    from trading.account_stream import AccountStream, StreamConfig
     from trading.brokers import broker_override
     from trading.brokers.tradier import TradierBroker
 
@@ -293,21 +317,9 @@ def run_resting(args) -> int:
         "load_procs": args.load_procs,
         "load_1m_start": round(os.getloadavg()[0], 2),
     }
-    stream = AccountStream(
-        StreamConfig(ws_url=ws_url, account=fake.account, confirm_sec=2.0),
-        broker=broker,
-        redis=redis_client(),
-    )
-    holder: dict = {}
-
-    def run_stream():
-        import asyncio
-
-        holder["loop"] = asyncio.new_event_loop()
-        holder["loop"].run_until_complete(stream.run())
-
-    thread = threading.Thread(target=run_stream, daemon=True)
-    thread.start()
+    runner = StreamThread(fake, broker, ws_url)
+    stream = runner.stream
+    runner.start()
     if not wait_for(lambda: stream.stats.reconciles >= 1, 30):
         raise RuntimeError("the account stream did not connect")
     rows, missing = [], 0
@@ -332,8 +344,7 @@ def run_resting(args) -> int:
         "wall_sec": round(time.monotonic() - started, 1),
         "events": stream.stats.events,
     }
-    holder["loop"].call_soon_threadsafe(stream.stop)
-    thread.join(10)
+    runner.stop()
     result["load_1m_end"] = round(os.getloadavg()[0], 2)
     fake.close()
     print(json.dumps(result))
@@ -344,11 +355,9 @@ def run_resting(args) -> int:
 def run(args) -> int:
     from django.conf import settings
 
-    from marketdata.clients.tradier_budget import redis_client
     from marketdata.clients.tradier_http import TradierHTTP
     from risk.config import RiskConfig
     from tests.trading.fake_tradier import FakeTradier
-    from trading.account_stream import AccountStream, StreamConfig
     from trading.brokers import broker_override
     from trading.brokers.tradier import TradierBroker
     from trading.pipeline import exits_tick_run
@@ -371,22 +380,10 @@ def run(args) -> int:
     result = {"name": "protection", "load_1m_start": round(os.getloadavg()[0], 2)}
 
     # --- with the account stream ---------------------------------------------------------
-    stream = AccountStream(
-        StreamConfig(ws_url=ws_url, account=fake.account, confirm_sec=2.0),
-        broker=broker,
-        redis=redis_client(),
-    )
-    holder: dict = {}
-
-    def run_stream():
-        import asyncio
-
-        holder["loop"] = asyncio.new_event_loop()
-        holder["loop"].run_until_complete(stream.run())
-
-    thread = threading.Thread(target=run_stream, daemon=True)
+    runner = StreamThread(fake, broker, ws_url)
+    stream = runner.stream
     if args.flows:
-        thread.start()
+        runner.start()
         if not wait_for(lambda: stream.stats.reconciles >= 1, 30):
             raise RuntimeError("the account stream did not connect")
     latencies, missing = [], 0
@@ -406,8 +403,7 @@ def run(args) -> int:
         "confirm_reads": stream.stats.confirmed,
     }
     if args.flows:
-        holder["loop"].call_soon_threadsafe(stream.stop)
-        thread.join(10)
+        runner.stop()
 
     # --- polling fallback (no stream): the exit manager's tick every interval -------------
     interval = float(settings.EXIT_MANAGER_INTERVAL_SEC)
