@@ -268,6 +268,21 @@ def _db_sessions() -> int:
         return int(cursor.fetchone()[0])
 
 
+def _db_sessions_settled(page) -> int:
+    """The session count once nothing else is still closing: two reads in a row that differ by
+    exactly one (the first read's own session). On a loaded machine the sessions of the page's
+    first load are counted late; starting the idle window before they land would blame them on
+    the idle page."""
+    previous = in_thread(_db_sessions)
+    for _ in range(40):
+        page.wait_for_timeout(500)
+        current = in_thread(_db_sessions)
+        if current - previous == 1:
+            return current
+        previous = current
+    raise AssertionError("the database session count never settled (another client is active)")
+
+
 def _entry_filled(price: Decimal) -> int:
     """What the trading stage commits when an entry fills: the order and its fill, at once."""
     from django.db import transaction
@@ -318,7 +333,7 @@ def test_a_fill_reaches_the_dashboard_pushed_not_polled(
     assert page.locator("#fills-table tbody tr").count() == 0
 
     # Idle: the open page costs the database nothing (the old page polled ~9 queries/s).
-    before = in_thread(_db_sessions)  # this read's own session is counted when it closes
+    before = _db_sessions_settled(page)  # this read's own session is counted when it closes
     page.wait_for_timeout(3000)
     idle_sessions = in_thread(_db_sessions) - before - 1
     assert idle_sessions == 0
