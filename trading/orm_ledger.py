@@ -473,6 +473,15 @@ def _active_trades_gauge() -> None:
 
 
 # --- the Ledger --------------------------------------------------------------------------------
+def _planned_price(order) -> Decimal:
+    """The price an entry was planned on: its signal's, else its own limit (0 if neither is
+    known, so only the limit, if any, is reserved)."""
+    signal = order.signal
+    if signal is not None and signal.entry_price:
+        return Decimal(signal.entry_price)
+    return Decimal(order.price) if order.price is not None else ZERO
+
+
 class OrmLedger:
     """The lifecycle's ledger over the database and a broker (live or paper).
 
@@ -661,19 +670,20 @@ class OrmLedger:
         }
 
     def pending_entries(self) -> list:
-        """(symbol, unfilled qty, worst-case price) of working entry orders: the limit, or the
-        signal's price as the symbol's cost model fills a market buy."""
-        models: dict = {}
-        out = []
+        """The unfilled part of every working entry order, with the price it was planned on
+        (risk.exposure prices each at its worst fill plus fees)."""
+        from risk.exposure import WorkingEntry
+
         rows = working_orders(book=self.book).filter(role=OrderRole.ENTRY).select_related("signal")
-        for order in rows:
-            worst = order.price
-            if worst is None and order.signal is not None and order.signal.entry_price:
-                if order.symbol not in models:
-                    models[order.symbol] = self.cost_model(order.symbol)
-                worst = models[order.symbol].market_fill("buy", Decimal(order.signal.entry_price))
-            out.append((order.symbol, order.qty - order.filled_qty, worst))
-        return out
+        return [
+            WorkingEntry(
+                symbol=order.symbol,
+                qty=order.qty - order.filled_qty,
+                limit_price=order.price,
+                reference_price=_planned_price(order),
+            )
+            for order in rows
+        ]
 
     def cost_model(self, symbol: str):
         """The symbol's cost model: the paper broker's account-wide one (the settings' live),

@@ -61,7 +61,8 @@ COVERS = (
     "(else the clock rules and bar-less fills of the core apply: fast.kernel_unsupported)",
     "protection: one stop for the remaining quantity",
     "risk: " + ", ".join(BIT_CODES) + ", market holiday/closed, window, symbol lists",
-    "cash: working entries reserve qty x their limit (a market entry: the signal's price), "
+    "cash: working entries reserve qty x their worst fill (a market entry: the signal's "
+    "price; a pegged limit: the larger of its limit and that market fallback), "
     "sizing keeps MIN_CASH_USD out, INSUFFICIENT_CASH judges what is left",
 )
 
@@ -361,7 +362,9 @@ def lifecycle_kernel(
                 t = live[j]
                 if e_kind[t] != 0:
                     open_orders += 1
-                    pending += qty[t] * (e_px[t] if e_kind[t] == 1 else s_entry[t])
+                    # a pegged limit goes to market after its timeout: the larger of the two
+                    worst = max(e_px[t], s_entry[t]) if e_kind[t] == 1 else s_entry[t]
+                    pending += qty[t] * worst
                 if x_on[t]:
                     open_orders += 1
             spendable = cash - pending

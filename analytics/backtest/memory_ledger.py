@@ -253,7 +253,6 @@ class MemoryLedger:
             cash=self.cash,
             buying_power=self.cash,
             with_day_pnl=self.risk.max_daily_loss_usd > 0,
-            costs=self.risk.costs,
             idea_window_sec=self.risk.idea_window_sec,
         )
 
@@ -269,16 +268,27 @@ class MemoryLedger:
         return {s: abs(p.qty) * p.avg_price for s, p in self.positions.items() if p.qty != 0}
 
     def pending_entries(self) -> list:
+        from risk.exposure import WorkingEntry
+
         out = []
         for trade in self.live:
             for order in trade.orders:
                 if order.role == Role.ENTRY and order.status in WORKING:
-                    worst = order.price
-                    if worst is None and trade.candidate.entry is not None:
-                        model = self._model(order.symbol)
-                        worst = model.market_fill("buy", Decimal(trade.candidate.entry))
-                    out.append((order.symbol, order.qty - order.filled_qty, worst))
+                    planned = trade.candidate.entry if trade.candidate.entry is not None else None
+                    if planned is None:
+                        planned = order.price if order.price is not None else 0
+                    out.append(
+                        WorkingEntry(
+                            symbol=order.symbol,
+                            qty=order.qty - order.filled_qty,
+                            limit_price=order.price,
+                            reference_price=Decimal(planned),
+                        )
+                    )
         return out
+
+    def cost_model(self, symbol: str):
+        return self._model(symbol)
 
     def balances(self):
         return self.cash, self.cash

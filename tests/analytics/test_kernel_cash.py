@@ -64,16 +64,28 @@ def test_min_cash_is_kept_out_of_sizing_and_judged_on_what_is_left():
     assert bits == [QTY_ZERO | INSUFFICIENT_CASH] * 2
 
 
-def test_a_pegged_limit_reserves_at_its_limit_price():
-    # 10 bps below $100.00: limit = round_half_up(10000 x 0.999) = 9990 cents. The first
-    # entry buys floor(2000 / 100) = 20 shares (sized at the signal's price) and reserves
-    # 20 x 99.90 = 1998.00; the second ($2.00 entry, $1.00 stop: 100 shares by risk) gets
-    # floor((2000 - 1998) / 2) = 1 share. Reserved at $100.00 it would have had 0.
+def test_a_pegged_limit_below_the_signal_reserves_its_market_fallback():
+    # 10 bps below $100.00: limit = round_half_up(10000 x 0.999) = 9990 cents, but the limit
+    # becomes a market order at the signal's $100.00 after its timeout, so it reserves the
+    # larger: 20 x 100.00 = 2000.00 of the $2,000 (the first is sized floor(2000 / 100) = 20).
+    # The second ($2.00 entry, $1.00 stop) has 0 left: 0 shares. Reserved at the limit it would
+    # have had floor((2000 - 1998) / 2) = 1.
     ok, qty, bits = _kernel(
         cash_c=200_000, min_cash_c=0, entries=(10_000, 200), stops=(9_900, 100),
         use_limit=True, offset2=20,
     )  # fmt: skip
-    assert qty == [20, 1] and ok == [True, True] and bits == [0, 0]
+    assert qty == [20, 0] and ok == [True, False] and bits == [0, QTY_ZERO]
+
+
+def test_a_pegged_limit_above_the_signal_reserves_its_limit():
+    # 10 bps above: limit = round_half_up(10000 x 1.001) = 10010 cents. $2,010: the first is
+    # sized floor(2010 / 100.00) = 20 and reserves 20 x 100.10 = 2002.00; the second gets
+    # floor((2010 - 2002) / 2) = 4 shares (at the signal's price it would have had 5).
+    ok, qty, bits = _kernel(
+        cash_c=201_000, min_cash_c=0, entries=(10_000, 200), stops=(9_900, 100),
+        use_limit=True, offset2=-20,
+    )  # fmt: skip
+    assert qty == [20, 4] and ok == [True, True] and bits == [0, 0]
 
 
 @pytest.mark.parametrize(

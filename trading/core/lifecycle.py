@@ -485,24 +485,30 @@ def exposure(
     cash=None,
     buying_power=None,
     with_day_pnl=True,
-    costs=None,
     idea_window_sec: int | None = None,
 ):
     """Everything the risk rules read, from the ledger in one place (call it inside the
-    decision lock): live trades, working non-protective orders, position notional, working
-    entries' worst-case notional (the cash they reserve), ideas in flight, day P&L, state."""
-    if costs is None:
-        from risk.costs import cost_model_from_settings
+    decision lock): live trades, working non-protective orders, position notional, and the
+    money-safety fields of risk.exposure (what working entries reserve at their worst fill plus
+    fees, ideas in flight, what live trades lose if stopped), day P&L, state. Every symbol is
+    priced with its own cost model (`ledger.cost_model`)."""
+    from risk.exposure import money_exposure
 
-        costs = cost_model_from_settings()
+    if idea_window_sec is None:
+        from django.conf import settings
+
+        idea_window_sec = settings.RISK_IDEA_WINDOW_SEC
+    models: dict = {}
+
+    def costs_for(symbol: str):
+        if symbol not in models:
+            models[symbol] = ledger.cost_model(symbol)
+        return models[symbol]
+
     trades = ledger.live_trades()
     by_symbol: dict[str, int] = {}
     for trade in trades:
         by_symbol[trade.execution_symbol] = by_symbol.get(trade.execution_symbol, 0) + 1
-    pending: dict[str, Decimal] = {}
-    for symbol, open_qty, worst in ledger.pending_entries():
-        if worst is not None and open_qty > 0:
-            pending[symbol] = pending.get(symbol, ZERO) + Decimal(open_qty) * Decimal(worst)
     return Exposure(
         open_trades=len(trades),
         open_orders=ledger.open_order_count(),
@@ -512,23 +518,23 @@ def exposure(
         buying_power=buying_power,
         day_pnl=day_pnl(ledger, now=now) if with_day_pnl else ZERO,
         trading_state=ledger.trading_state(),
-        pending_notional_by_symbol=pending,
-        pending_cash=sum(pending.values(), ZERO),
-        ideas=_ideas(ledger, trades, now=now, window_sec=idea_window_sec),
-        open_risk=_open_risk(trades, costs),
+        **money_exposure(
+            now=now,
+            working_entries=ledger.pending_entries(),
+            idea_rows=_idea_rows(ledger, trades, now=now, window_sec=idea_window_sec),
+            live_trades=_live_trade_rows(trades, costs_for),
+            window_sec=idea_window_sec,
+            costs_for=costs_for,
+        ),
     )
 
 
-def _ideas(ledger, live, *, now: datetime, window_sec: int | None):
-    """risk.exposure.ideas_in_window: live trades, and trades decided within the window
+def _idea_rows(ledger, live, *, now: datetime, window_sec: int) -> list:
+    """risk.exposure.IdeaRow of the live trades and of the trades decided within the window
     before `now` (never after it: a replay of an earlier day must not see a later run's
     trades)."""
-    from risk.exposure import IdeaRow, ideas_in_window
+    from risk.exposure import IdeaRow
 
-    if window_sec is None:
-        from django.conf import settings
-
-        window_sec = settings.RISK_IDEA_WINDOW_SEC
     live_ids = {id(t) for t in live}
     live_pks = {getattr(t, "pk", None) for t in live} - {None}
     rows = [IdeaRow(t.setup, t.execution_symbol, t.created_at, True) for t in live]
@@ -536,7 +542,7 @@ def _ideas(ledger, live, *, now: datetime, window_sec: int | None):
         if id(t) in live_ids or getattr(t, "pk", None) in live_pks:
             continue
         rows.append(IdeaRow(t.setup, t.execution_symbol, t.created_at, False))
-    return ideas_in_window(rows, now=now, window_sec=window_sec)
+    return rows
 
 
 def _reference_price(trade) -> Decimal | None:
@@ -548,10 +554,10 @@ def _reference_price(trade) -> Decimal | None:
     return None
 
 
-def _open_risk(trades, costs) -> Decimal:
-    """risk.exposure.open_risk of the live trades: open ones at their fill and remaining qty,
+def _live_trade_rows(trades, costs_for) -> list:
+    """risk.exposure.LiveTrade of the live trades: open ones at their fill and remaining qty,
     pending ones at the worst-case market fill of their reference price."""
-    from risk.exposure import LiveTrade, open_risk
+    from risk.exposure import LiveTrade
 
     rows = []
     for trade in trades:
@@ -561,10 +567,11 @@ def _open_risk(trades, costs) -> Decimal:
             ref = _reference_price(trade)
             if ref is None:
                 continue
+            costs = costs_for(trade.execution_symbol.upper())
             qty, entry = trade.qty, costs.market_fill("buy", ref)
         stop = None if trade.stop_price is None else Decimal(trade.stop_price)
         rows.append(LiveTrade(trade.execution_symbol, qty, entry, stop))
-    return open_risk(rows, lambda _symbol: costs)
+    return rows
 
 
 def day_start(now: datetime) -> datetime:
