@@ -59,7 +59,8 @@ def order_sync(*, order: Order, now: datetime, broker: Broker | None = None) -> 
 
 
 def order_apply_remote(*, order: Order, remote, now: datetime) -> Order:
-    """Apply a broker report: new fills first (through the lifecycle), then the status."""
+    """Apply a broker report: new fills first (through the lifecycle, each booking its fee
+    from the symbol's cost model: the report carries no commission), then the status."""
     from trading.services.trades import fill_apply
 
     if order.parent_id is None and (
