@@ -39,6 +39,10 @@ def costs(settings):
         setattr(settings, name, value)
 
 
+# Every test runs with the live broker in use (`fake_tradier`: the Tradier broker over the
+# fake, which carries no cost model of its own), as the live processes do.
+
+
 def _order(tag: str, broker_id: str, side: str, qty: int) -> Order:
     return Order.objects.create(
         tag=tag,
@@ -61,7 +65,7 @@ def _apply(order: Order, status: str, filled: int, avg: str, at: int) -> None:
     order_apply_remote(order=order, remote=remote, now=minutes(T, at))
 
 
-def test_polled_fills_book_the_cost_model_fee_commission_once_per_order(costs):
+def test_polled_fills_book_the_cost_model_fee_commission_once_per_order(costs, fake_tradier):
     buy = _order("fee-buy", "501", "buy", 100)
     _apply(buy, "filled", 100, "186.10", 1)
     sell = _order("fee-sell", "502", "sell", 100)
@@ -86,7 +90,7 @@ def test_polled_fills_book_the_cost_model_fee_commission_once_per_order(costs):
     assert position.qty == 0 and position.realized_pnl == D("116.45")
 
 
-def test_a_fill_delivered_twice_books_one_fill_and_one_fee(costs):
+def test_a_fill_delivered_twice_books_one_fill_and_one_fee(costs, fake_tradier):
     order = _order("fee-dup", "601", "sell", 50)
     stale = Order.objects.get(pk=order.pk)  # a second reader (stream vs poll) holding the row
     _apply(order, "filled", 50, "200.00", 1)
