@@ -105,6 +105,20 @@ def test_a_fill_delivered_twice_books_one_fill_and_one_fee(costs, fake_tradier):
     assert position.qty == -50 and position.realized_pnl == D("-1.54")
 
 
+def test_a_poll_racing_the_stream_books_only_the_new_execution(costs, fake_tradier):
+    """The poll read the order before the stream booked its first execution: its report of
+    the whole fill adds only the rest, priced from the broker's average, without a second
+    per-order commission."""
+    order = _order("fee-race", "701", "sell", 100)
+    stale = Order.objects.get(pk=order.pk)  # the poll's row, read before any fill
+    _apply(order, "partially_filled", 40, "187.00", 1)  # the stream: 40 @ 187.00
+    _apply(stale, "filled", 100, "187.30", 2)  # the poll, from its stale row
+    fills = list(Fill.objects.filter(order=order).order_by("id").values_list("qty", "price", "fee"))
+    # 40 @ 187.00: 1.42 (as in the first test); the rest: (100 x 187.30 - 40 x 187.00) / 60
+    # = 187.50, fee 60 x 0.005 = 0.30 + SEC 0.31275 -> 0.32 + TAF 0.00996 -> 0.01 = 0.63
+    assert fills == [(40, D("187.00"), D("1.42")), (60, D("187.50"), D("0.63"))]
+
+
 def test_stream_and_poll_of_partial_fills_charge_the_commission_once(costs, fake_tradier):
     """Tradier's event of each execution and the poll of the same order: whichever comes first
     books the fill, the other nothing; the second execution pays no per-order commission."""
