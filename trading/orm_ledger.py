@@ -391,15 +391,27 @@ def _cancel_confirmed(order: Order, now: datetime, broker: Broker) -> bool:
 
 # --- fills and positions -----------------------------------------------------------------------
 def fill_record(
-    *, order: Order, qty: int, price: Decimal, ts: datetime, fill_id: str, fee: Decimal
+    *,
+    order: Order,
+    qty: int,
+    price: Decimal,
+    ts: datetime,
+    fill_id: str,
+    fee: Decimal | None,
+    cost_model=None,
 ) -> Fill | None:
     """The Fill row (once per broker fill id), the order's filled quantity, average price and
-    status, and the net position. Call inside a transaction: the order row is locked."""
+    status, and the net position. Call inside a transaction: the order row is locked.
+    `fee` None (a broker's fill): `cost_model(symbol).fill_fee` of the quantity recorded, the
+    per-order commission on the order's first fill only, read under the lock so a fill
+    delivered twice or racing another report is charged once (`broker_fill_fee`)."""
     order = Order.objects.select_for_update().get(pk=order.pk)
     qty = min(int(qty), order.qty - order.filled_qty)
     if qty <= 0:
         return None
     price = to_cent(price)
+    if fee is None:
+        fee = broker_fill_fee(order, qty, price, cost_model=cost_model)
     try:
         with transaction.atomic():
             fill = Fill.objects.create(
@@ -428,6 +440,28 @@ def fill_record(
         order_advance(order, status, cause=cause, at=ts)
     _position_apply(order.symbol, order.side, qty, price, fee, book=order.book)
     return fill
+
+
+def broker_fill_fee(order: Order, qty: int, price: Decimal, *, cost_model=None) -> Decimal:
+    """The fee of a broker-reported fill of `qty` at `price` (Tradier's order reports carry no
+    commission): the symbol's cost model, as paper and the backtests charge it, the per-order
+    commission when nothing of the (locked) order has filled yet. `cost_model(symbol)` gives
+    the model (default: the settings with the symbol's override)."""
+    if cost_model is None:
+        cost_model = symbol_cost_model
+    return cost_model(order.symbol).fill_fee(
+        order.side, qty, price, first_fill=order.filled_qty == 0
+    )
+
+
+def symbol_cost_model(symbol: str, base=None):
+    """The symbol's cost model: `base` (default: the settings' model) with the symbol's
+    override row applied."""
+    from risk.costs import cost_model_for, cost_model_from_settings
+    from risk.models import SymbolOverride
+
+    base = base if base is not None else cost_model_from_settings()
+    return cost_model_for(base, SymbolOverride.objects.filter(symbol=symbol.upper()).first())
 
 
 def _position_apply(
@@ -688,12 +722,8 @@ class OrmLedger:
     def cost_model(self, symbol: str):
         """The symbol's cost model: the paper broker's account-wide one (the settings' live),
         with the symbol's override row applied."""
-        from risk.costs import cost_model_for, cost_model_from_settings
-        from risk.models import SymbolOverride
-
         costs = getattr(self.broker, "costs", None)
-        base = costs.model if costs is not None else cost_model_from_settings()
-        return cost_model_for(base, SymbolOverride.objects.filter(symbol=symbol.upper()).first())
+        return symbol_cost_model(symbol, costs.model if costs is not None else None)
 
     def realized_between(self, start: datetime, end: datetime) -> Decimal:
         return Trade.objects.filter(
@@ -838,7 +868,15 @@ class OrmLedger:
 
     def fill_record(self, order, *, qty, price, ts, fill_id, fee):
         self._wrote()
-        return fill_record(order=order, qty=qty, price=price, ts=ts, fill_id=fill_id, fee=fee)
+        return fill_record(
+            order=order,
+            qty=qty,
+            price=price,
+            ts=ts,
+            fill_id=fill_id,
+            fee=fee,
+            cost_model=self.cost_model,
+        )
 
     def bracket_activate(self, order, trade, *, now: datetime) -> None:
         """Tradier activates a bracket's legs itself; the paper book does it here and trims

@@ -127,6 +127,7 @@ class SimFill:
     order: SimOrder
     qty: int
     price: Decimal
+    fee: Decimal = ZERO
 
 
 @dataclass
@@ -391,6 +392,10 @@ class MemoryLedger:
         if qty <= 0 or order.status not in WORKING:
             return None
         price = to_cent(price)
+        if fee is None:  # a broker's fill: the symbol's cost model prices it
+            fee = self._model(order.symbol).fill_fee(
+                order.side, qty, price, first_fill=order.filled_qty == 0
+            )
         order.filled_qty += qty
         order.status = (
             OrderState.FILLED if order.filled_qty >= order.qty else OrderState.PARTIALLY_FILLED
@@ -403,7 +408,7 @@ class MemoryLedger:
         if order.side not in BUY_SIDES:
             reason = order.reason or order.role
             trade.record.legs.append(ExitLeg(ts=ts, qty=qty, price=float(price), reason=reason))
-        return SimFill(order, qty, price)
+        return SimFill(order, qty, price, Decimal(fee))
 
     def _position_apply(self, symbol: str, side: str, qty: int, price: Decimal, fee) -> None:
         position = self.positions.setdefault(symbol, _Position())

@@ -173,6 +173,20 @@ FRICTIONLESS = {
 }
 
 
+# Non-zero costs of every kind: a 2-cent spread and 1 cent of slippage (a market fill 2 cents
+# beyond the print: half the spread + slippage), 0.005 USD a share and 1.00 an order of
+# commission, and the settings' SEC fee and FINRA TAF on sales.
+COSTS = {
+    "COST_SPREAD_USD": Decimal("0.02"),
+    "COST_SLIPPAGE_USD": Decimal("0.01"),
+    "COST_COMMISSION_PER_SHARE_USD": Decimal("0.005"),
+    "COST_COMMISSION_PER_ORDER_USD": Decimal("1.00"),
+    "COST_SEC_FEE_PER_MILLION": Decimal("27.80"),
+    "COST_TAF_PER_SHARE_USD": Decimal("0.000166"),
+    "COST_TAF_MAX_USD": Decimal("8.30"),
+}
+
+
 def _live_broker():
     """The Tradier broker over the stateful fake, its cash following its own fills."""
     from marketdata.clients.tradier_http import TradierHTTP
@@ -246,33 +260,58 @@ def _minute(ts):
     return ts.replace(second=0, microsecond=0)
 
 
+def _recorded_fees() -> list[tuple]:
+    """(setup, signal bar, fees booked on the trade's fills) of each closed trade."""
+    out = []
+    for trade in Trade.objects.filter(status="closed").order_by("created_at", "id"):
+        fees = sum((f.fee for f in Fill.objects.filter(order__trade=trade)), Decimal("0"))
+        out.append((trade.setup, trade.signal.bar_ts, fees.quantize(Decimal("0.01"))))
+    return sorted(out, key=lambda r: (r[1], r[0]))
+
+
+def _backtest_fees(result) -> list[tuple]:
+    return sorted(
+        ((t.setup, t.signal_ts, Decimal(str(round(t.fees, 2))).quantize(Decimal("0.01")))
+         for t in result.closed_trades()),
+        key=lambda r: (r[1], r[0]),
+    )  # fmt: skip
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("offset_bps", "sessions"),
+    ("offset_bps", "sessions", "costs"),
     [
-        (0.0, 1),
-        (2.0, 1),
-        pytest.param(0.0, 2, marks=FULL),
-        pytest.param(2.0, 2, marks=FULL),
+        (0.0, 1, FRICTIONLESS),
+        (2.0, 1, FRICTIONLESS),
+        (0.0, 1, COSTS),
+        (2.0, 1, COSTS),
+        pytest.param(0.0, 2, FRICTIONLESS, marks=FULL),
+        pytest.param(2.0, 2, FRICTIONLESS, marks=FULL),
     ],
     ids=[
         "limit-at-mid",
         "limit-below-mid",
+        "limit-at-mid-costs",
+        "limit-below-mid-costs",
         "limit-at-mid-2-sessions",
         "limit-below-mid-2-sessions",
     ],
 )
 def test_a_live_mode_session_against_the_fake_broker_matches_its_backtest(
-    db, settings, tmp_path, offset_bps, sessions
+    db, settings, tmp_path, offset_bps, sessions, costs
 ):
     """Live mode (the Tradier broker over the stateful fake, fills from its price tape) and the
     backtest of the stored bars (event and fast): the same signals and trades, limit entries
     included: on the synthetic sessions every open is the previous close, so with the pegged
     limit at the signal's price (offset 0) every entry fills as a limit at the open, and 2 bps
-    below it every one is modified to market after 2 s. Costs are off
-    on both sides: the fake fills at its prints, the cost model is zero (paper-vs-backtest
-    parity with costs is the test above). Times compare to the minute (live fills land on the
-    beat, seconds into the bar)."""
+    below it every one is modified to market after 2 s. Frictionless: the fake fills at its
+    prints, the cost model is zero. With costs (`COSTS`): the fake fills a market order or a
+    triggered stop at the cost model's market fill of the print (spread and slippage beyond
+    it; limits at the print, price-protected), as a broker whose costs the model describes
+    would; the live ledger books each fill's fee from the cost model (Tradier reports none)
+    and must give the backtest's fees and net P&L trade by trade. Times compare to the minute
+    (live fills land on the beat, seconds into the bar)."""
+    from risk.costs import cost_model_from_settings
     from strategies.feature_store import engines_reset
     from trading.brokers import broker_override
     from trading.models import Order
@@ -281,10 +320,13 @@ def test_a_live_mode_session_against_the_fake_broker_matches_its_backtest(
     settings.SESSION_POLICY_FILE = ""
     settings.ENTRY_LIMIT_OFFSET_BPS = offset_bps
     settings.CELERY_TASK_ALWAYS_EAGER = True
-    for name, value in FRICTIONLESS.items():
+    for name, value in costs.items():
         setattr(settings, name, value)
     engines_reset()
     fake, broker = _live_broker()
+    model = cost_model_from_settings()
+    if not model.frictionless:
+        fake.market_price = lambda side, touch: model.market_fill(side, Decimal(str(touch)))
     broker_override(broker)
     try:
         bars = synthetic_sessions(symbol="SPY", sessions=sessions, seed=21, end=date(2024, 5, 10))
@@ -301,7 +343,16 @@ def test_a_live_mode_session_against_the_fake_broker_matches_its_backtest(
         for r in sorted(_recorded_trades(), key=lambda r: (r[1], r[0]))
     ]
     assert len(recorded) > 3
+    fees = _recorded_fees()
+    # with costs every trade paid at least its entry's 1.00 commission; frictionless nothing
+    assert all((f >= Decimal("1.00")) if costs is COSTS else f == 0 for _, _, f in fees)
     assert Order.objects.filter(role="entry", broker="tradier").exists()  # live orders
+    if costs is COSTS:  # entries sent to market paid 0.02 / 2 spread + 0.01 slippage = 0.02
+        opens = {bar.ts: Decimal(str(bar.open)) for bar in bars}
+        market = Fill.objects.filter(order__role="entry", order__order_type="market")
+        assert market.exists() or offset_bps == 0
+        for fill in market:
+            assert fill.price == opens[_minute(fill.ts)] + Decimal("0.02")
     _entry_paths(limit_at_mid=offset_bps == 0)  # as limits at the fake's prints, or to market
     for mode in ("event", "fast"):
         result = backtest_run(
@@ -311,3 +362,4 @@ def test_a_live_mode_session_against_the_fake_broker_matches_its_backtest(
             recorded_signals
         ), mode
         assert _backtest_trades(result) == recorded, mode
+        assert _backtest_fees(result) == fees, mode

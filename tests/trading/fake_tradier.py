@@ -6,7 +6,8 @@
   every OCO leg never market, paired legs of one symbol and different types, tag charset and
   length, whole quantities, price/stop by type): a 400 naming the problem.
 - Resting orders filled from a scripted price tape (`quote()` then `tick()`): a buy limit fills
-  when the ask reaches it, a sell stop when the bid does, markets at the touch; an OTOCO's exits
+  when the ask reaches it, a sell stop when the bid does, markets at the touch (or at
+  `market_price(side, touch)`: a cost model's market fill beyond the print); an OTOCO's exits
   start working when its entry has filled; a filled OCO leg cancels its sibling. A partial
   fill of one leg leaves the sibling at its full quantity (Tradier documents nothing else; the
   ledger must not rely on the broker shrinking it). A leg's stop or price is modified by the
@@ -115,6 +116,10 @@ class FakeTradier:
         self.created_wall: dict[int, float] = {}  # order id -> wall time it was accepted
         self.mute_stream = False  # connected, but order events are lost (heartbeats still go)
         self.stream_refusals: list[str] = []
+        # (side, touch) -> the price a market order (or a triggered stop) fills at; None: the
+        # touch. A parity test sets the cost model's market fill here: a market execution pays
+        # the spread and slippage beyond the print, a limit does not
+        self.market_price = None
 
     # --- the price tape -------------------------------------------------------------------
     def quote(self, symbol: str, bid, ask, last=None) -> None:
@@ -177,13 +182,15 @@ class FakeTradier:
                 if leg["status"] not in DONE:
                     yield leg, order
 
-    @staticmethod
-    def _touch_fill_price(node: dict, q: dict) -> float | None:
+    def _market_fill(self, side: str, touch: float) -> float:
+        return touch if self.market_price is None else float(self.market_price(side, touch))
+
+    def _touch_fill_price(self, node: dict, q: dict) -> float | None:
         buying = node["side"] in ("buy", "buy_to_cover")
         touch = q["ask"] if buying else q["bid"]
         kind, limit, stop = node["type"], node.get("price"), node.get("stop_price")
         if kind == "market":
-            return touch
+            return self._market_fill(node["side"], touch)
         if kind == "limit":
             if buying and touch <= limit:
                 return min(limit, touch)
@@ -194,7 +201,7 @@ class FakeTradier:
         if not triggered:
             return None
         if kind == "stop":
-            return touch
+            return self._market_fill(node["side"], touch)
         if buying and touch <= limit:
             return touch
         if not buying and touch >= limit:

@@ -274,8 +274,9 @@ def test_live_t1_t2_through_the_fake_same_path_as_paper(resting, fake_tradier, c
     pump(fake, seen)
     trade.refresh_from_db()
     assert (trade.status, trade.exit_reason, trade.remaining_qty) == ("closed", "target_two", 0)
-    # live fills book no fee (Tradier reports none on the order): the gross of the paper path
-    assert trade.realized_pnl == TARGETS_GROSS
+    # live fills book the cost model's fees as paper does (Tradier's order reports carry no
+    # commission): the same net P&L as the paper path, 150.00 - 0.32 = 149.68
+    assert trade.realized_pnl == TARGETS_GROSS - TARGETS_FEES
     assert fake.positions["SPY"]["quantity"] == 0
     assert not working(trade, "stop", "target_one", "target_two").exists()
 
@@ -286,7 +287,12 @@ def test_live_stop_out_cancels_the_sibling_limits(resting, fake_tradier, config)
     fake.tick("SPY", bid="99.10", ask="99.12")
     pump(fake, seen)
     trade.refresh_from_db()
-    assert (trade.status, trade.exit_reason, trade.realized_pnl) == ("closed", "stop", STOP_GROSS)
+    # net of the same fees as the paper stop-out: -100.00 - 0.30
+    assert (trade.status, trade.exit_reason, trade.realized_pnl) == (
+        "closed",
+        "stop",
+        STOP_GROSS - STOP_FEES,
+    )
     for status, legs in fake_pairs(fake):
         assert (status, [leg[1] for leg in legs]) == ("filled", ["filled", "canceled"])
     limits = Order.objects.filter(trade=trade, role__in=("target_one", "target_two"))

@@ -88,18 +88,21 @@ def on_fill(ledger, order, *, qty: int, price: Decimal, ts: datetime, fill_id: s
     """Record one execution (once per fill id) and move its trade: an entry fill opens or adds
     to the trade and protects it; an exit fill books the P&L (fees included), closes the trade
     when nothing is left, and re-protects the rest after a protective leg's partial fill.
-    Returns the ledger's fill record, or None when nothing was applied."""
+    `fee` None: the ledger books the symbol's cost-model fee of the fill as recorded (a broker's
+    fill: its quantity and first-fill flag are only known under the order's lock). Returns the
+    ledger's fill record (its `fee` is what was booked), or None when nothing was applied."""
     with ledger.atomic():
         fill = ledger.fill_record(order, qty=qty, price=price, ts=ts, fill_id=fill_id, fee=fee)
         if fill is None:
             return None
         order = fill.order
+        booked = Decimal(fill.fee)
         trade = ledger.trade_of(order, lock=True)
         if trade is not None:
             if order.side in BUY_SIDES:
-                _entry_filled(ledger, trade, order, fill.qty, fill.price, Decimal(fee), ts)
+                _entry_filled(ledger, trade, order, fill.qty, fill.price, booked, ts)
             else:
-                _exit_filled(ledger, trade, order, fill.qty, fill.price, Decimal(fee), ts)
+                _exit_filled(ledger, trade, order, fill.qty, fill.price, booked, ts)
     return fill
 
 

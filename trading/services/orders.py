@@ -8,6 +8,7 @@ from datetime import datetime
 from decimal import Decimal
 
 from autotrader_site.clock import clock
+from trading.after_commit import atomic as sending_atomic
 from trading.brokers import broker_get
 from trading.brokers.base import Broker, BrokerError
 from trading.core import lifecycle
@@ -59,9 +60,8 @@ def order_sync(*, order: Order, now: datetime, broker: Broker | None = None) -> 
 
 
 def order_apply_remote(*, order: Order, remote, now: datetime) -> Order:
-    """Apply a broker report: new fills first (through the lifecycle), then the status."""
-    from trading.services.trades import fill_apply
-
+    """Apply a broker report: new fills first (through the lifecycle, each booking its fee
+    from the symbol's cost model: the report carries no commission), then the status."""
     if order.parent_id is None and (
         (order.order_class == OrderClass.OTOCO and len(remote.legs) == 3)
         or (order.order_class == OrderClass.OCO and len(remote.legs) == 2)
@@ -69,6 +69,28 @@ def order_apply_remote(*, order: Order, remote, now: datetime) -> Order:
         return _bracket_apply_remote(order=order, remote=remote, now=now)
     status = BROKER_STATUS.get(str(remote.status).lower(), None)
     if remote.filled_qty and remote.filled_qty > order.filled_qty:
+        _new_fills_apply(order, remote, now)
+        order.refresh_from_db()
+    if status and status != order.status and status not in (OrderStatus.PARTIALLY_FILLED,):
+        if status == OrderStatus.FILLED and order.filled_qty < order.qty:
+            return order  # fills not known yet; the next sync brings them
+        order_advance(order, status, cause=f"broker reports {remote.status}", at=now)
+        if status in (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED):
+            order_dead(order, now)
+    return order
+
+
+def _new_fills_apply(order: Order, remote, now: datetime) -> None:
+    """The executions a report adds to what the ledger holds, priced and booked under the
+    order's row lock: a stream event and a poll of the same order racing each other (each with
+    a row read before the other's fill) price only what is new, and the fee (the cost model's,
+    in `fill_apply`) charges the per-order commission once."""
+    from trading.services.trades import fill_apply
+
+    with sending_atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if not remote.filled_qty > order.filled_qty:
+            return  # the other path booked it meanwhile
         delta = remote.filled_qty - order.filled_qty
         price = remote.avg_fill_price or remote.last_fill_price or order.price or Decimal("0")
         if remote.avg_fill_price and order.filled_qty and order.avg_fill_price:
@@ -82,14 +104,6 @@ def order_apply_remote(*, order: Order, remote, now: datetime) -> Order:
             ts=now,
             broker_fill_id=f"{remote.id}-{remote.filled_qty}",
         )
-        order.refresh_from_db()
-    if status and status != order.status and status not in (OrderStatus.PARTIALLY_FILLED,):
-        if status == OrderStatus.FILLED and order.filled_qty < order.qty:
-            return order  # fills not known yet; the next sync brings them
-        order_advance(order, status, cause=f"broker reports {remote.status}", at=now)
-        if status in (OrderStatus.CANCELLED, OrderStatus.REJECTED, OrderStatus.EXPIRED):
-            order_dead(order, now)
-    return order
 
 
 def _bracket_apply_remote(*, order: Order, remote, now: datetime) -> Order:

@@ -20,10 +20,12 @@ def fill_apply(
     price: Decimal,
     ts: datetime,
     broker_fill_id: str,
-    fee: Decimal = Decimal("0"),
+    fee: Decimal | None = None,
 ) -> Fill | None:
     """Record one execution: the Fill row (once per broker fill id), the order's filled
-    quantity, average price and status, the net position, and the managed trade."""
+    quantity, average price and status, the net position, and the managed trade. `fee` None
+    (every broker report): the symbol's cost model prices it, as paper does, so live P&L, the
+    kill switch and the ledger's cash count the same costs (`orm_ledger.broker_fill_fee`)."""
     return lifecycle.on_fill(
         OrmLedger(), order, qty=qty, price=price, ts=ts, fill_id=broker_fill_id, fee=fee
     )
