@@ -601,6 +601,24 @@ class OrmLedger:
             )
             return bool(cursor.fetchone()[0])
 
+    def tick_read(self) -> tuple[bool, tuple | None]:
+        """(anything_alive(), halt_resume()) in one round trip: a replay's clock tick asks
+        both at every minute boundary, and at most of them nothing is alive and nothing is
+        halted (a halt due to lift is then read in full, a second query)."""
+        halted = self._halts()
+        if halted is None:
+            return self.anything_alive(), None
+        orders = working_orders(book=self.book).values("id")[:1]
+        trades = open_trades(book=self.book).order_by().values("id")[:1]
+        parts = [q.query.sql_with_params() for q in (orders, trades, halted.values("id")[:1])]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT EXISTS({parts[0][0]}) OR EXISTS({parts[1][0]}), EXISTS({parts[2][0]})",
+                (*parts[0][1], *parts[1][1], *parts[2][1]),
+            )
+            alive, any_halt = cursor.fetchone()
+        return bool(alive), (self.halt_resume() if any_halt else None)
+
     def working_stale(self, before: datetime) -> list:
         return list(
             working_orders(broker="paper", book=self.book)
@@ -1033,19 +1051,23 @@ class OrmLedger:
     def halt_resume(self):
         """(resume_at, resume_state) of the account's halt, None when not halted or the
         paper book (which never halts the account)."""
+        halted = self._halts()
+        if halted is None:
+            return None
+        row = halted.values_list("resume_at", "resume_state").first()
+        return None if row is None else (row[0], row[1])
+
+    def _halts(self):
+        """The account's self-lifting halt rows (None for the paper book: it never halts the
+        account)."""
         if self.book != Book.ACCOUNT:
             return None
         from risk.models import TradingState
         from risk.selectors import DEFAULT_ACCOUNT
 
-        row = (
-            TradingState.objects.filter(
-                account=DEFAULT_ACCOUNT, state="HALTED", resume_at__isnull=False
-            )
-            .values_list("resume_at", "resume_state")
-            .first()
+        return TradingState.objects.filter(
+            account=DEFAULT_ACCOUNT, state="HALTED", resume_at__isnull=False
         )
-        return None if row is None else (row[0], row[1])
 
     def resume(self, *, due: datetime, reason: str) -> bool:
         from risk.services import trading_state_resume
