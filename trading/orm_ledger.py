@@ -473,6 +473,23 @@ def _active_trades_gauge() -> None:
 
 
 # --- the Ledger --------------------------------------------------------------------------------
+_COMPILED: dict[tuple, tuple[str, tuple]] = {}
+
+
+def _exists_read(key: tuple, querysets) -> tuple[bool, ...]:
+    """SELECT EXISTS(q1), EXISTS(q2), ... of the querysets `querysets()` builds, in one round
+    trip. Their SQL is compiled once per `key` (book, symbol: everything they depend on) and
+    kept: at every bar and minute boundary the ORM's compile cost more than the query."""
+    statement = _COMPILED.get(key)
+    if statement is None:
+        parts = [qs.order_by().values("id")[:1].query.sql_with_params() for qs in querysets()]
+        sql = "SELECT " + ", ".join(f"EXISTS({part_sql})" for part_sql, _ in parts)
+        statement = _COMPILED[key] = (sql, tuple(p for _, params in parts for p in params))
+    with connection.cursor() as cursor:
+        cursor.execute(*statement)
+        return tuple(bool(value) for value in cursor.fetchone())
+
+
 def _planned_price(order) -> Decimal:
     """The price an entry was planned on: its signal's, else its own limit (0 if neither is
     known, so only the limit, if any, is reserved)."""
@@ -567,16 +584,13 @@ class OrmLedger:
         cached = self._live_state.get(symbol)
         if cached is not None and cached[0] == self._writes:
             return cached[1], cached[2]
-        orders = working_orders(symbol=symbol, book=self.book).values("id")[:1]
-        trades = open_trades(symbol=symbol, book=self.book).order_by().values("id")[:1]
-        orders_sql, orders_params = orders.query.sql_with_params()
-        trades_sql, trades_params = trades.query.sql_with_params()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT EXISTS({orders_sql}), EXISTS({trades_sql})",
-                (*orders_params, *trades_params),
-            )
-            has_orders, has_trades = cursor.fetchone()
+        has_orders, has_trades = _exists_read(
+            ("symbol", self.book, symbol.upper()),
+            lambda: (
+                working_orders(symbol=symbol, book=self.book),
+                open_trades(symbol=symbol, book=self.book),
+            ),
+        )
         self._live_state[symbol] = (self._writes, bool(has_orders), bool(has_trades))
         return bool(has_orders), bool(has_trades)
 
@@ -590,16 +604,7 @@ class OrmLedger:
     def anything_alive(self) -> bool:
         """Any live trade or working order in this book (one round trip: it runs at every
         minute boundary of a replay)."""
-        orders = working_orders(book=self.book).values("id")[:1]
-        trades = open_trades(book=self.book).order_by().values("id")[:1]
-        orders_sql, orders_params = orders.query.sql_with_params()
-        trades_sql, trades_params = trades.query.sql_with_params()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT EXISTS({orders_sql}) OR EXISTS({trades_sql})",
-                (*orders_params, *trades_params),
-            )
-            return bool(cursor.fetchone()[0])
+        return any(_exists_read(("alive", self.book), self._alive_reads))
 
     def tick_read(self) -> tuple[bool, tuple | None]:
         """(anything_alive(), halt_resume()) in one round trip: a replay's clock tick asks
@@ -608,16 +613,13 @@ class OrmLedger:
         halted = self._halts()
         if halted is None:
             return self.anything_alive(), None
-        orders = working_orders(book=self.book).values("id")[:1]
-        trades = open_trades(book=self.book).order_by().values("id")[:1]
-        parts = [q.query.sql_with_params() for q in (orders, trades, halted.values("id")[:1])]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT EXISTS({parts[0][0]}) OR EXISTS({parts[1][0]}), EXISTS({parts[2][0]})",
-                (*parts[0][1], *parts[1][1], *parts[2][1]),
-            )
-            alive, any_halt = cursor.fetchone()
-        return bool(alive), (self.halt_resume() if any_halt else None)
+        orders, trades, any_halt = _exists_read(
+            ("tick", self.book), lambda: (*self._alive_reads(), halted)
+        )
+        return orders or trades, (self.halt_resume() if any_halt else None)
+
+    def _alive_reads(self):
+        return working_orders(book=self.book), open_trades(book=self.book)
 
     def working_stale(self, before: datetime) -> list:
         return list(
