@@ -610,11 +610,10 @@ class OrmLedger:
         """(anything_alive(), halt_resume()) in one round trip: a replay's clock tick asks
         both at every minute boundary, and at most of them nothing is alive and nothing is
         halted (a halt due to lift is then read in full, a second query)."""
-        halted = self._halts()
-        if halted is None:
+        if self.book != Book.ACCOUNT:  # the paper book never halts the account
             return self.anything_alive(), None
         orders, trades, any_halt = _exists_read(
-            ("tick", self.book), lambda: (*self._alive_reads(), halted)
+            ("tick", self.book), lambda: (*self._alive_reads(), self._halts())
         )
         return orders or trades, (self.halt_resume() if any_halt else None)
 
