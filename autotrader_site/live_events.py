@@ -1,4 +1,5 @@
-"""The one way any stage tells the live dashboard that the account changed: `live_event_publish`.
+"""The one way any stage tells the live dashboard that the account changed: `live_event_publish`
+(and `group_send`, the sync send every stage uses for the channel layer, bars included).
 
 It lives above the apps (like the clock and the metrics) so every stage may call it without
 importing `analytics`. A call inside a transaction sends nothing until the transaction commits
@@ -79,23 +80,31 @@ def _flush(using: str) -> None:
 
 
 def _send(kinds: set[str]) -> None:
+    message = {"type": EVENT_TYPE, "kinds": sorted(kinds), "sent_at": time.time()}
+    try:
+        group_send(ACCOUNT_GROUP, message)
+    except Exception:  # Redis down: the pages mark themselves stale; trading goes on
+        log.warning("live event %s not published (channel layer unreachable)", sorted(kinds))
+
+
+def group_send(group: str, message: dict) -> None:
+    """Send `message` to a channel-layer group from sync code, through this process's kept
+    loop (see the module docstring); no layer configured: nothing. Raises what the layer
+    raises (callers decide what an outage means to them), TimeoutError after
+    SEND_TIMEOUT_SEC."""
     layer = get_channel_layer()
     if layer is None:
         return
-    message = {"type": EVENT_TYPE, "kinds": sorted(kinds), "sent_at": time.time()}
+    loop = None if _server_thread() or isinstance(layer, InMemoryChannelLayer) else _loop()
+    if loop is None:
+        async_to_sync(layer.group_send)(group, message)
+        return
+    sent = asyncio.run_coroutine_threadsafe(layer.group_send(group, message), loop)
     try:
-        loop = None if _server_thread() or isinstance(layer, InMemoryChannelLayer) else _loop()
-        if loop is None:
-            async_to_sync(layer.group_send)(ACCOUNT_GROUP, message)
-        else:
-            sent = asyncio.run_coroutine_threadsafe(layer.group_send(ACCOUNT_GROUP, message), loop)
-            try:
-                sent.result(timeout=SEND_TIMEOUT_SEC)
-            except TimeoutError:
-                sent.cancel()
-                raise
-    except Exception:  # Redis down: the pages mark themselves stale; trading goes on
-        log.warning("live event %s not published (channel layer unreachable)", sorted(kinds))
+        sent.result(timeout=SEND_TIMEOUT_SEC)
+    except TimeoutError:
+        sent.cancel()
+        raise
 
 
 def _server_thread() -> bool:

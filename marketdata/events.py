@@ -10,9 +10,8 @@ from __future__ import annotations
 import logging
 
 import django.dispatch
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
 
+from autotrader_site.live_events import group_send
 from marketdata.types import BarData
 
 log = logging.getLogger(__name__)
@@ -35,12 +34,8 @@ def symbol_group(symbol: str) -> str:
 
 def publish_bar_closed(bar: BarData) -> None:
     """Tell the dashboard and the strategy pipeline that `bar` has closed and is stored."""
-    layer = get_channel_layer()
-    if layer is not None:
-        try:
-            async_to_sync(layer.group_send)(
-                symbol_group(bar.symbol), {"type": "bar.closed", "bar": bar.as_event()}
-            )
-        except Exception:  # a dashboard outage must never stop trading
-            log.exception("channel layer publish failed for %s %s", bar.symbol, bar.ts)
+    try:  # through the process's kept loop: one Redis connection, not one per bar
+        group_send(symbol_group(bar.symbol), {"type": "bar.closed", "bar": bar.as_event()})
+    except Exception:  # a dashboard outage must never stop trading
+        log.exception("channel layer publish failed for %s %s", bar.symbol, bar.ts)
     bar_closed.send(sender=BarData, bar=bar)

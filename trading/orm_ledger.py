@@ -507,6 +507,23 @@ def _active_trades_gauge() -> None:
 
 
 # --- the Ledger --------------------------------------------------------------------------------
+_COMPILED: dict[tuple, tuple[str, tuple]] = {}
+
+
+def _exists_read(key: tuple, querysets) -> tuple[bool, ...]:
+    """SELECT EXISTS(q1), EXISTS(q2), ... of the querysets `querysets()` builds, in one round
+    trip. Their SQL is compiled once per `key` (book, symbol: everything they depend on) and
+    kept: at every bar and minute boundary the ORM's compile cost more than the query."""
+    statement = _COMPILED.get(key)
+    if statement is None:
+        parts = [qs.order_by().values("id")[:1].query.sql_with_params() for qs in querysets()]
+        sql = "SELECT " + ", ".join(f"EXISTS({part_sql})" for part_sql, _ in parts)
+        statement = _COMPILED[key] = (sql, tuple(p for _, params in parts for p in params))
+    with connection.cursor() as cursor:
+        cursor.execute(*statement)
+        return tuple(bool(value) for value in cursor.fetchone())
+
+
 def _planned_price(order) -> Decimal:
     """The price an entry was planned on: its signal's, else its own limit (0 if neither is
     known, so only the limit, if any, is reserved)."""
@@ -601,16 +618,13 @@ class OrmLedger:
         cached = self._live_state.get(symbol)
         if cached is not None and cached[0] == self._writes:
             return cached[1], cached[2]
-        orders = working_orders(symbol=symbol, book=self.book).values("id")[:1]
-        trades = open_trades(symbol=symbol, book=self.book).order_by().values("id")[:1]
-        orders_sql, orders_params = orders.query.sql_with_params()
-        trades_sql, trades_params = trades.query.sql_with_params()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT EXISTS({orders_sql}), EXISTS({trades_sql})",
-                (*orders_params, *trades_params),
-            )
-            has_orders, has_trades = cursor.fetchone()
+        has_orders, has_trades = _exists_read(
+            ("symbol", self.book, symbol.upper()),
+            lambda: (
+                working_orders(symbol=symbol, book=self.book),
+                open_trades(symbol=symbol, book=self.book),
+            ),
+        )
         self._live_state[symbol] = (self._writes, bool(has_orders), bool(has_trades))
         return bool(has_orders), bool(has_trades)
 
@@ -624,16 +638,21 @@ class OrmLedger:
     def anything_alive(self) -> bool:
         """Any live trade or working order in this book (one round trip: it runs at every
         minute boundary of a replay)."""
-        orders = working_orders(book=self.book).values("id")[:1]
-        trades = open_trades(book=self.book).order_by().values("id")[:1]
-        orders_sql, orders_params = orders.query.sql_with_params()
-        trades_sql, trades_params = trades.query.sql_with_params()
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"SELECT EXISTS({orders_sql}) OR EXISTS({trades_sql})",
-                (*orders_params, *trades_params),
-            )
-            return bool(cursor.fetchone()[0])
+        return any(_exists_read(("alive", self.book), self._alive_reads))
+
+    def tick_read(self) -> tuple[bool, tuple | None]:
+        """(anything_alive(), halt_resume()) in one round trip: a replay's clock tick asks
+        both at every minute boundary, and at most of them nothing is alive and nothing is
+        halted (a halt due to lift is then read in full, a second query)."""
+        if self.book != Book.ACCOUNT:  # the paper book never halts the account
+            return self.anything_alive(), None
+        orders, trades, any_halt = _exists_read(
+            ("tick", self.book), lambda: (*self._alive_reads(), self._halts())
+        )
+        return orders or trades, (self.halt_resume() if any_halt else None)
+
+    def _alive_reads(self):
+        return working_orders(book=self.book), open_trades(book=self.book)
 
     def working_stale(self, before: datetime) -> list:
         return list(
@@ -1071,19 +1090,23 @@ class OrmLedger:
     def halt_resume(self):
         """(resume_at, resume_state) of the account's halt, None when not halted or the
         paper book (which never halts the account)."""
+        halted = self._halts()
+        if halted is None:
+            return None
+        row = halted.values_list("resume_at", "resume_state").first()
+        return None if row is None else (row[0], row[1])
+
+    def _halts(self):
+        """The account's self-lifting halt rows (None for the paper book: it never halts the
+        account)."""
         if self.book != Book.ACCOUNT:
             return None
         from risk.models import TradingState
         from risk.selectors import DEFAULT_ACCOUNT
 
-        row = (
-            TradingState.objects.filter(
-                account=DEFAULT_ACCOUNT, state="HALTED", resume_at__isnull=False
-            )
-            .values_list("resume_at", "resume_state")
-            .first()
+        return TradingState.objects.filter(
+            account=DEFAULT_ACCOUNT, state="HALTED", resume_at__isnull=False
         )
-        return None if row is None else (row[0], row[1])
 
     def resume(self, *, due: datetime, reason: str) -> bool:
         from risk.services import trading_state_resume

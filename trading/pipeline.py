@@ -360,8 +360,9 @@ def clock_tick(*, now: datetime, config: RiskConfig | None = None) -> int:
     boundary, so the clock rules need no bar). A daily-loss halt due to lift lifts even when
     nothing is alive (the flatten left nothing behind)."""
     ledger = _ledger()
-    lifecycle.halt_lift(ledger, now=now)
-    alive = ledger.anything_alive() or (
+    alive, halt = ledger.tick_read()  # one round trip at a quiet minute
+    lifecycle.halt_lift(ledger, now=now, plan=halt)
+    alive = alive or (
         paper_book_active() and _ledger(paper_book_broker(), book=Book.PAPER).anything_alive()
     )
     if not alive:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -155,6 +156,43 @@ def test_sends_from_sync_code_reuse_one_redis_connection(private_layer):
     # (a fresh event loop per send, as async_to_sync makes outside a server, would open 5)
     assert opened == 1
     assert [m["kinds"] for m in listener.messages()] == [["order"]] * 5
+
+
+def test_bar_events_reuse_the_kept_connection_too(private_layer, monkeypatch):
+    """The bar-close event's dashboard send goes through the same kept loop: a replay or the
+    stream publishing bar after bar opens one Redis connection, not one per bar."""
+    import django.dispatch
+    import redis as redis_py
+
+    from marketdata import events
+    from marketdata.types import BarData
+
+    # the pipeline's receivers are not what this counts: a signal with none of them
+    monkeypatch.setattr(events, "bar_closed", django.dispatch.Signal())
+    layer = get_channel_layer()
+    name = f"test-bars-{uuid.uuid4().hex}"
+    async_to_sync(layer.group_add)(events.symbol_group("SPY"), name)
+    server = redis_py.Redis.from_url(private_layer.url)
+    before = server.info("stats")["total_connections_received"]
+    start = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    for minute in range(5):
+        ts = start + timedelta(minutes=minute)
+        events.publish_bar_closed(BarData("SPY", ts, 1.0, 1.0, 1.0, 1.0, 10.0, source="test"))
+    opened = server.info("stats")["total_connections_received"] - before
+    # the first send opens the kept loop's connection to this test's new server, the other 4
+    # reuse it (async_to_sync per bar would open 5)
+    assert opened == 1
+
+    async def drain():
+        got = []
+        while True:
+            try:
+                got.append(await asyncio.wait_for(layer.receive(name), 0.5))
+            except TimeoutError:
+                return got
+
+    received = async_to_sync(drain)()
+    assert [m["type"] for m in received] == ["bar.closed"] * 5
 
 
 def test_unknown_kind_is_refused():

@@ -41,6 +41,7 @@ def _replay_without_the_clock_after(bars) -> None:
         set_clock=MarketClock.set_replay_time,
         on_clock=publish_clock_tick,
         clock_end=None,
+        speed=0,  # as fast as it goes (the default paces a bar a second)
     ).run()
 
 

@@ -135,3 +135,26 @@ def test_an_operator_halt_after_the_kill_switch_keeps_the_account_halted(paper):
 def test_only_a_halt_may_lift_by_itself():
     with pytest.raises(ValueError):
         trading_state_set(state="REDUCING", resume_at=NEXT_OPEN, resume_state="ACTIVE")
+
+
+@pytest.mark.django_db
+def test_a_quiet_clock_tick_reads_once_and_a_due_halt_still_lifts(paper):
+    """A replay's tick asks whether anything is alive and whether a halt is due: one round
+    trip when neither (most minutes of a session and every minute of a night)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from trading.orm_ledger import OrmLedger
+
+    with CaptureQueriesContext(connection) as quiet:
+        assert clock_tick(now=T, config=LIMIT) == 0
+    assert len(quiet.captured_queries) == 1
+    assert OrmLedger().tick_read() == (False, None)
+
+    _halt_by_the_daily_loss()  # flat again, HALTED until the next open
+    assert OrmLedger().tick_read() == (False, (NEXT_OPEN, "ACTIVE"))
+    clock_tick(now=minutes(NEXT_OPEN, -1), config=LIMIT)
+    assert trading_state_get().state == "HALTED"  # not due yet
+    clock_tick(now=NEXT_OPEN, config=LIMIT)
+    assert trading_state_get().state == "ACTIVE"
+    assert OrmLedger().tick_read() == (False, None)

@@ -622,11 +622,16 @@ def kill_switch(ledger, *, now: datetime, config: RiskConfig) -> bool:
     return True
 
 
-def halt_lift(ledger, *, now: datetime) -> bool:
+_UNREAD = object()
+
+
+def halt_lift(ledger, *, now: datetime, plan=_UNREAD) -> bool:
     """A self-lifting halt (the daily loss limit's) whose resume time has come ends: the
     account goes back to the state it replaced. A halt without a resume time (an
-    operator's kill switch, the start-up reconciliation's) stays. Returns True when lifted."""
-    plan = ledger.halt_resume()
+    operator's kill switch, the start-up reconciliation's) stays. Returns True when lifted.
+    `plan`: the ledger's halt_resume() when the caller has just read it."""
+    if plan is _UNREAD:
+        plan = ledger.halt_resume()
     if plan is None or plan[0] is None or plan[0] > now:
         return False
     return ledger.resume(due=now, reason=f"daily loss halt lifted at the session open {plan[0]}")
