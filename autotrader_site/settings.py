@@ -16,6 +16,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from strategies.setups.names import BUILTIN_SETUPS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 env = environ.Env()
 _dotenv = Path(os.environ.get("AUTOTRADER_ENV_FILE", BASE_DIR / ".env"))
@@ -504,15 +506,7 @@ SESSION_POLICY_FILE = env_str("SESSION_POLICY_FILE", "")
 SETUPS_DIR = env_str("SETUPS_DIR", "")
 SETUP_PLUGINS_DIR = env_str("SETUP_PLUGINS_DIR", "")
 ETF_SYMBOLS = env_symbols("ETF_SYMBOLS", "SPY,QQQ,IWM,DIA,XLF,XLK,XLE,XLV,GLD,TLT")
-ALL_SETUPS = (
-    "EMA_CROSS",
-    "VWAP_RECLAIM",
-    "SIGMA_FADE",
-    "HOD_FAIL",
-    "ORB",
-    "TREND_PULLBACK",
-    "VWAP_MEAN",
-)
+ALL_SETUPS = BUILTIN_SETUPS  # strategies/setups/names.py: the one list
 ENABLED_SETUPS = [
     s.strip().upper()
     for s in env_str("ENABLED_SETUPS", ",".join(ALL_SETUPS)).split(",")

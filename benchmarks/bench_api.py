@@ -37,16 +37,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from strategies.setups.names import BUILTIN_SETUPS  # noqa: E402 (no Django imports)
+
 PATH = "/api/v1/signals?limit=100"
-SETUPS = (
-    "EMA_CROSS",
-    "VWAP_RECLAIM",
-    "SIGMA_FADE",
-    "HOD_FAIL",
-    "ORB",
-    "TREND_PULLBACK",
-    "VWAP_MEAN",
-)
+SETUPS = BUILTIN_SETUPS
 SYMBOLS = ("SPY", "QQQ", "SPX", "NDX", "TSLA", "AAPL", "IWM", "DIA")
 OUTCOMES = ("generated", "risk_blocked", "approved", "dry_run", "submitted", "options_blocked")
 

@@ -8,6 +8,8 @@ from datetime import time
 
 from django.conf import settings
 
+from strategies.setups.names import BUILTIN_SETUPS
+
 
 def _enabled_setups() -> tuple[str, ...]:
     """ENABLED_SETUPS of the built-ins plus every enabled setup of SETUPS_DIR, the admin and
@@ -19,15 +21,7 @@ def _enabled_setups() -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class StrategyConfig:
-    enabled_setups: tuple[str, ...] = (
-        "EMA_CROSS",
-        "VWAP_RECLAIM",
-        "SIGMA_FADE",
-        "HOD_FAIL",
-        "ORB",
-        "TREND_PULLBACK",
-        "VWAP_MEAN",
-    )
+    enabled_setups: tuple[str, ...] = BUILTIN_SETUPS
     lookback_days: int = 120
     lookback_min: int = 180
     rvol_profile_min_sessions: int = 5

@@ -25,18 +25,11 @@ from strategies.setups.definition import (
     parse_definition,
     setting_constants,
 )
+from strategies.setups.names import BUILTIN_SETUPS
 
 log = logging.getLogger(__name__)
 BUILTIN_DIR = Path(__file__).with_name("builtin")
-BUILTIN_NAMES = (
-    "EMA_CROSS",
-    "VWAP_RECLAIM",
-    "SIGMA_FADE",
-    "HOD_FAIL",
-    "ORB",
-    "TREND_PULLBACK",
-    "VWAP_MEAN",
-)
+BUILTIN_NAMES = BUILTIN_SETUPS
 RECHECK_SEC = 1.0
 
 
