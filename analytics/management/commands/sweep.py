@@ -2,39 +2,30 @@
 
 from datetime import date
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand
 
-from analytics.sweeps import GridError, grid_combinations, grid_parse, sweep_start
+from analytics.management.grid_options import (
+    add_grid_arguments,
+    base_from_options,
+    grid_from_options,
+)
+from analytics.sweeps import grid_combinations, sweep_start
 
 
 class Command(BaseCommand):
     help = "Sweep settings, e.g. --grid 'RISK_STOP_ATR_MULTIPLIER=1.0,1.2,1.5' --grid ..."
 
     def add_arguments(self, parser):
-        parser.add_argument("--grid", action="append", default=[], help="NAME=v1,v2,...")
-        parser.add_argument("--data", default="db", help="db (stored bars) or a CSV file")
-        parser.add_argument("--symbol", default="SPY", help="signal symbol(s), comma-separated")
+        add_grid_arguments(parser, data_help="db (stored bars) or a CSV file")
         parser.add_argument("--start", type=date.fromisoformat, default=None)
         parser.add_argument("--end", type=date.fromisoformat, default=None)
-        parser.add_argument("--setups", default="")
-        parser.add_argument("--mode", choices=("fast", "event"), default="fast")
-        parser.add_argument("--worst-case", action="store_true")
 
     def handle(self, *args, **o):
-        if not o["grid"]:
-            raise CommandError("give at least one --grid NAME=v1,v2")
-        try:
-            grid = grid_parse(o["grid"])
-        except GridError as exc:
-            raise CommandError(str(exc)) from exc
+        grid = grid_from_options(o)
         base = {
-            "data": o["data"],
-            "symbols": [s.strip().upper() for s in o["symbol"].split(",") if s.strip()],
+            **base_from_options(o),
             "start": o["start"].isoformat() if o["start"] else None,
             "end": o["end"].isoformat() if o["end"] else None,
-            "setups": [s.strip().upper() for s in o["setups"].split(",") if s.strip()] or None,
-            "mode": o["mode"],
-            "worst_case": o["worst_case"],
         }
         n = len(grid_combinations(grid))
         self.stdout.write(f"sweep: {n} combinations of {', '.join(grid)}")

@@ -2,7 +2,11 @@
 
 from django.core.management.base import BaseCommand, CommandError
 
-from analytics.sweeps import GridError, grid_parse
+from analytics.management.grid_options import (
+    add_grid_arguments,
+    base_from_options,
+    grid_from_options,
+)
 from analytics.walkforward import OBJECTIVES, WalkForwardError, WalkForwardPlan, walkforward_start
 
 
@@ -13,13 +17,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--grid", action="append", default=[], help="NAME=v1,v2,...")
-        parser.add_argument(
-            "--data", default="db", help="db, or CSV file(s) of one symbol, comma-separated"
-        )
-        parser.add_argument("--symbol", default="SPY", help="signal symbol(s), comma-separated")
-        parser.add_argument("--setups", default="")
-        parser.add_argument("--mode", choices=("fast", "event"), default="fast")
+        add_grid_arguments(parser, data_help="db, or CSV file(s) of one symbol, comma-separated")
         parser.add_argument("--train", type=int, default=20, help="sessions per training window")
         parser.add_argument("--test", type=int, default=5, help="sessions per test window")
         parser.add_argument("--step", type=int, default=0, help="sessions between folds (=test)")
@@ -29,22 +27,10 @@ class Command(BaseCommand):
             "--search", type=int, default=0, help="try N random candidates of the grid (seeded)"
         )
         parser.add_argument("--seed", type=int, default=0)
-        parser.add_argument("--worst-case", action="store_true")
 
     def handle(self, *args, **o):
-        if not o["grid"]:
-            raise CommandError("give at least one --grid NAME=v1,v2")
-        try:
-            grid = grid_parse(o["grid"])
-        except GridError as exc:
-            raise CommandError(str(exc)) from exc
-        base = {
-            "data": o["data"],
-            "symbols": [s.strip().upper() for s in o["symbol"].split(",") if s.strip()],
-            "setups": [s.strip().upper() for s in o["setups"].split(",") if s.strip()] or None,
-            "mode": o["mode"],
-            "worst_case": o["worst_case"],
-        }
+        grid = grid_from_options(o)
+        base = base_from_options(o)
         plan = WalkForwardPlan(
             grid=grid, base=base, train=o["train"], test=o["test"], step=o["step"] or o["test"],
             anchored=o["anchored"], objective=o["objective"], search=o["search"], seed=o["seed"],
