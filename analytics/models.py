@@ -20,33 +20,33 @@ class BacktestRun(models.Model):
         return self.name or f"backtest #{self.pk}"
 
 
-class SweepRun(models.Model):
-    grid = models.JSONField(default=dict)
+class FannedOutRun(models.Model):
+    """A run fanned out over the workers as a Celery chord: `running` until the chord's
+    summary lands (then its status and `finished_at`)."""
+
     status = models.CharField(max_length=16, default="running")
     summary = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        abstract = True
         ordering = ["-created_at"]
+
+
+class SweepRun(FannedOutRun):
+    grid = models.JSONField(default=dict)
 
     def __str__(self) -> str:
         return f"sweep #{self.pk} {self.status}"
 
 
-class WalkForwardRun(models.Model):
+class WalkForwardRun(FannedOutRun):
     """One walk-forward analysis: its plan, folds and candidates, then the report."""
 
     plan = models.JSONField(default=dict, help_text="grid, data, windows, objective")
     folds = models.JSONField(default=list, blank=True)
     candidates = models.JSONField(default=list, blank=True)
-    status = models.CharField(max_length=16, default="running")
-    summary = models.JSONField(default=dict, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    finished_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at"]
 
     def __str__(self) -> str:
         return f"walk-forward #{self.pk} {self.status}"
