@@ -189,25 +189,12 @@ COSTS = {
 
 def _live_broker():
     """The Tradier broker over the stateful fake, its cash following its own fills."""
-    from marketdata.clients.tradier_http import TradierHTTP
     from tests.trading.fake_tradier import FakeTradier
-    from trading.brokers.tradier import TradierBroker
 
     fake = FakeTradier(limits={"trading": 10**9, "standard": 10**9, "market": 10**9})
     fake.cash_start = 100000.0
     fake.match_on_create = False  # an order decided at a close fills on a later print
-    http = TradierHTTP(
-        base_url="http://127.0.0.1:9/v1/",
-        token="test-token",
-        timeout=1.0,
-        max_retries=3,
-        transport=fake.transport(),
-        sleep=lambda s: None,
-        budget=None,
-    )
-    broker = TradierBroker(http=http, account_id=fake.account, submit_attempts=4,
-                           sleep=lambda s: None)  # fmt: skip
-    return fake, broker
+    return fake, fake.tradier_broker(submit_attempts=4)
 
 
 def _working_stops(fake, symbol: str) -> list[float]:

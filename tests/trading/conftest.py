@@ -26,22 +26,10 @@ def paper():
 
 @pytest.fixture
 def fake_tradier():
-    from marketdata.clients.tradier_http import TradierHTTP
     from tests.trading.fake_tradier import FakeTradier
-    from trading.brokers.tradier import TradierBroker
 
     fake = FakeTradier()
-    http = TradierHTTP(
-        base_url="http://127.0.0.1:9/v1/",
-        token="test-token",
-        timeout=1.0,
-        max_retries=3,
-        transport=fake.transport(),
-        sleep=lambda s: None,
-    )
-    broker = TradierBroker(
-        http=http, account_id=fake.account, submit_attempts=4, sleep=lambda s: None
-    )
+    broker = fake.tradier_broker(submit_attempts=4)
     fake.broker = broker
     broker_override(broker)
     yield fake

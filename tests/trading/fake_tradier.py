@@ -353,6 +353,23 @@ class FakeTradier:
     def transport(self) -> httpx.MockTransport:
         return httpx.MockTransport(self.handle)
 
+    def tradier_broker(self, *, timeout: float = 1.0, max_retries: int = 3, budget=None, **broker):
+        """The project's TradierBroker over this fake (its in-process transport, no sleeps
+        between retries); `broker` goes to TradierBroker (submit_attempts, ...)."""
+        from marketdata.clients.tradier_http import TradierHTTP
+        from trading.brokers.tradier import TradierBroker
+
+        http = TradierHTTP(
+            base_url="http://127.0.0.1:9/v1/",
+            token="test-token",
+            timeout=timeout,
+            max_retries=max_retries,
+            transport=self.transport(),
+            sleep=lambda s: None,
+            budget=budget,
+        )
+        return TradierBroker(http=http, account_id=self.account, sleep=lambda s: None, **broker)
+
     def handle(self, request: httpx.Request) -> httpx.Response:
         with self.lock:
             self.requests.append(request)

@@ -19,12 +19,10 @@ from decimal import Decimal
 import pytest
 
 from marketdata.clients.tradier_budget import redis_client
-from marketdata.clients.tradier_http import TradierHTTP
 from tests.trading.fake_tradier import FakeTradier
 from trading.account_events import event_apply, parse_event
 from trading.account_stream import AccountStream, Lease, StreamConfig, backoff_delay, stream_is_live
 from trading.brokers import broker_override
-from trading.brokers.tradier import TradierBroker
 from trading.models import Fill, Order
 
 DB = pytest.mark.django_db(transaction=True)
@@ -63,15 +61,7 @@ def live():
     account = f"VA{uuid.uuid4().hex[:8].upper()}"
     fake = FakeTradier(account=account)
     fake.start_stream()
-    http = TradierHTTP(
-        base_url="http://127.0.0.1:9/v1/",
-        token="test-token",
-        timeout=2.0,
-        max_retries=2,
-        transport=fake.transport(),
-        sleep=lambda s: None,
-    )
-    fake.broker = TradierBroker(http=http, account_id=account, sleep=lambda s: None)
+    fake.broker = fake.tradier_broker(timeout=2.0, max_retries=2)
     broker_override(fake.broker)
     yield fake
     broker_override(None)
