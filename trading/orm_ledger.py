@@ -927,9 +927,10 @@ class OrmLedger:
 
     def entry_submit(self, trade, *, now: datetime):
         self._wrote()
-        entry = trade_orders(trade, roles=[OrderRole.ENTRY]).filter(status=OrderStatus.NEW).first()
-        if entry is None:
-            return None
+        entries = trade_orders(trade, roles=[OrderRole.ENTRY])
+        entry = entries.filter(status=OrderStatus.NEW).first()
+        if entry is None:  # sent (or ended) meanwhile by a resumer: its state is the answer
+            return entries.order_by("-pk").first()
         return order_submit(order=entry, now=now, broker=self.broker)
 
     def entry_sent(self, order, *, config) -> str:

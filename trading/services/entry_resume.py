@@ -1,0 +1,209 @@
+"""Resume an approved entry whose attempt died before sending it (reliability finding 5).
+
+A worker killed between the decision's commit (signal `approved`, entry row `new`) and the
+order's claim leaves an entry nobody sends; reconciliation used to cancel it and the trade was
+lost. The one rule, called by the bar task's retry, the single-signal path, the beat's
+`signals_resume` and reconciliation alike:
+
+- only an entry `new` for ENTRY_RESUME_LEASE_SEC (wall time since its row was written) is
+  taken: a live attempt sends within milliseconds of its commit;
+- one resumer at a time: the order's advisory send lock (the lock `order_submit` and
+  reconciliation already use) is tried, never waited for; the send itself is the ordinary
+  claim (new -> submitted under the row lock), so one row is POSTed at most once;
+- the tag is looked up at the broker first: found -> linked (submitted), not sent again;
+- not found and the signal's bar closed at most SIGNAL_MAX_DELAY_SEC ago (market time) ->
+  sent with the SAME row and tag; older -> cancelled, the signal `failed` with SIGNAL_STALE;
+- while trading is HALTED or REDUCING nothing is sent (the entry waits, or goes stale).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection
+from django.utils import timezone
+
+from risk.config import RiskConfig
+from strategies.models import Book
+from trading.after_commit import atomic as sending_atomic
+from trading.brokers import broker_get
+from trading.brokers.base import BrokerError
+from trading.core import lifecycle
+from trading.core.types import Candidate
+from trading.models import Order, OrderRole, OrderStatus
+from trading.orm_ledger import SEND_LOCK_NS, OrmLedger, children_close
+from trading.services.orders import order_apply_remote, order_dead
+from trading.state_machine import order_advance
+
+log = logging.getLogger(__name__)
+BAR = timedelta(minutes=1)
+STALE_CODE = "SIGNAL_STALE"
+
+
+def resumable(*, wall_now: datetime | None = None, signal_ids=None):
+    """Approved signals' entries still `new` whose row was last written a lease ago."""
+    wall_now = wall_now or timezone.now()
+    lease = timedelta(seconds=settings.ENTRY_RESUME_LEASE_SEC)
+    rows = Order.objects.filter(
+        role=OrderRole.ENTRY,
+        status=OrderStatus.NEW,
+        parent__isnull=True,
+        signal__outcome="approved",
+        updated_at__lte=wall_now - lease,
+    )
+    if signal_ids is not None:
+        rows = rows.filter(signal_id__in=list(signal_ids))
+    return rows.order_by("pk")
+
+
+def entries_resume(
+    *, now: datetime, broker=None, wall_now: datetime | None = None, signal_ids=None
+) -> dict:
+    """Resume every resumable entry (see the module); returns counts by what was done."""
+    done: Counter = Counter()
+    for pk in list(
+        resumable(wall_now=wall_now, signal_ids=signal_ids).values_list("pk", flat=True)[:200]
+    ):
+        done[entry_resume(pk, now=now, broker=broker, wall_now=wall_now)] += 1
+    return dict(done)
+
+
+def entry_resume(order_pk: int, *, now: datetime, broker=None, wall_now=None) -> str:
+    """Resume one entry. Returns linked / sent / stale / held / unreachable, or busy (another
+    resumer or a live attempt has it) / done (nothing left to resume)."""
+    with _try_send_lock(order_pk) as mine:
+        if not mine:
+            return "busy"
+        if not resumable(wall_now=wall_now).filter(pk=order_pk).exists():
+            return "done"  # sent, cancelled or touched meanwhile
+        order = Order.objects.select_related("signal", "trade").get(pk=order_pk)
+        broker = _broker_of(order, broker)
+        if broker is None:
+            return "done"  # another broker's order (a configuration change): not ours
+        try:
+            remote = _at_broker(broker, order.tag)
+        except BrokerError as exc:
+            log.warning("entry %s: tag look-up failed (%s); resumed later", order.tag, exc)
+            return "unreachable"
+        signal = order.signal
+        if remote is not None:
+            _link(order, remote, now)
+            return "linked"
+        age = (now - (signal.bar_ts + BAR)).total_seconds()
+        if age > settings.SIGNAL_MAX_DELAY_SEC:
+            _stale(order, age, now)
+            return "stale"
+        if _halted():
+            return "held"
+        log.warning("entry %s: its attempt died before sending it; sending it now", order.tag)
+        ledger = OrmLedger(broker, book=order.book)
+        lifecycle.entry_send(
+            ledger, _candidate(signal), order.trade, now=now, config=RiskConfig.from_settings()
+        )
+        return "sent"
+
+
+@contextmanager
+def _try_send_lock(order_pk: int):
+    """The order's session advisory send lock if free (order_submit takes it again, nested)."""
+    if connection.vendor != "postgresql":
+        yield True
+        return
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_try_advisory_lock(%s, %s)", [SEND_LOCK_NS, order_pk])
+        mine = cursor.fetchone()[0]
+    try:
+        yield mine
+    finally:
+        if mine:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SEND_LOCK_NS, order_pk])
+
+
+def _broker_of(order: Order, broker):
+    if order.book == Book.PAPER:
+        from trading.paper_book import paper_book_broker
+
+        return paper_book_broker()
+    broker = broker or broker_get()
+    return broker if broker.name == order.broker else None
+
+
+def _at_broker(broker, tag: str):
+    """The broker's order carrying `tag`, or None. A `new` row was never claimed, so never
+    POSTed by `order_submit` (the claim commits before the call): no request of ours can
+    land late (finding 7); the look-up catches a send made some other way."""
+    by_tag = getattr(broker, "orders_by_tag", None)
+    found = by_tag(tag) if by_tag else [o for o in broker.orders() if o.tag == tag]
+    return found[0] if found else None
+
+
+def _link(order: Order, remote, now: datetime) -> None:
+    from trading.reconciliation import bracket_legs_link
+
+    with sending_atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if order.status != OrderStatus.NEW:
+            return
+        order.broker_order_id = remote.id
+        order.response_payload = remote.raw or {}
+        order.save(update_fields=["broker_order_id", "response_payload", "updated_at"])
+        if remote.legs:
+            bracket_legs_link(order, remote)
+        order_advance(order, OrderStatus.SUBMITTED, cause="resumed: found at broker", at=now)
+        order_apply_remote(order=order, remote=remote, now=now)
+        message = f"entry {order.tag} found at the broker"
+        _outcome(order.signal, "submitted", "ORDER_FOUND", True, message)
+
+
+def _stale(order: Order, age: float, now: datetime) -> None:
+    with sending_atomic():
+        order = Order.objects.select_for_update().get(pk=order.pk)
+        if order.status != OrderStatus.NEW:
+            return
+        order_advance(order, OrderStatus.CANCELLED, cause="never sent: signal stale", at=now)
+        children_close(order, OrderStatus.CANCELLED, now, "parent never sent")
+        order_dead(order, now)
+        message = (
+            f"entry never sent; found {age:.0f} s after its bar closed "
+            f"(SIGNAL_MAX_DELAY_SEC {settings.SIGNAL_MAX_DELAY_SEC})"
+        )
+        _outcome(order.signal, "failed", STALE_CODE, False, message)
+        log.warning("entry %s cancelled: %s", order.tag, message)
+
+
+def _outcome(signal, outcome: str, code: str, passed: bool, message: str) -> None:
+    from strategies import services as strategy_services
+
+    check = {"stage": "trading", "code": code, "passed": passed, "message": message}
+    strategy_services.signal_outcome_set(signal=signal, outcome=outcome, checks=[check])
+
+
+def _halted() -> bool:
+    """HALTED or REDUCING — except the start-up reconciliation's own halt of a trading state."""
+    from risk.selectors import trading_state_get
+    from trading.reconciliation import STARTUP_REASON
+
+    state = trading_state_get()
+    if state.state not in ("HALTED", "REDUCING"):
+        return False
+    return not (state.reason.startswith(STARTUP_REASON) and "(was ACTIVE)" in state.reason)
+
+
+def _candidate(signal) -> Candidate:
+    """The signal as the lifecycle's candidate: only its journal row (`ref`) is used to send."""
+    return Candidate(
+        setup=signal.setup,
+        symbol=signal.symbol,
+        execution_symbol=signal.execution_symbol,
+        bar_ts=signal.bar_ts,
+        entry=signal.entry_price,
+        stop=signal.stop_price,
+        target_one=signal.target_one,
+        target_two=signal.target_two,
+        ref=signal,
+    )
