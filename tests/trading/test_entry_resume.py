@@ -52,6 +52,24 @@ def _crash_before_send(monkeypatch, config) -> tuple:
     return signal, entry
 
 
+def _crash_after_claim(monkeypatch, config, fake) -> tuple:
+    """Killed between the claim (new -> submitted, committed) and the broker's answer."""
+    signal = make_signal(bar_ts=T, entry="186.08", stop="185.08", t1=None, t2=None)
+
+    def killed(request):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(fake.broker, "submit", killed)
+        with pytest.raises(Killed):
+            signal_handle(signal=signal, now=CLOSE, config=config)
+    signal.refresh_from_db()
+    entry = Order.objects.get(signal=signal, role="entry")
+    assert signal.outcome == "approved"
+    assert entry.status == "submitted" and entry.broker_order_id == ""
+    return signal, entry
+
+
 def _lease_expired(entry) -> None:
     """The row was last written LEASE + 1 s ago (wall time): its attempt is gone."""
     Order.objects.filter(pk=entry.pk).update(
@@ -165,3 +183,43 @@ def test_resumers_at_once_send_one_order(fake_tradier, config, monkeypatch):
     entry.refresh_from_db()
     signal.refresh_from_db()
     assert entry.broker_order_id and signal.outcome == "submitted"
+
+
+def test_a_claimed_entry_never_answered_is_sent_again_once_after_the_settle_window(
+    fake_tradier, config, monkeypatch
+):
+    signal, entry = _crash_after_claim(monkeypatch, config, fake_tradier)
+    broker = fake_tradier.broker
+    broker.settle_sec = 1.0
+    waits: list[float] = []
+    monkeypatch.setattr(broker, "sleep", waits.append)
+    _lease_expired(entry)
+
+    assert _retry(signal, CLOSE + timedelta(seconds=30), config) == "submitted"
+    assert waits == [0.5, 0.5]  # looked up, then twice more over the 1 s window
+    entry.refresh_from_db()
+    assert entry.broker_order_id and entry.tag == signal.tag
+    assert fake_tradier.submissions == {signal.tag: 1}
+
+
+def test_a_claimed_entry_whose_post_lands_late_is_linked_not_doubled(
+    fake_tradier, config, monkeypatch
+):
+    """The dead attempt's POST is booked after the first look-up (a late landing, as the
+    fault suite's fake Tradier models it): the settle window's second look-up finds it."""
+    signal, entry = _crash_after_claim(monkeypatch, config, fake_tradier)
+    broker = fake_tradier.broker
+    broker.settle_sec = 1.0
+    landed = []
+
+    def lands_during_the_wait(seconds):
+        if not landed:
+            landed.append(broker.submit(request_of(entry)))
+
+    monkeypatch.setattr(broker, "sleep", lands_during_the_wait)
+    _lease_expired(entry)
+
+    assert _retry(signal, CLOSE + timedelta(seconds=30), config) == "submitted"
+    entry.refresh_from_db()
+    assert entry.broker_order_id == landed[0].id
+    assert fake_tradier.submissions == {signal.tag: 1}

@@ -722,6 +722,13 @@ def entry_send(ledger, candidate: Candidate, trade, *, now: datetime, config: Ri
     dry_run, or failed when the broker refused it). The decision's own send, and the resume
     of an entry whose attempt died before sending it (`trading.services.entry_resume`)."""
     order = ledger.entry_submit(trade, now=now)
+    return entry_outcome(ledger, candidate, trade, order, now=now, config=config)
+
+
+def entry_outcome(
+    ledger, candidate: Candidate, trade, order, *, now: datetime, config: RiskConfig
+) -> str:
+    """The signal's outcome from its sent entry (`order`, None when there was none)."""
     if order is not None and order.status == OrderState.REJECTED:
         trade_close(ledger, trade, now=now, status=TradeState.CANCELLED, reason="entry_rejected")
     if order is None or order.status in (OrderState.REJECTED, OrderState.CANCELLED):

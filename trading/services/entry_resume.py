@@ -1,24 +1,29 @@
-"""Resume an approved entry whose attempt died before sending it (reliability finding 5).
+"""Resume an approved entry whose attempt died before the broker had it (reliability finding 5).
 
 A worker killed between the decision's commit (signal `approved`, entry row `new`) and the
-order's claim leaves an entry nobody sends; reconciliation used to cancel it and the trade was
-lost. The one rule, called by the bar task's retry, the single-signal path, the beat's
-`signals_resume` and reconciliation alike:
+broker's answer leaves an entry nobody sends: still `new` (killed before the claim), or
+claimed (`submitted`, no broker id: killed between the claim and the answer, the POST maybe
+made). Reconciliation used to cancel it and the trade was lost. The one rule, called by the
+bar task's retry, the single-signal path, the beat's scan and reconciliation alike:
 
-- only an entry `new` for ENTRY_RESUME_LEASE_SEC (wall time since its row was written) is
-  taken: a live attempt sends within milliseconds of its commit;
-- one resumer at a time: the order's advisory send lock (the lock `order_submit` and
-  reconciliation already use) is tried, never waited for; the send itself is the ordinary
-  claim (new -> submitted under the row lock), so one row is POSTed at most once;
-- the tag is looked up at the broker first: found -> linked (submitted), not sent again;
-- not found and the signal's bar closed at most SIGNAL_MAX_DELAY_SEC ago (market time) ->
-  sent with the SAME row and tag; older -> cancelled, the signal `failed` with SIGNAL_STALE;
+- only an entry whose row nobody wrote for ENTRY_RESUME_LEASE_SEC (wall time) is taken, and
+  only while no live attempt holds its send lock (the session advisory lock `order_submit`
+  holds from before the claim to the recorded answer; it dies with a killed connection). The
+  lock is tried, never waited for: one resumer at a time;
+- its tag is looked up at the broker: found -> linked (submitted), never sent again. A claimed
+  entry's POST may still be in flight and land late (finding 7; the fault suite's fake Tradier
+  books such a POST `late_landing_sec` after it arrived): its tag is looked up again over the
+  broker's settle window (TRADIER_SUBMIT_SETTLE_SEC) before it may be sent;
+- not found, and its bar closed at most SIGNAL_MAX_DELAY_SEC ago (market time) -> sent with
+  the SAME row and tag (never a second order for one signal); older -> cancelled, the signal
+  `failed` with SIGNAL_STALE;
 - while trading is HALTED or REDUCING nothing is sent (the entry waits, or goes stale).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -36,7 +41,7 @@ from trading.core import lifecycle
 from trading.core.types import Candidate
 from trading.models import Order, OrderRole, OrderStatus
 from trading.orm_ledger import SEND_LOCK_NS, OrmLedger, children_close
-from trading.services.orders import order_apply_remote, order_dead
+from trading.services.orders import order_apply_remote, order_dead, order_submit
 from trading.state_machine import order_advance
 
 log = logging.getLogger(__name__)
@@ -45,12 +50,14 @@ STALE_CODE = "SIGNAL_STALE"
 
 
 def resumable(*, wall_now: datetime | None = None, signal_ids=None):
-    """Approved signals' entries still `new` whose row was last written a lease ago."""
+    """Approved signals' entries the broker never answered (`new`, or claimed with no broker
+    id) whose row was last written a lease ago."""
     wall_now = wall_now or timezone.now()
     lease = timedelta(seconds=settings.ENTRY_RESUME_LEASE_SEC)
     rows = Order.objects.filter(
         role=OrderRole.ENTRY,
-        status=OrderStatus.NEW,
+        status__in=(OrderStatus.NEW, OrderStatus.SUBMITTED),
+        broker_order_id="",
         parent__isnull=True,
         signal__outcome="approved",
         updated_at__lte=wall_now - lease,
@@ -73,8 +80,8 @@ def entries_resume(
 
 
 def entry_resume(order_pk: int, *, now: datetime, broker=None, wall_now=None) -> str:
-    """Resume one entry. Returns linked / sent / stale / held / unreachable, or busy (another
-    resumer or a live attempt has it) / done (nothing left to resume)."""
+    """Resume one entry. Returns linked / sent / resent (a claimed one) / stale / held /
+    unreachable, or busy (another resumer or a live attempt has it) / done (nothing left)."""
     with _try_send_lock(order_pk) as mine:
         if not mine:
             return "busy"
@@ -84,8 +91,9 @@ def entry_resume(order_pk: int, *, now: datetime, broker=None, wall_now=None) ->
         broker = _broker_of(order, broker)
         if broker is None:
             return "done"  # another broker's order (a configuration change): not ours
+        claimed = order.status == OrderStatus.SUBMITTED
         try:
-            remote = _at_broker(broker, order.tag)
+            remote = _at_broker(broker, order.tag, settle=claimed)
         except BrokerError as exc:
             log.warning("entry %s: tag look-up failed (%s); resumed later", order.tag, exc)
             return "unreachable"
@@ -99,12 +107,17 @@ def entry_resume(order_pk: int, *, now: datetime, broker=None, wall_now=None) ->
             return "stale"
         if _halted():
             return "held"
-        log.warning("entry %s: its attempt died before sending it; sending it now", order.tag)
+        log.warning("entry %s: its attempt died before the broker had it; sending it", order.tag)
         ledger = OrmLedger(broker, book=order.book)
-        lifecycle.entry_send(
-            ledger, _candidate(signal), order.trade, now=now, config=RiskConfig.from_settings()
+        config = RiskConfig.from_settings()
+        if not claimed:
+            lifecycle.entry_send(ledger, _candidate(signal), order.trade, now=now, config=config)
+            return "sent"
+        sent = order_submit(order=order, now=now, broker=broker, resend=True)
+        lifecycle.entry_outcome(
+            ledger, _candidate(signal), order.trade, sent, now=now, config=config
         )
-        return "sent"
+        return "resent"
 
 
 @contextmanager
@@ -133,10 +146,24 @@ def _broker_of(order: Order, broker):
     return broker if broker.name == order.broker else None
 
 
-def _at_broker(broker, tag: str):
+def _at_broker(broker, tag: str, *, settle: bool):
     """The broker's order carrying `tag`, or None. A `new` row was never claimed, so never
-    POSTed by `order_submit` (the claim commits before the call): no request of ours can
-    land late (finding 7); the look-up catches a send made some other way."""
+    POSTed by `order_submit` (the claim commits before the call): one look-up. A claimed one
+    may have been POSTed just before its worker died: looked up again every 0.5 s over the
+    broker's settle window (`settle_sec`, TRADIER_SUBMIT_SETTLE_SEC for Tradier) first."""
+    found = _by_tag(broker, tag)
+    window = float(getattr(broker, "settle_sec", 0.0) or 0.0) if settle else 0.0
+    sleep = getattr(broker, "sleep", time.sleep)
+    waited = 0.0
+    while found is None and waited < window:
+        step = min(0.5, window - waited)
+        sleep(step)
+        waited += step
+        found = _by_tag(broker, tag)
+    return found
+
+
+def _by_tag(broker, tag: str):
     by_tag = getattr(broker, "orders_by_tag", None)
     found = by_tag(tag) if by_tag else [o for o in broker.orders() if o.tag == tag]
     return found[0] if found else None
@@ -147,14 +174,15 @@ def _link(order: Order, remote, now: datetime) -> None:
 
     with sending_atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
-        if order.status != OrderStatus.NEW:
+        if order.status not in (OrderStatus.NEW, OrderStatus.SUBMITTED) or order.broker_order_id:
             return
         order.broker_order_id = remote.id
         order.response_payload = remote.raw or {}
         order.save(update_fields=["broker_order_id", "response_payload", "updated_at"])
         if remote.legs:
             bracket_legs_link(order, remote)
-        order_advance(order, OrderStatus.SUBMITTED, cause="resumed: found at broker", at=now)
+        if order.status == OrderStatus.NEW:
+            order_advance(order, OrderStatus.SUBMITTED, cause="resumed: found at broker", at=now)
         order_apply_remote(order=order, remote=remote, now=now)
         message = f"entry {order.tag} found at the broker"
         _outcome(order.signal, "submitted", "ORDER_FOUND", True, message)
@@ -163,7 +191,7 @@ def _link(order: Order, remote, now: datetime) -> None:
 def _stale(order: Order, age: float, now: datetime) -> None:
     with sending_atomic():
         order = Order.objects.select_for_update().get(pk=order.pk)
-        if order.status != OrderStatus.NEW:
+        if order.status not in (OrderStatus.NEW, OrderStatus.SUBMITTED) or order.broker_order_id:
             return
         order_advance(order, OrderStatus.CANCELLED, cause="never sent: signal stale", at=now)
         children_close(order, OrderStatus.CANCELLED, now, "parent never sent")
