@@ -266,7 +266,7 @@ def _order_reclaim(order: Order, *, now: datetime) -> OrderRequest:
         order=order,
         from_status=order.status,
         to_status=order.status,
-        cause="resending: its attempt died, the tag is not at the broker",
+        cause="resumed: its attempt died, the tag is not at the broker: sent again",
         at=now,
     )
     return request_of(order)

@@ -40,6 +40,14 @@ TABLES_MODELS = (
 )
 
 
+# A killed worker's task comes back after the 5 s visibility timeout; the lease on its
+# unsent entry must have run out by then for the redelivered task to resume it
+# (trading.services.entry_resume). The scenario's signals carry bar times (2025-01-02) months
+# before the market time they are decided at (2025-09-19), so the freshness limit is lifted
+# here; tests/trading/test_entry_resume.py covers SIGNAL_STALE.
+RESUME_ENV = {"ENTRY_RESUME_LEASE_SEC": "2", "SIGNAL_MAX_DELAY_SEC": str(10 * 365 * 86_400)}
+
+
 def _with_path(url: str, path: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
@@ -79,6 +87,7 @@ def worker_env(*, redis_url: str, tradier_url: str) -> dict[str, str]:
         "CELERY_BROKER_URL": redis_url,
         "CELERY_RESULT_BACKEND": redis_url,
         "CELERY_VISIBILITY_TIMEOUT_SEC": "5",
+        **RESUME_ENV,
         "TRADIER_BASE_URL": tradier_url,
         "TRADIER_ACCESS_TOKEN": "fake-token",
         "TRADIER_ACCOUNT_ID": "VA00000000",
@@ -116,7 +125,11 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
     queue = f"faults-crash-{uuid.uuid4().hex[:12]}"  # ours alone: no flush of a shared db
     rng = random.Random(seed)
     started = time.monotonic()
-    with FakeTradier(answer_delay_sec=0.25) as fake, tradier_settings(fake.base_url):
+    resume = {"ENTRY_RESUME_LEASE_SEC": 2.0, "SIGNAL_MAX_DELAY_SEC": 10 * 365 * 86_400}
+    with (
+        FakeTradier(answer_delay_sec=0.25) as fake,
+        tradier_settings(fake.base_url, **resume),
+    ):
         from celery import Celery
 
         producer = Celery("faults-producer", broker=redis_url, set_as_current=False)
@@ -225,6 +238,14 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
         never_sent = Order.objects.filter(
             role=OrderRole.ENTRY, broker_order_id="", status="cancelled"
         ).count()
+        from trading.models import OrderEvent
+
+        resumed = (
+            OrderEvent.objects.filter(order__role=OrderRole.ENTRY, cause__startswith="resumed")
+            .values("order_id")
+            .distinct()
+            .count()
+        )
     return {
         "flows": flows,
         "kills": killed,
@@ -238,6 +259,7 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
         "mismatch_examples": figures["mismatch_examples"],
         "orphan_examples": figures["lost_examples"] + figures["unsettled_examples"],
         "entries_dropped_by_crash": never_sent,
+        "entries_resumed": resumed,  # entries a killed attempt left unsent, sent or linked later
         "signals_mislabelled": outcomes.get("approved", 0),  # journal silent on the order
         "broker_orders": figures["broker_orders"],
         "reconcile_ok": reconciled["ok"],

@@ -223,3 +223,40 @@ def test_a_claimed_entry_whose_post_lands_late_is_linked_not_doubled(
     entry.refresh_from_db()
     assert entry.broker_order_id == landed[0].id
     assert fake_tradier.submissions == {signal.tag: 1}
+
+
+def test_a_retried_bar_task_sends_the_entry_its_first_attempt_approved(
+    fake_tradier, config, monkeypatch
+):
+    """The bar task's own retry (a claimed bar: evaluated, its signals stored)."""
+    from decimal import Decimal
+
+    from marketdata.services import bars_upsert
+    from marketdata.types import BarData
+    from strategies.models import FeatureSnapshot, Signal
+    from trading.pipeline import process_bar_close
+
+    bar = BarData("SPY", T, 100.0, 100.4, 99.8, 100.2, 50_000.0, 100.1)
+    bars_upsert(bars=[bar])
+    FeatureSnapshot.objects.create(symbol="SPY", bar_ts=T, features={})
+    signal = Signal.objects.create(
+        setup="EMA_CROSS", symbol="SPY", execution_symbol="SPY", bar_ts=T,
+        entry_price=Decimal("100.2"), stop_price=Decimal("99.2"),
+    )  # fmt: skip
+
+    def killed(self, trade, *, now):
+        raise Killed
+
+    with monkeypatch.context() as patch:
+        patch.setattr(OrmLedger, "entry_submit", killed)
+        with pytest.raises(Killed):
+            process_bar_close(bar=bar, config=config)
+    signal.refresh_from_db()
+    entry = Order.objects.get(signal=signal, role="entry")
+    assert signal.outcome == "approved" and entry.status == "new"
+    _lease_expired(entry)
+
+    process_bar_close(bar=bar, config=config)  # the retry: the bar is claimed already
+    signal.refresh_from_db()
+    assert signal.outcome == "submitted"
+    assert fake_tradier.submissions == {signal.tag: 1}

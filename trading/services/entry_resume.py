@@ -39,7 +39,7 @@ from trading.brokers import broker_get
 from trading.brokers.base import BrokerError
 from trading.core import lifecycle
 from trading.core.types import Candidate
-from trading.models import Order, OrderRole, OrderStatus
+from trading.models import Order, OrderEvent, OrderRole, OrderStatus
 from trading.orm_ledger import SEND_LOCK_NS, OrmLedger, children_close
 from trading.services.orders import order_apply_remote, order_dead, order_submit
 from trading.state_machine import order_advance
@@ -111,6 +111,7 @@ def entry_resume(order_pk: int, *, now: datetime, broker=None, wall_now=None) ->
         ledger = OrmLedger(broker, book=order.book)
         config = RiskConfig.from_settings()
         if not claimed:
+            _resumed(order, now, "resumed: its attempt died before sending it")
             lifecycle.entry_send(ledger, _candidate(signal), order.trade, now=now, config=config)
             return "sent"
         sent = order_submit(order=order, now=now, broker=broker, resend=True)
@@ -183,9 +184,17 @@ def _link(order: Order, remote, now: datetime) -> None:
             bracket_legs_link(order, remote)
         if order.status == OrderStatus.NEW:
             order_advance(order, OrderStatus.SUBMITTED, cause="resumed: found at broker", at=now)
+        else:
+            _resumed(order, now, "resumed: found at broker")
         order_apply_remote(order=order, remote=remote, now=now)
         message = f"entry {order.tag} found at the broker"
         _outcome(order.signal, "submitted", "ORDER_FOUND", True, message)
+
+
+def _resumed(order: Order, now: datetime, cause: str) -> None:
+    OrderEvent.objects.create(
+        order=order, from_status=order.status, to_status=order.status, cause=cause, at=now
+    )
 
 
 def _stale(order: Order, age: float, now: datetime) -> None:
