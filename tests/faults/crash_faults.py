@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -113,8 +114,22 @@ def database_reset() -> None:
         cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
-def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int = 2) -> dict:
-    """Runs inside a process whose DATABASE_URL is the faults database."""
+RICH = {"cash": Decimal(10**9), "buying_power": Decimal(10**9)}  # equity caps out of the way
+
+
+def _ticker(n: int) -> str:
+    """A symbol of its own for flow n (AAA, AAB, ...): no flow's idea duplicates another's."""
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return "".join(letters[(n // 26**k) % 26] for k in (2, 1, 0))
+
+
+def run_driver(
+    *, flows: int, kills: int, seed: int = 3, worker_concurrency: int = 2, all_trade: bool = False
+) -> dict:
+    """Runs inside a process whose DATABASE_URL is the faults database. `all_trade`: every
+    flow can be approved (a symbol each, buying power for all), so the kills land in the
+    entries' sends; otherwise four symbols and the recorded account's buying power let about
+    two flows trade and block the rest (DUPLICATE_EXPOSURE, QTY_ZERO)."""
     database_reset()
     from django.db.models import Count
 
@@ -127,13 +142,17 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
     started = time.monotonic()
     resume = {"ENTRY_RESUME_LEASE_SEC": 2.0, "SIGNAL_MAX_DELAY_SEC": 10 * 365 * 86_400}
     with (
-        FakeTradier(answer_delay_sec=0.25) as fake,
+        FakeTradier(answer_delay_sec=0.25, **(RICH if all_trade else {})) as fake,
         tradier_settings(fake.base_url, **resume),
     ):
         from celery import Celery
 
         producer = Celery("faults-producer", broker=redis_url, set_as_current=False)
         signals = [signal_make(n, rng) for n in range(flows)]
+        if all_trade:
+            for n, sig in enumerate(signals):
+                sig.symbol = sig.execution_symbol = _ticker(n)
+                sig.save(update_fields=["symbol", "execution_symbol"])
         for n, sig in enumerate(signals):
             now = NOW + timedelta(seconds=5 * n)
             producer.send_task(
@@ -267,7 +286,9 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
     }
 
 
-def run_crash_faults(*, flows: int, kills: int, timeout: float = 3600) -> dict:
+def run_crash_faults(
+    *, flows: int, kills: int, timeout: float = 3600, all_trade: bool = False
+) -> dict:
     """Launch the driver in its own process (its own database) and return its figures."""
     db_url, redis_url = faults_urls()
     database_ensure(db_url)
@@ -288,6 +309,7 @@ def run_crash_faults(*, flows: int, kills: int, timeout: float = 3600) -> dict:
             str(flows),
             "--kills",
             str(kills),
+            *(["--all-trade"] if all_trade else []),
         ],
         cwd=ROOT,
         env=env,
@@ -305,8 +327,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--flows", type=int, default=20)
     parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--all-trade", action="store_true")
     args = parser.parse_args()
-    print(json.dumps(run_driver(flows=args.flows, kills=args.kills), default=str))
+    print(
+        json.dumps(
+            run_driver(flows=args.flows, kills=args.kills, all_trade=args.all_trade), default=str
+        )
+    )
 
 
 if __name__ == "__main__":

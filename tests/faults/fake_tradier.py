@@ -84,6 +84,7 @@ class FakeTradierState:
     next_id: int = 257459
     late_landings: int = 0
     cash: Decimal = Decimal("100000")
+    buying_power: Decimal | None = None  # None: the recorded margin account's (12,727.72)
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -576,6 +577,8 @@ class _Handler(BaseHTTPRequestHandler):
             body["balances"]["account_number"] = state.account
             body["balances"]["total_cash"] = float(state.cash)
             body["balances"]["total_equity"] = float(state.cash)
+            if state.buying_power is not None:
+                body["balances"]["margin"]["stock_buying_power"] = float(state.buying_power)
             return 200, body
         return 404, {"errors": {"error": [f"unknown path {path}"]}}
 
