@@ -114,7 +114,9 @@ def database_reset() -> None:
         cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
-RICH = {"cash": Decimal(10**9), "buying_power": Decimal(10**9)}  # equity caps out of the way
+# --all-trade: equity caps out of the way, and a quote that takes 0.25 s (a bracket's entry is
+# priced from a quote after the claim, before the POST): kills land between claim and POST
+ALL_TRADE = {"cash": Decimal(10**9), "buying_power": Decimal(10**9), "quote_delay_sec": 0.25}
 
 
 def _ticker(n: int) -> str:
@@ -127,9 +129,10 @@ def run_driver(
     *, flows: int, kills: int, seed: int = 3, worker_concurrency: int = 2, all_trade: bool = False
 ) -> dict:
     """Runs inside a process whose DATABASE_URL is the faults database. `all_trade`: every
-    flow can be approved (a symbol each, buying power for all), so the kills land in the
-    entries' sends; otherwise four symbols and the recorded account's buying power let about
-    two flows trade and block the rest (DUPLICATE_EXPOSURE, QTY_ZERO)."""
+    flow can be approved (a symbol each, buying power and equity for all, no daily-loss
+    limit), so the kills land in the entries' sends; otherwise four symbols, the recorded
+    account's buying power and the daily-loss limit let about two flows trade and block the
+    rest (DUPLICATE_EXPOSURE, QTY_ZERO, DAILY_LOSS_LIMIT)."""
     database_reset()
     from django.db.models import Count
 
@@ -142,7 +145,7 @@ def run_driver(
     started = time.monotonic()
     resume = {"ENTRY_RESUME_LEASE_SEC": 2.0, "SIGNAL_MAX_DELAY_SEC": 10 * 365 * 86_400}
     with (
-        FakeTradier(answer_delay_sec=0.25, **(RICH if all_trade else {})) as fake,
+        FakeTradier(answer_delay_sec=0.25, **(ALL_TRADE if all_trade else {})) as fake,
         tradier_settings(fake.base_url, **resume),
     ):
         from celery import Celery
@@ -159,6 +162,8 @@ def run_driver(
                 "faults.signal_handle", args=[sig.pk, now.isoformat(), n % 2 == 1], queue=queue
             )
         env = worker_env(redis_url=redis_url, tradier_url=fake.base_url)
+        if all_trade:  # no daily-loss limit either (live trades at their stops count)
+            env["RISK_MAX_DAILY_LOSS_R"] = "0"
 
         def worker_start(index: int) -> subprocess.Popen:
             cmd = [
