@@ -454,6 +454,11 @@ SCAN_INTERVAL_SEC = env_int("SCAN_INTERVAL_SEC", 30, minimum=1)
 # time) if its bar closed at most SIGNAL_MAX_DELAY_SEC ago; older ones are marked SIGNAL_STALE.
 SIGNAL_RESUME_AFTER_SEC = env_int("SIGNAL_RESUME_AFTER_SEC", 20, minimum=1)
 SIGNAL_MAX_DELAY_SEC = env_int("SIGNAL_MAX_DELAY_SEC", 120, minimum=0)
+# An approved entry still `new` (never sent) whose row nobody touched for this long has lost
+# its attempt (a killed worker): the bar task's retry, the scan or reconciliation resume it
+# (trading.services.entry_resume). Keep it below CELERY_VISIBILITY_TIMEOUT_SEC, so a
+# redelivered bar task finds the lease expired.
+ENTRY_RESUME_LEASE_SEC = env_float("ENTRY_RESUME_LEASE_SEC", 10.0, minimum=0.0)
 PORT = env_int("PORT", 8080, minimum=1)
 BIND_ADDRESS = env_str("BIND_ADDRESS", "127.0.0.1")
 ADMIN_USERNAME = env_str("ADMIN_USERNAME", "admin")

@@ -165,7 +165,11 @@ SEND_LOCK_NS = 1_700_017  # advisory-lock namespace of orders being sent (key 2:
 
 
 def order_submit(
-    *, order: Order, now: datetime | None = None, broker: Broker | None = None
+    *,
+    order: Order,
+    now: datetime | None = None,
+    broker: Broker | None = None,
+    resend: bool = False,
 ) -> Order:
     """Send a `new` order to the broker and record the answer through the state machine.
 
@@ -176,7 +180,9 @@ def order_submit(
     in a durable transaction that commits before the call, so a crash or a killed connection
     during the call leaves it `submitted` for reconciliation to settle by tag, never re-sent.
     Rejected -> rejected (reason kept); unknown outcome (timeouts/5xx after the broker client
-    looked the tag up) -> stays submitted.
+    looked the tag up) -> stays submitted. `resend`: a claimed order the broker never answered
+    (no broker id) is sent again with its tag — only by `trading.services.entry_resume`, after
+    its attempt died and the tag stayed unknown at the broker over the settle window.
     """
     broker = broker or broker_get()
     now = now or clock.now()
@@ -186,10 +192,18 @@ def order_submit(
     with send_lock(order.pk):
         with transaction.atomic(durable=True):
             claimed = Order.objects.select_for_update().filter(pk=order.pk).first()
-            if claimed is None or claimed.status != OrderStatus.NEW:
+            unanswered = (
+                resend
+                and claimed is not None
+                and claimed.status == OrderStatus.SUBMITTED
+                and not claimed.broker_order_id
+            )
+            if claimed is None or (claimed.status != OrderStatus.NEW and not unanswered):
                 order.refresh_from_db()
                 return order
-            request = _order_claim(claimed, now=now)
+            request = (
+                _order_reclaim(claimed, now=now) if unanswered else _order_claim(claimed, now=now)
+            )
         started = clock.now()
         try:
             ack = broker.submit(request)
@@ -245,6 +259,17 @@ def _order_claim(order: Order, *, now: datetime) -> OrderRequest:
     order.save(update_fields=["request_payload", "updated_at"])
     order_transition(order, OrderStatus.SUBMITTED, cause="sending: outcome unknown", at=now)
     return request
+
+
+def _order_reclaim(order: Order, *, now: datetime) -> OrderRequest:
+    OrderEvent.objects.create(
+        order=order,
+        from_status=order.status,
+        to_status=order.status,
+        cause="resumed: its attempt died, the tag is not at the broker: sent again",
+        at=now,
+    )
+    return request_of(order)
 
 
 def _answer_record(
@@ -994,9 +1019,10 @@ class OrmLedger:
 
     def entry_submit(self, trade, *, now: datetime):
         self._wrote()
-        entry = trade_orders(trade, roles=[OrderRole.ENTRY]).filter(status=OrderStatus.NEW).first()
-        if entry is None:
-            return None
+        entries = trade_orders(trade, roles=[OrderRole.ENTRY])
+        entry = entries.filter(status=OrderStatus.NEW).first()
+        if entry is None:  # sent (or ended) meanwhile by a resumer: its state is the answer
+            return entries.order_by("-pk").first()
         return order_submit(order=entry, now=now, broker=self.broker)
 
     def entry_sent(self, order, *, config) -> str:

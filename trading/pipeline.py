@@ -41,6 +41,7 @@ from trading.exits import ema_crossed_down, flat_time
 from trading.orm_ledger import OrmLedger
 from trading.paper_book import book_of, paper_book_active, paper_book_broker
 from trading.selectors import exposure_snapshot, working_orders
+from trading.services.entry_resume import entries_resume
 from trading.services.orders import order_sync
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,12 @@ def candidate_of(signal) -> Candidate:
 
 def signal_handle(*, signal, now: datetime, config: RiskConfig, broker=None) -> str:
     """Risk-check one generated signal and, if approved, open its trade and send the entry
-    (`lifecycle.signal_decide`). Returns the signal's final outcome."""
+    (`lifecycle.signal_decide`). A signal already `approved` is the retry of an attempt that
+    may have died before sending its entry: that entry is resumed
+    (`trading.services.entry_resume`). Returns the signal's final outcome."""
+    if signal.outcome == "approved":
+        entries_resume(now=now, broker=broker, signal_ids=[signal.pk])
+        signal.refresh_from_db(fields=["outcome"])
     if signal.outcome != "generated":
         return signal.outcome
     params = symbol_params_get(symbol=signal.execution_symbol, config=config)
@@ -209,11 +215,13 @@ def process_bar_close(*, bar: BarData, config: RiskConfig | None = None) -> list
     broker = broker_get()
     signals: list = []
     paper: list[Candidate] = []  # the paper book's candidates, decided in its own pass
+    retried: list[bool] = []
 
     def strategy() -> list[Candidate]:
         evaluation = _strategies().bar_evaluate(symbol=bar.symbol, bar_ts=bar.ts, now=now)
         signals.extend(evaluation.signals)
         if evaluation.evaluated_before:  # an earlier attempt that did not finish: resume it
+            retried.append(True)
             signals.extend(signals_undecided(symbol=bar.symbol, bar_ts=bar.ts))
         generated = [s for s in signals if s.outcome == "generated"]
         paper.extend(candidate_of(s) for s in generated if book_of(s) == Book.PAPER)
@@ -242,9 +250,21 @@ def process_bar_close(*, bar: BarData, config: RiskConfig | None = None) -> list
             strategy=lambda: paper,
             ctx=replace(ctx, costs=book_broker.costs, escalate_by_clock=False),
         )
+    if retried:  # and the entries it approved but did not live to send
+        entries_resume(now=now, broker=broker, signal_ids=_bar_signal_ids(bar))
     if settings.DEBUG:
         log.debug("bar %s %s handled %d signals", bar.symbol, bar.ts, len(signals))
     return signals
+
+
+def _bar_signal_ids(bar: BarData) -> list[int]:
+    from strategies.models import Signal
+
+    return list(
+        Signal.objects.filter(symbol=bar.symbol, bar_ts=bar.ts, outcome="approved").values_list(
+            "pk", flat=True
+        )
+    )
 
 
 def _params_cache(config: RiskConfig):

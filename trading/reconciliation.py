@@ -4,7 +4,9 @@
   and our commit) → its status and fills are applied through the state machine;
 - a broker order we do not know → adopted as role `external` (never re-sent);
 - a working ledger order the broker no longer has → closed (expired), and a `new` order that
-  never reached the broker → a protective stop is re-sent, anything else cancelled;
+  never reached the broker → a protective stop is re-sent, an approved signal's entry resumed
+  (`trading.services.entry_resume`: sent, linked or cancelled as stale), anything else
+  cancelled;
 - positions: the ledger's net quantity is corrected to the broker's.
 At worker start trading is HALTED until the start-up reconciliation succeeds (fail closed).
 """
@@ -32,6 +34,7 @@ from trading.brokers.base import BrokerError, OrderNotFound
 from trading.models import WORKING_STATUSES, Order, OrderRole, OrderStatus, Position
 from trading.orm_ledger import send_in_flight
 from trading.selectors import RECONCILE_CACHE_KEY
+from trading.services.entry_resume import entries_resume
 from trading.state_machine import BROKER_STATUS, order_advance
 
 log = logging.getLogger(__name__)
@@ -80,7 +83,7 @@ def _match(remote, broker_name: str) -> Order | None:
     return order
 
 
-def _link_legs(parent: Order, remote) -> None:
+def bracket_legs_link(parent: Order, remote) -> None:
     """Tradier reports a bracket as one order with a `leg` list: leg 0 is the entry (our parent
     row), the others are our child rows in creation order."""
     children = list(parent.children.order_by("id"))
@@ -128,7 +131,7 @@ def _orders_reconcile(broker, now: datetime, summary: dict) -> None:
 def _remote_apply(remote, broker, now: datetime, summary: dict, seen_ids: set) -> None:
     local = _match(remote, broker.name)
     if local is not None and local.order_class in ("otoco", "oco") and remote.legs:
-        _link_legs(local, remote)
+        bracket_legs_link(local, remote)
     seen_ids.add(remote.id)
     for report in _reportable(remote, local):
         item = report.item
@@ -184,6 +187,8 @@ def _local_settle(
         return
     if order.status == OrderStatus.NEW and order.parent_id:
         return  # a bracket leg waits for its parent
+    if order.role == OrderRole.ENTRY and order.signal_id and order.signal.outcome == "approved":
+        return  # its attempt may have died before sending it: entries_resume decides
     if not _unlocked(order):
         return  # another worker is sending it right now (it holds the send lock)
     # Never reached the broker (its tag is unknown there).
@@ -237,6 +242,7 @@ def reconcile_run(*, now: datetime | None = None, startup: bool = False, broker=
     ok, error = True, ""
     try:
         _orders_reconcile(broker, now, summary)
+        summary["resumed"] = entries_resume(now=now, broker=broker)
         with sending_atomic():
             _positions_reconcile(broker, summary)
         summary["journal"] = signals_follow_ledger()

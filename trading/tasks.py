@@ -48,12 +48,15 @@ def on_bar_closed(bar_event: dict) -> int:
 def scan() -> int:
     """Safety net: evaluate the latest stored bar of every symbol (evaluate_bar is idempotent,
     so a bar the stream already handled is not evaluated twice), then decide (or mark stale)
-    the signals a vanished bar task left undecided."""
+    the signals a vanished bar task left undecided, and resume the approved entries whose
+    attempt died before sending them (`trading.services.entry_resume`)."""
     from trading.pipeline import scan_latest, signals_resume
+    from trading.services.entry_resume import entries_resume
 
     now = clock.now()
     handled = scan_latest(now=now)
     signals_resume(now=now)
+    entries_resume(now=now)
     return handled
 
 

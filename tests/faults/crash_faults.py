@@ -21,6 +21,7 @@ import sys
 import time
 import uuid
 from datetime import timedelta
+from decimal import Decimal
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -38,6 +39,14 @@ TABLES_MODELS = (
     "risk.TradingState",
     "risk.TradingStateChange",
 )
+
+
+# A killed worker's task comes back after the 5 s visibility timeout; the lease on its
+# unsent entry must have run out by then for the redelivered task to resume it
+# (trading.services.entry_resume). The scenario's signals carry bar times (2025-01-02) months
+# before the market time they are decided at (2025-09-19), so the freshness limit is lifted
+# here; tests/trading/test_entry_resume.py covers SIGNAL_STALE.
+RESUME_ENV = {"ENTRY_RESUME_LEASE_SEC": "2", "SIGNAL_MAX_DELAY_SEC": str(10 * 365 * 86_400)}
 
 
 def _with_path(url: str, path: str) -> str:
@@ -79,6 +88,7 @@ def worker_env(*, redis_url: str, tradier_url: str) -> dict[str, str]:
         "CELERY_BROKER_URL": redis_url,
         "CELERY_RESULT_BACKEND": redis_url,
         "CELERY_VISIBILITY_TIMEOUT_SEC": "5",
+        **RESUME_ENV,
         "TRADIER_BASE_URL": tradier_url,
         "TRADIER_ACCESS_TOKEN": "fake-token",
         "TRADIER_ACCOUNT_ID": "VA00000000",
@@ -104,8 +114,25 @@ def database_reset() -> None:
         cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
 
 
-def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int = 2) -> dict:
-    """Runs inside a process whose DATABASE_URL is the faults database."""
+# --all-trade: equity caps out of the way, and a quote that takes 0.25 s (a bracket's entry is
+# priced from a quote after the claim, before the POST): kills land between claim and POST
+ALL_TRADE = {"cash": Decimal(10**9), "buying_power": Decimal(10**9), "quote_delay_sec": 0.25}
+
+
+def _ticker(n: int) -> str:
+    """A symbol of its own for flow n (AAA, AAB, ...): no flow's idea duplicates another's."""
+    letters = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    return "".join(letters[(n // 26**k) % 26] for k in (2, 1, 0))
+
+
+def run_driver(
+    *, flows: int, kills: int, seed: int = 3, worker_concurrency: int = 2, all_trade: bool = False
+) -> dict:
+    """Runs inside a process whose DATABASE_URL is the faults database. `all_trade`: every
+    flow can be approved (a symbol each, buying power and equity for all, no daily-loss
+    limit), so the kills land in the entries' sends; otherwise four symbols, the recorded
+    account's buying power and the daily-loss limit let about two flows trade and block the
+    rest (DUPLICATE_EXPOSURE, QTY_ZERO, DAILY_LOSS_LIMIT)."""
     database_reset()
     from django.db.models import Count
 
@@ -116,17 +143,27 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
     queue = f"faults-crash-{uuid.uuid4().hex[:12]}"  # ours alone: no flush of a shared db
     rng = random.Random(seed)
     started = time.monotonic()
-    with FakeTradier(answer_delay_sec=0.25) as fake, tradier_settings(fake.base_url):
+    resume = {"ENTRY_RESUME_LEASE_SEC": 2.0, "SIGNAL_MAX_DELAY_SEC": 10 * 365 * 86_400}
+    with (
+        FakeTradier(answer_delay_sec=0.25, **(ALL_TRADE if all_trade else {})) as fake,
+        tradier_settings(fake.base_url, **resume),
+    ):
         from celery import Celery
 
         producer = Celery("faults-producer", broker=redis_url, set_as_current=False)
         signals = [signal_make(n, rng) for n in range(flows)]
+        if all_trade:
+            for n, sig in enumerate(signals):
+                sig.symbol = sig.execution_symbol = _ticker(n)
+                sig.save(update_fields=["symbol", "execution_symbol"])
         for n, sig in enumerate(signals):
             now = NOW + timedelta(seconds=5 * n)
             producer.send_task(
                 "faults.signal_handle", args=[sig.pk, now.isoformat(), n % 2 == 1], queue=queue
             )
         env = worker_env(redis_url=redis_url, tradier_url=fake.base_url)
+        if all_trade:  # no daily-loss limit either (live trades at their stops count)
+            env["RISK_MAX_DAILY_LOSS_R"] = "0"
 
         def worker_start(index: int) -> subprocess.Popen:
             cmd = [
@@ -225,6 +262,14 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
         never_sent = Order.objects.filter(
             role=OrderRole.ENTRY, broker_order_id="", status="cancelled"
         ).count()
+        from trading.models import OrderEvent
+
+        resumed = (
+            OrderEvent.objects.filter(order__role=OrderRole.ENTRY, cause__startswith="resumed")
+            .values("order_id")
+            .distinct()
+            .count()
+        )
     return {
         "flows": flows,
         "kills": killed,
@@ -238,6 +283,7 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
         "mismatch_examples": figures["mismatch_examples"],
         "orphan_examples": figures["lost_examples"] + figures["unsettled_examples"],
         "entries_dropped_by_crash": never_sent,
+        "entries_resumed": resumed,  # entries a killed attempt left unsent, sent or linked later
         "signals_mislabelled": outcomes.get("approved", 0),  # journal silent on the order
         "broker_orders": figures["broker_orders"],
         "reconcile_ok": reconciled["ok"],
@@ -245,7 +291,9 @@ def run_driver(*, flows: int, kills: int, seed: int = 3, worker_concurrency: int
     }
 
 
-def run_crash_faults(*, flows: int, kills: int, timeout: float = 3600) -> dict:
+def run_crash_faults(
+    *, flows: int, kills: int, timeout: float = 3600, all_trade: bool = False
+) -> dict:
     """Launch the driver in its own process (its own database) and return its figures."""
     db_url, redis_url = faults_urls()
     database_ensure(db_url)
@@ -266,6 +314,7 @@ def run_crash_faults(*, flows: int, kills: int, timeout: float = 3600) -> dict:
             str(flows),
             "--kills",
             str(kills),
+            *(["--all-trade"] if all_trade else []),
         ],
         cwd=ROOT,
         env=env,
@@ -283,8 +332,13 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--flows", type=int, default=20)
     parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--all-trade", action="store_true")
     args = parser.parse_args()
-    print(json.dumps(run_driver(flows=args.flows, kills=args.kills), default=str))
+    print(
+        json.dumps(
+            run_driver(flows=args.flows, kills=args.kills, all_trade=args.all_trade), default=str
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -84,6 +84,8 @@ class FakeTradierState:
     next_id: int = 257459
     late_landings: int = 0
     cash: Decimal = Decimal("100000")
+    buying_power: Decimal | None = None  # None: the recorded margin account's (12,727.72)
+    quote_delay_sec: float = 0.0  # a quote answers this late (network and Tradier latency)
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -519,6 +521,8 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.state
         prefix = f"/v1/accounts/{state.account}"
         if path == "/v1/markets/quotes":
+            if state.quote_delay_sec:
+                time.sleep(state.quote_delay_sec)
             rows = []
             for sym in query.get("symbols", form.get("symbols", "")).split(","):
                 if not sym or not state.quotes:
@@ -576,6 +580,8 @@ class _Handler(BaseHTTPRequestHandler):
             body["balances"]["account_number"] = state.account
             body["balances"]["total_cash"] = float(state.cash)
             body["balances"]["total_equity"] = float(state.cash)
+            if state.buying_power is not None:
+                body["balances"]["margin"]["stock_buying_power"] = float(state.buying_power)
             return 200, body
         return 404, {"errors": {"error": [f"unknown path {path}"]}}
 

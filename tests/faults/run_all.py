@@ -93,7 +93,8 @@ def _broker() -> dict:
 def _crash() -> dict:
     from tests.faults.crash_faults import run_crash_faults
 
-    return run_crash_faults(flows=_n("crash_flows", 16, 1000), kills=_n("crash_kills", 2, 40))
+    flows, kills = _n("crash_flows", 16, 1000), _n("crash_kills", 2, 40)
+    return run_crash_faults(flows=flows, kills=kills, all_trade=True)  # every flow can trade
 
 
 def _database() -> dict:

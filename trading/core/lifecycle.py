@@ -729,7 +729,21 @@ def signal_decide(
             time_stop_sec=candidate.time_stop_sec,
         )
         trade = ledger.trade_open(candidate, plan, now=now)
+    return entry_send(ledger, candidate, trade, now=now, config=config)
+
+
+def entry_send(ledger, candidate: Candidate, trade, *, now: datetime, config: RiskConfig) -> str:
+    """Send the approved trade's `new` entry and record the signal's outcome (submitted /
+    dry_run, or failed when the broker refused it). The decision's own send, and the resume
+    of an entry whose attempt died before sending it (`trading.services.entry_resume`)."""
     order = ledger.entry_submit(trade, now=now)
+    return entry_outcome(ledger, candidate, trade, order, now=now, config=config)
+
+
+def entry_outcome(
+    ledger, candidate: Candidate, trade, order, *, now: datetime, config: RiskConfig
+) -> str:
+    """The signal's outcome from its sent entry (`order`, None when there was none)."""
     if order is not None and order.status == OrderState.REJECTED:
         trade_close(ledger, trade, now=now, status=TradeState.CANCELLED, reason="entry_rejected")
     if order is None or order.status in (OrderState.REJECTED, OrderState.CANCELLED):

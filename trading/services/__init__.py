@@ -6,6 +6,7 @@ dry runs). Reads live in `trading.selectors`; the rules in `trading.core`."""
 from trading.core.errors import ForceNotAllowed, TradingError
 from trading.orm_ledger import children_close
 from trading.services.brackets import bracket_place, bracket_preview, order_dryrun
+from trading.services.entry_resume import entries_resume, entry_resume
 from trading.services.operations import (
     account_snapshot_take,
     heartbeat_record,
@@ -40,6 +41,8 @@ __all__ = [
     "bracket_preview",
     "children_close",
     "entries_escalate",
+    "entries_resume",
+    "entry_resume",
     "entry_limit_replace",
     "fill_apply",
     "heartbeat_record",
