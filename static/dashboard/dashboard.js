@@ -335,6 +335,9 @@
   // Stale: the panels show what was true when live updates stopped (socket closed, or the
   // server lost its channel layer); they are dimmed and say since when, until fresh data arrives.
   let staleSince = null;
+  // The server said its channel layer is gone (status live=false): only its live=true ends
+  // that. A panel snapshot it sent just before (already in flight) is not news of recovery.
+  let serverStale = false;
   function markStale(reason, sinceSeconds) {
     if (staleSince === null) staleSince = sinceSeconds ? new Date(sinceSeconds * 1000) : new Date();
     document.body.dataset.stale = "1";
@@ -351,7 +354,7 @@
   function connect() {
     const scheme = location.protocol === "https:" ? "wss" : "ws";
     socket = new WebSocket(`${scheme}://${location.host}/ws/live/`);
-    socket.onopen = () => { retry = 0; setConn("live", "live"); };
+    socket.onopen = () => { retry = 0; serverStale = false; setConn("live", "live"); };
     socket.onmessage = (event) => {
       let msg;
       try { msg = JSON.parse(event.data); } catch (e) { return; }
@@ -361,8 +364,9 @@
         socket.send(JSON.stringify({ action: "subscribe", symbols }));
       } else if (msg.type === "chart") setChart(msg);
       else if (msg.type === "bar") addBar(msg);
-      else if (msg.type === "panel") { renderPanel(msg); clearStale(); }
+      else if (msg.type === "panel") { renderPanel(msg); if (!serverStale) clearStale(); }
       else if (msg.type === "status") {
+        serverStale = !msg.live;
         if (msg.live) { clearStale(); setConn("live", "live"); }
         else { markStale(msg.reason || "live updates lost", msg.since); setConn("reconnecting", "stale"); }
       }

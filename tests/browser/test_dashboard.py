@@ -368,6 +368,51 @@ def test_panels_show_stale_when_redis_dies_and_recover_when_it_returns(
     page.wait_for_selector(f"#fills-table tr[data-fill-id='{fill_id}']", timeout=WAIT_MS)
 
 
+def test_a_panel_in_flight_does_not_end_the_servers_stale_state(asgi_server, browser):
+    """The consumer marks the page stale when Redis goes, but a panel snapshot it sent a moment
+    before may still arrive after that status (seen in CI: the page cleared the banner and
+    stayed live-looking for the whole outage). Only the server's live=true ends it. The
+    websocket is routed through the test, which forwards everything and injects the two."""
+    import json
+    import re
+    import time
+
+    in_thread(bars_upsert, bars=_bars()[:120])
+    in_thread(_trader, can_trade=False)
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    routes, panels = [], []
+
+    def route(ws):
+        server = ws.connect_to_server()
+
+        def from_server(message):
+            if json.loads(message).get("type") == "panel":
+                panels.append(message)
+            ws.send(message)
+
+        server.on_message(from_server)
+        routes.append(ws)
+
+    page.route_web_socket(re.compile(r".*/ws/live/$"), route)
+    _login(page, asgi_server.url)
+    page.wait_for_selector("body[data-mode=push]", timeout=WAIT_MS)
+    for _ in range(60):
+        if panels:
+            break
+        page.wait_for_timeout(250)
+    assert panels and len(routes) == 1
+    (ws,) = routes
+    lost = {"type": "status", "live": False, "since": time.time(), "reason": "test: layer gone"}
+    ws.send(json.dumps(lost))
+    page.wait_for_selector("body[data-stale='1']", timeout=WAIT_MS)
+    ws.send(panels[-1])  # the snapshot that was already on its way
+    page.wait_for_timeout(500)
+    assert page.get_attribute("body", "data-stale") == "1"
+    assert page.is_visible("#stale-banner")
+    ws.send(json.dumps({"type": "status", "live": True}))
+    page.wait_for_function("!document.body.dataset.stale", timeout=WAIT_MS)
+
+
 JUMP = (
     "name: JUMP\ncondition: close - prev(close) >= 0.085\nstop: close - 1\n"
     "target_one: close + 1\ntarget_two: close + 2\ncooldown_sec: 600\n"
