@@ -83,6 +83,9 @@ def tradier_settings(base_url: str, **extra):
 
 
 def loose_config(*, bracket: bool):
+    """Every flow trades: no count, cash, exposure, idea or daily-loss limit stands in the way
+    (the scenario tests the broker's faults, not the risk rules; with the defaults 996 of
+    1,000 flows were blocked, mostly as DUPLICATE_EXPOSURE of the same setup on 4 symbols)."""
     from risk.config import RiskConfig
 
     return RiskConfig.from_settings().with_(
@@ -90,7 +93,12 @@ def loose_config(*, bracket: bool):
         max_open_orders=1_000_000,
         max_positions_per_symbol=0,
         max_daily_loss_usd=Decimal("0"),
+        max_daily_loss_r=Decimal("0"),
         max_order_notional_usd=Decimal("0"),
+        max_order_notional_pct=Decimal("0"),
+        max_symbol_exposure_pct=Decimal("0"),
+        max_gross_exposure_pct=Decimal("0"),
+        duplicate_exposure=False,
         min_cash_usd=Decimal("0"),
         stop_pct=Decimal("0.01") if bracket else None,
         tp_pct=Decimal("0.02") if bracket else None,
@@ -199,6 +207,8 @@ def run_broker_faults(
             seed=seed,
             fault_kinds=kinds,
             late_landing_sec=late_landing_sec,
+            cash=Decimal(10**9),  # buying power for every flow
+            buying_power=Decimal(10**9),
         ) as fake,
         tradier_settings(fake.base_url),
         quiet("trading", "marketdata", "risk", "strategies", "httpx"),
