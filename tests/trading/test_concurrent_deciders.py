@@ -5,49 +5,30 @@ A control run with the lock disabled shows the race is real (the test can fail).
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
-import time
 from datetime import UTC, datetime
 
 import pytest
 from django.db import connections
 
 from strategies.models import Signal
+from tests.trading.deciders import EIGHT_SETUPS, race_window_widen
 from tests.trading.helpers import make_signal, minutes
 from trading.models import Trade
 
 pytestmark = pytest.mark.django_db(transaction=True)
 T = datetime(2025, 9, 17, 14, 0, tzinfo=UTC)
 WORKERS = 8
-SETUPS = [
-    "EMA_CROSS",
-    "VWAP_RECLAIM",
-    "SIGMA_FADE",
-    "HOD_FAIL",
-    "ORB",
-    "TREND_PULLBACK",
-    "VWAP_MEAN",
-    "EMA_CROSS",
-]
+SETUPS = EIGHT_SETUPS
 
 
 def _decide(signal_id: int, barrier, results, disable_lock: bool) -> None:
     from decimal import Decimal
 
     from risk.config import RiskConfig
-    from trading import pipeline, selectors
+    from trading import pipeline
 
-    real_snapshot = selectors.exposure_snapshot
-
-    def slow_snapshot(**kwargs):
-        exposure = real_snapshot(**kwargs)
-        time.sleep(1.0)  # widen the read-decide-write window so a missing lock shows
-        return exposure
-
-    pipeline.exposure_snapshot = slow_snapshot
-    if disable_lock:
-        pipeline.decision_lock = contextlib.nullcontext
+    race_window_widen(disable_lock=disable_lock)
     config = RiskConfig(risk_per_trade_usd=Decimal("100"), max_concurrent=3, max_open_orders=50)
     signal = Signal.objects.get(pk=signal_id)
     barrier.wait()

@@ -11,7 +11,6 @@ Each has a control run that breaks the protected sequence and shows the check bi
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import time
 from datetime import UTC, datetime, timedelta
@@ -20,21 +19,13 @@ import pytest
 from django.db import connections
 
 from strategies.models import Signal
+from tests.trading.deciders import EIGHT_SETUPS, race_window_widen
 from tests.trading.helpers import make_signal, minutes
 from trading.models import Order, Trade
 
 pytestmark = pytest.mark.django_db(transaction=True)
 T = datetime(2025, 9, 17, 14, 0, tzinfo=UTC)  # 10:00 New York, a regular session
-SETUPS = [
-    "EMA_CROSS",
-    "VWAP_RECLAIM",
-    "SIGMA_FADE",
-    "HOD_FAIL",
-    "ORB",
-    "TREND_PULLBACK",
-    "VWAP_MEAN",
-    "EMA_CROSS",
-]
+SETUPS = EIGHT_SETUPS
 PAUSE = 1.5  # seconds a cancelled trade stays visible in a control run
 
 
@@ -150,18 +141,9 @@ sessions:
 
 
 def _decide_once(signal_id: int, barrier, results, disable_lock: bool) -> None:
-    from trading import pipeline, selectors
+    from trading import pipeline
 
-    real_snapshot = selectors.exposure_snapshot
-
-    def slow_snapshot(**kwargs):
-        exposure = real_snapshot(**kwargs)
-        time.sleep(1.0)  # widen the read-decide-write window so a missing lock shows
-        return exposure
-
-    pipeline.exposure_snapshot = slow_snapshot
-    if disable_lock:
-        pipeline.decision_lock = contextlib.nullcontext
+    race_window_widen(disable_lock=disable_lock)
     signal = Signal.objects.get(pk=signal_id)
     barrier.wait()
     config = _config(max_concurrent=8, max_positions_per_symbol=0)
