@@ -12,8 +12,8 @@ DRIFT_LEDGER_CRONTAB = "45 21 * * 1-5"
 
 
 def _schedules_ensure(sender, **kwargs) -> None:
-    """The daily session-labelling and drift-ledger jobs in beat's database (idempotent,
-    after migrate)."""
+    """The daily session-labelling and drift-ledger jobs, and the reaper of analysis runs a
+    dead worker left `running`, in beat's database (idempotent, after migrate)."""
     try:
         from trading.schedules import schedule_ensure
 
@@ -27,6 +27,7 @@ def _schedules_ensure(sender, **kwargs) -> None:
             "analytics.drift_ledger_daily",
             crontab=DRIFT_LEDGER_CRONTAB,
         )
+        schedule_ensure("autotrader: reap analysis runs", "analytics.runs_reap", every_sec=600)
     except Exception:  # a missing beat table must never break migrate
         log.exception("could not create the analytics schedules")
 

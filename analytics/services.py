@@ -58,6 +58,34 @@ def sweep_run_finish(
     return sweep
 
 
+def runs_reap(*, now: datetime, timeout_min: int) -> list[str]:
+    """Mark failed every sweep and walk-forward still `running` `timeout_min` minutes after it
+    started: a chord whose worker died never calls its summary, and the run would say
+    `running` for ever. A summary that lands later still replaces the failure (it is real).
+    Returns the runs marked, as "sweep #1" / "walk-forward #2"."""
+    from datetime import timedelta
+
+    from analytics.models import WalkForwardRun
+
+    before = now - timedelta(minutes=timeout_min)
+    marked = []
+    for model, kind in ((SweepRun, "sweep"), (WalkForwardRun, "walk-forward")):
+        with transaction.atomic():
+            for run in model.objects.select_for_update().filter(
+                status="running", created_at__lt=before
+            ):
+                run.status = "failed"
+                run.finished_at = now
+                run.summary = {
+                    **(run.summary or {}),
+                    "error": f"no result {timeout_min} min after it started "
+                    "(ANALYSIS_RUN_TIMEOUT_MIN): a worker died or the chord was lost",
+                }
+                run.save(update_fields=["status", "finished_at", "summary"])
+                marked.append(f"{kind} #{run.pk}")
+    return marked
+
+
 def session_labels_update(
     *,
     symbols: list[str] | None = None,

@@ -53,6 +53,17 @@ def walkforward_summarize_task(rows: list[dict], run_id: int) -> dict:
     return walkforward_finish(run_id=run_id, rows=rows)
 
 
+@shared_task(name="analytics.runs_reap")
+def runs_reap_task() -> list[str]:
+    """Sweeps and walk-forwards left `running` past ANALYSIS_RUN_TIMEOUT_MIN become failed."""
+    from django.conf import settings
+    from django.utils import timezone
+
+    from analytics.services import runs_reap
+
+    return runs_reap(now=timezone.now(), timeout_min=settings.ANALYSIS_RUN_TIMEOUT_MIN)
+
+
 @shared_task(name="analytics.drift_ledger_daily")
 def drift_ledger_daily(days: int = 1) -> dict:
     """Pair the last few sessions' trades with their simulation (idempotent: re-running a day

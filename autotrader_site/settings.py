@@ -454,6 +454,9 @@ SCAN_INTERVAL_SEC = env_int("SCAN_INTERVAL_SEC", 30, minimum=1)
 # time) if its bar closed at most SIGNAL_MAX_DELAY_SEC ago; older ones are marked SIGNAL_STALE.
 SIGNAL_RESUME_AFTER_SEC = env_int("SIGNAL_RESUME_AFTER_SEC", 20, minimum=1)
 SIGNAL_MAX_DELAY_SEC = env_int("SIGNAL_MAX_DELAY_SEC", 120, minimum=0)
+# A sweep or walk-forward still `running` this long after it started is marked failed by beat
+# (`analytics.runs_reap`): its chord lost a worker and will never report.
+ANALYSIS_RUN_TIMEOUT_MIN = env_int("ANALYSIS_RUN_TIMEOUT_MIN", 240, minimum=1)
 # An approved entry still `new` (never sent) whose row nobody touched for this long has lost
 # its attempt (a killed worker): the bar task's retry, the scan or reconciliation resume it
 # (trading.services.entry_resume). Keep it below CELERY_VISIBILITY_TIMEOUT_SEC, so a
