@@ -206,7 +206,7 @@ def test_a_bad_bar_is_logged_and_the_rest_of_the_batch_still_runs(paper, setting
     settings.BAR_CLOSE_SHARDS = 1
     bars = [_bar(s, i) for i, s in enumerate(SYMBOLS[:3])]
     bars_upsert(bars=bars)
-    events = [e for b in bars for e in (b.as_event(),)]
+    events = [b.as_event() for b in bars]
     broken = {"symbol": "SPY"}  # no ts, no prices: BarData.from_event raises
     on_bars_closed.apply(args=[[events[0], broken, *events[1:]]]).get()
     assert steps == [(b.symbol, BAR_TS) for b in bars]
@@ -238,3 +238,20 @@ def test_a_published_batch_lands_once_on_its_shard_queue_in_redis(settings, db):
     finally:
         client.delete(*bar_queues(shards))
         client.close()
+
+
+def test_the_router_sends_a_batch_to_its_first_bars_shard(settings):
+    from autotrader_site.celery import app
+
+    router = app.amqp.router
+    settings.BAR_CLOSE_SHARDS = 4
+    batch = [_bar(s, i).as_event() for i, s in enumerate(SYMBOLS)]
+    one_shard = [e for e in batch if _shard(e["symbol"], 4) == _shard("NVDA", 4)]
+    by_arg = router.route({}, "trading.on_bars_closed", args=(one_shard,))
+    assert by_arg["queue"].name == _shard("NVDA", 4)
+    by_kwarg = router.route({}, "trading.on_bars_closed", args=(), kwargs={"bar_events": one_shard})
+    assert by_kwarg["queue"].name == _shard("NVDA", 4)
+    # an empty or malformed batch is not routed by symbol (default queue), never a crash
+    for args in (([],), ({"symbol": "SPY"},), ()):
+        routed = router.route({}, "trading.on_bars_closed", args=args)
+        assert routed["queue"].name == app.conf.task_default_queue
