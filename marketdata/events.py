@@ -49,12 +49,15 @@ def publish_bar_closed(bar: BarData) -> None:
 
 
 def publish_bars_closed(bars: list[BarData]) -> None:
-    """`publish_bar_closed` for bars closed together: the dashboard still gets one message per
-    bar (its groups are per symbol), the pipeline ONE `bars_closed` dispatch with the list —
-    a task per bar cost ~29 ms of worker CPU in Celery overhead alone (docs/deploy.md)."""
+    """`publish_bar_closed` for bars closed together: the pipeline gets ONE `bars_closed`
+    dispatch with the list (a task per bar cost ~29 ms of worker CPU in Celery overhead alone,
+    docs/deploy.md), the dashboard one message per bar (its groups are per symbol) after it, so
+    a minute's hundreds of dashboard sends do not delay the decisions."""
     bars = list(bars)
     if not bars:
         return
-    for bar in bars:
-        _dashboard_send(bar)
-    bars_closed.send(sender=BarData, bars=bars)
+    try:
+        bars_closed.send(sender=BarData, bars=bars)
+    finally:
+        for bar in bars:
+            _dashboard_send(bar)

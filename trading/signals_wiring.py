@@ -23,7 +23,10 @@ def bars_closed_receiver(sender, bars, **kwargs) -> None:
     from trading.tasks import on_bars_closed
 
     for batch in bar_batches([bar.as_event() for bar in bars], settings.BAR_CLOSE_SHARDS):
-        on_bars_closed.delay(batch)
+        try:  # one shard's failed publish must not keep the other shards' bars from going out
+            on_bars_closed.delay(batch)
+        except Exception:
+            log.exception("could not enqueue the bar-close batch of %d bars", len(batch))
 
 
 def clock_ticked_receiver(sender, now, **kwargs) -> None:
