@@ -57,8 +57,9 @@ def on_bars_closed(self, bar_events: list[dict]) -> int:
     """Bars closed together (one shard's share of a minute), in order, each as `on_bar_closed`
     handles one: one task message per shard instead of one per bar. A retryable error at bar k
     (the outage cases of BAR_CLOSE_RETRY, same backoff) retries the task with bars k.. only —
-    the bars before k are done and are not stepped again; bar k resumes from its claim. Any
-    other error of one bar is logged and the batch goes on (one bad bar must not cost the rest
+    the bars before k are done and are not stepped again; bar k resumes from its claim. Once
+    the retries are spent, bar k is given up (logged) and the rest still run. Any other error
+    of one bar is logged and the batch goes on (one bad bar must not cost the rest
     of the minute, as it did not when each bar had its task). Returns the signals handled."""
     from marketdata.types import BarData
     from trading.pipeline import process_bar_close
@@ -68,6 +69,9 @@ def on_bars_closed(self, bar_events: list[dict]) -> int:
         try:
             handled += len(process_bar_close(bar=BarData.from_event(event)))
         except BAR_CLOSE_RETRYABLE as exc:
+            if self.request.retries >= self.max_retries:  # bar k alone is lost, as it was
+                log.exception("bar-close of %s gave up after retries", _bar_name(event))
+                continue
             countdown = get_exponential_backoff_interval(
                 factor=BAR_CLOSE_RETRY["retry_backoff"],
                 retries=self.request.retries,

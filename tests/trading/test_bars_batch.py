@@ -255,3 +255,40 @@ def test_the_router_sends_a_batch_to_its_first_bars_shard(settings):
     for args in (([],), ({"symbol": "SPY"},), ()):
         routed = router.route({}, "trading.on_bars_closed", args=args)
         assert routed["queue"].name == app.conf.task_default_queue
+
+
+@pytest.mark.django_db
+def test_a_bar_that_keeps_failing_is_given_up_after_the_retries_and_the_rest_still_run(
+    paper, settings, monkeypatch, steps
+):
+    from trading.tasks import BAR_CLOSE_RETRY, on_bars_closed
+
+    settings.BAR_CLOSE_SHARDS = 1
+    symbols = SYMBOLS[:3]
+    signals = [_claimed_bar_with_an_undecided_signal(s, i) for i, s in enumerate(symbols)]
+    real = pipeline.lifecycle.signal_decide
+
+    def decide(ledger, candidate, *args, **kwargs):
+        if candidate.symbol == symbols[1]:  # this bar's decision never gets a connection
+            raise OperationalError("canceling statement due to statement timeout")
+        return real(ledger, candidate, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline.lifecycle, "signal_decide", decide)
+    # eager retries nest (each retry's apply runs inside the previous one): with propagation on,
+    # the second retry's Retry would surface instead of running it, so run as a worker would
+    from autotrader_site.celery import app
+
+    propagates, app.conf.task_eager_propagates = app.conf.task_eager_propagates, False
+    events = [_bar(s, i).as_event() for i, s in enumerate(symbols)]
+    try:
+        assert on_bars_closed.apply(args=[events], throw=False).successful()
+    finally:
+        app.conf.task_eager_propagates = propagates
+    tries = 1 + BAR_CLOSE_RETRY["max_retries"]  # the first attempt and 12 retries
+    assert steps == [(symbols[0], BAR_TS), *[(symbols[1], BAR_TS)] * tries, (symbols[2], BAR_TS)]
+    outcomes = []
+    for signal in signals:
+        signal.refresh_from_db()
+        outcomes.append(signal.outcome)
+    assert outcomes[1] == "generated"  # left for the scan's resume (not recorded as failed)
+    assert outcomes[0] not in ("generated", "failed") and outcomes[2] not in ("generated", "failed")
