@@ -292,3 +292,31 @@ def test_a_bar_that_keeps_failing_is_given_up_after_the_retries_and_the_rest_sti
         outcomes.append(signal.outcome)
     assert outcomes[1] == "generated"  # left for the scan's resume (not recorded as failed)
     assert outcomes[0] not in ("generated", "failed") and outcomes[2] not in ("generated", "failed")
+
+
+@pytest.mark.skipif(not django_settings.REDIS_URL, reason="needs Redis (REDIS_URL)")
+def test_health_sees_an_unconsumed_shard_after_more_than_five_minutes_of_batches(settings, db):
+    """Default HEALTH_BAR_BACKLOG_MAX (5): the streamer queues one task per shard per minute,
+    so a shard nobody consumes is stale once it holds 6 minutes, not 1000."""
+    from analytics.views import health_report
+    from autotrader_site.celery import app
+
+    shards = 3
+    settings.BAR_CLOSE_SHARDS = shards
+    client = redis.Redis.from_url(django_settings.CELERY_BROKER_URL)
+    client.delete(*bar_queues(shards))
+    app.conf.task_always_eager = False  # a real publish (the conftest restores the flag)
+    used = sorted({_shard(s, shards) for s in SYMBOLS})
+    try:
+        for minute in range(5):
+            ts = BAR_TS.replace(minute=minute)
+            publish_bars_closed([_bar(s, i, ts) for i, s in enumerate(SYMBOLS)])
+        check = health_report()[0]["checks"]["bar_queues"]
+        assert {q: n for q, n in check["lengths"].items() if n} == {q: 5 for q in used}
+        assert check["stale"] is False  # 5 tasks = 5 minutes: not more than 5
+        publish_bars_closed([_bar(s, i, BAR_TS.replace(minute=5)) for i, s in enumerate(SYMBOLS)])
+        check = health_report()[0]["checks"]["bar_queues"]
+        assert check["backlogged"] == used and check["stale"] is True  # 6 > 5
+    finally:
+        client.delete(*bar_queues(shards))
+        client.close()
