@@ -88,7 +88,8 @@ def _check_worker(now: datetime) -> dict:
 
 def _check_bar_queues(broker: str) -> dict:
     """Backlog of each bar shard queue (BAR_CLOSE_SHARDS > 1): a shard no worker consumes
-    grows by its symbols every minute, so its bars would never be handled."""
+    grows by one task (the streamer's batch of its symbols) every minute, so its bars would
+    never be handled."""
     import redis
 
     from trading.bar_routing import bar_queues

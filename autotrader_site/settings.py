@@ -609,7 +609,9 @@ DRIFT_ALERT_MISSED_PCT = env_float("DRIFT_ALERT_MISSED_PCT", 20.0, minimum=0.0)
 DRIFT_ALERT_MIN_TRADES = env_int("DRIFT_ALERT_MIN_TRADES", 5, minimum=1)
 STREAM_STALL_SEC = env_int("STREAM_STALL_SEC", 120, minimum=1)
 HEALTH_HEARTBEAT_STALE_SEC = env_int("HEALTH_HEARTBEAT_STALE_SEC", 180, minimum=1)
-HEALTH_BAR_BACKLOG_MAX = env_int("HEALTH_BAR_BACKLOG_MAX", 1000, minimum=1)
+# tasks on one bar shard queue; the streamer sends one task per shard per minute (a batch), so
+# this is about minutes behind (1000 counted single-bar tasks: 4 minutes of 500 symbols, 2 shards)
+HEALTH_BAR_BACKLOG_MAX = env_int("HEALTH_BAR_BACKLOG_MAX", 5, minimum=1)
 # process heartbeats (beat, streamer, account stream) read by docker/healthcheck.py
 HEARTBEAT_DIR = Path(env_str("HEARTBEAT_DIR", "") or str(STATE_DIR / "heartbeats"))
 HEARTBEAT_INTERVAL_SEC = env_float("HEARTBEAT_INTERVAL_SEC", 10.0, minimum=0.1)

@@ -1,8 +1,11 @@
 """Loaded into the Celery workers of benchmarks/bench_universe.py (`--include`): records when each
 bar-close task finished, so the benchmark sees every symbol's decision without knowing how the
-pipeline is built. One Redis list entry per task: [symbol, bar ts, wall time done, state].
+pipeline is built. One Redis list entry per bar: [symbol, bar ts, wall time done, state]; the
+bars of a batch task (trading.on_bars_closed) all get the batch's end, an upper bound of each
+one's decision and exactly the last one's.
 
-UNIVERSE_PROBE_REDIS names the Redis; UNIVERSE_PROBE_TASK the task (default trading.on_bar_closed).
+UNIVERSE_PROBE_REDIS names the Redis; UNIVERSE_PROBE_TASK the single-bar task (default
+trading.on_bar_closed); UNIVERSE_PROBE_BATCH_TASK the batch task (default trading.on_bars_closed).
 """
 
 from __future__ import annotations
@@ -21,10 +24,19 @@ _client: redis.Redis | None = None
 @task_postrun.connect(weak=False)
 def _bar_task_done(sender=None, task=None, args=None, kwargs=None, state=None, **extra) -> None:
     global _client
-    if task is None or task.name != os.environ.get("UNIVERSE_PROBE_TASK", "trading.on_bar_closed"):
+    if task is None:
+        return
+    first = (args or [None])[0]
+    if task.name == os.environ.get("UNIVERSE_PROBE_TASK", "trading.on_bar_closed"):
+        events = [first or (kwargs or {}).get("bar_event") or {}]
+    elif task.name == os.environ.get("UNIVERSE_PROBE_BATCH_TASK", "trading.on_bars_closed"):
+        events = list(first or (kwargs or {}).get("bar_events") or [])
+    else:
         return
     done = time.time()
-    event = (args or [None])[0] or (kwargs or {}).get("bar_event") or {}
     if _client is None:
         _client = redis.Redis.from_url(os.environ["UNIVERSE_PROBE_REDIS"])
-    _client.rpush(PROBE_KEY, json.dumps([event.get("symbol"), event.get("ts"), done, state]))
+    if events:
+        _client.rpush(
+            PROBE_KEY, *(json.dumps([e.get("symbol"), e.get("ts"), done, state]) for e in events)
+        )

@@ -12,11 +12,14 @@ class TradingConfig(AppConfig):
     def ready(self) -> None:
         from django.db.models.signals import post_migrate
 
-        from marketdata.events import bar_closed, clock_ticked
+        from marketdata.events import bar_closed, bars_closed, clock_ticked
         from risk.services import exposure_provider_set
         from trading import signals_wiring
 
         bar_closed.connect(signals_wiring.bar_closed_receiver, dispatch_uid="trading.on_bar_closed")
+        bars_closed.connect(
+            signals_wiring.bars_closed_receiver, dispatch_uid="trading.on_bars_closed"
+        )
         clock_ticked.connect(
             signals_wiring.clock_ticked_receiver, dispatch_uid="trading.on_clock_ticked"
         )

@@ -15,6 +15,7 @@ import zlib
 from django.conf import settings
 
 BAR_CLOSE_TASK = "trading.on_bar_closed"
+BARS_CLOSE_TASK = "trading.on_bars_closed"  # a list of bar events, all of one shard
 BAR_QUEUE_PREFIX = "bars."
 
 
@@ -30,12 +31,26 @@ def bar_queues(shards: int) -> list[str]:
     return [f"{BAR_QUEUE_PREFIX}{k}" for k in range(shards)] if shards > 1 else []
 
 
+def bar_batches(events: list[dict], shards: int) -> list[list[dict]]:
+    """Bar events split by shard (one list per queue, first-seen order), each list in the
+    order given, so a symbol's minutes stay in order inside its batch."""
+    batches: dict[str | None, list[dict]] = {}
+    for event in events:
+        batches.setdefault(bar_queue(event["symbol"], shards), []).append(event)
+    return list(batches.values())
+
+
 def route_task(name, args, kwargs, options, task=None, **kw):
     """Celery router (CELERY_TASK_ROUTES): bar-close tasks by symbol, everything else default.
-    Retries and resumed bars route the same way, since the symbol is in the task's argument."""
-    if name != BAR_CLOSE_TASK:
+    Retries and resumed bars route the same way, since the symbol is in the task's argument.
+    A batch goes by its first bar's symbol (`bar_batches` keeps one shard per batch)."""
+    if name == BARS_CLOSE_TASK:
+        batch = (args[0] if args else None) or (kwargs or {}).get("bar_events") or []
+        event = batch[0] if isinstance(batch, list | tuple) and batch else {}
+    elif name == BAR_CLOSE_TASK:
+        event = (args[0] if args else None) or (kwargs or {}).get("bar_event") or {}
+    else:
         return None
-    event = (args[0] if args else None) or (kwargs or {}).get("bar_event") or {}
     symbol = event.get("symbol") if isinstance(event, dict) else None
     queue = bar_queue(symbol, settings.BAR_CLOSE_SHARDS) if symbol else None
     return {"queue": queue} if queue else None

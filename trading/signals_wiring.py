@@ -1,4 +1,5 @@
-"""Connections made at start-up: bar-close events → the pipeline task, the exposure provider
+"""Connections made at start-up: bar-close events → the pipeline tasks (one per bar, or one
+per shard for bars closed together), the exposure provider
 for `risk`, beat schedules after migrate, and the worker start-up reconciliation."""
 
 from __future__ import annotations
@@ -12,6 +13,20 @@ def bar_closed_receiver(sender, bar, **kwargs) -> None:
     from trading.tasks import on_bar_closed
 
     on_bar_closed.delay(bar.as_event())
+
+
+def bars_closed_receiver(sender, bars, **kwargs) -> None:
+    """One task per shard for bars closed together (a universe's minute)."""
+    from django.conf import settings
+
+    from trading.bar_routing import bar_batches
+    from trading.tasks import on_bars_closed
+
+    for batch in bar_batches([bar.as_event() for bar in bars], settings.BAR_CLOSE_SHARDS):
+        try:  # one shard's failed publish must not keep the other shards' bars from going out
+            on_bars_closed.delay(batch)
+        except Exception:
+            log.exception("could not enqueue the bar-close batch of %d bars", len(batch))
 
 
 def clock_ticked_receiver(sender, now, **kwargs) -> None:

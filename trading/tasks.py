@@ -8,6 +8,7 @@ import socket
 from datetime import UTC, datetime
 
 from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
 from django.db import InterfaceError, OperationalError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -23,9 +24,10 @@ log = logging.getLogger(__name__)
 # an entry from being sent twice. A killed worker's message comes back (acks_late). A Redis
 # restart under a running attempt is retried the same way; the retry's own publish waits for
 # Redis to come back (CELERY_TASK_PUBLISH_RETRY_POLICY).
+BAR_CLOSE_RETRYABLE = (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError)
 BAR_CLOSE_RETRY = {
     "acks_late": True,
-    "autoretry_for": (OperationalError, InterfaceError, RedisConnectionError, RedisTimeoutError),
+    "autoretry_for": BAR_CLOSE_RETRYABLE,
     "retry_backoff": 1,  # an int: Celery's jitter draws randrange(countdown + 1)
     "retry_backoff_max": 8,
     "retry_jitter": True,
@@ -42,6 +44,52 @@ def on_bar_closed(bar_event: dict) -> int:
     from trading.pipeline import process_bar_close
 
     return len(process_bar_close(bar=BarData.from_event(bar_event)))
+
+
+@shared_task(
+    bind=True,
+    name="trading.on_bars_closed",
+    ignore_result=True,
+    acks_late=True,
+    max_retries=BAR_CLOSE_RETRY["max_retries"],
+)
+def on_bars_closed(self, bar_events: list[dict]) -> int:
+    """Bars closed together (one shard's share of a minute), in order, each as `on_bar_closed`
+    handles one: one task message per shard instead of one per bar. A retryable error at bar k
+    (the outage cases of BAR_CLOSE_RETRY, same backoff) retries the task with bars k.. only —
+    the bars before k are done and are not stepped again; bar k resumes from its claim. Once
+    the retries are spent, bar k is given up (logged) and the rest still run. Any other error
+    of one bar is logged and the batch goes on (one bad bar must not cost the rest
+    of the minute, as it did not when each bar had its task). Returns the signals handled."""
+    from marketdata.types import BarData
+    from trading.pipeline import process_bar_close
+
+    handled = 0
+    for k, event in enumerate(bar_events):
+        try:
+            handled += len(process_bar_close(bar=BarData.from_event(event)))
+        except BAR_CLOSE_RETRYABLE as exc:
+            if self.request.retries >= self.max_retries:  # bar k alone is lost, as it was
+                log.exception("bar-close of %s gave up after retries", _bar_name(event))
+                continue
+            countdown = get_exponential_backoff_interval(
+                factor=BAR_CLOSE_RETRY["retry_backoff"],
+                retries=self.request.retries,
+                maximum=BAR_CLOSE_RETRY["retry_backoff_max"],
+                full_jitter=BAR_CLOSE_RETRY["retry_jitter"],
+            )
+            raise self.retry(
+                args=[bar_events[k:]], kwargs={}, exc=exc, countdown=countdown
+            ) from exc
+        except Exception:
+            log.exception("bar-close task failed for %r; the batch goes on", _bar_name(event))
+    return handled
+
+
+def _bar_name(event) -> str:
+    if isinstance(event, dict):
+        return f"{event.get('symbol')} {event.get('ts')}"
+    return repr(event)[:80]
 
 
 @shared_task(name="trading.scan")

@@ -1,5 +1,6 @@
 """Where streamed seconds go: a batch buffer of ticks (COPY), the bar builder, and the
-bar-close path shared with the replay feed (store, then `publish_bar_closed`).
+bar-close path shared with the replay feed (store, then publish). The bars one write closes
+go out together (`publish_bars_closed`: one pipeline task per shard, not per bar).
 
 The sink is driven from the asyncio loop (`add`, `tick`, `flush`); database work runs on one
 worker thread (so writes, heals and announcements keep their order) and REST on another, so the
@@ -23,7 +24,7 @@ from django.db import close_old_connections, connections
 
 from marketdata.bar_builder import BuilderResult, MinuteBarBuilder, SecondAgg
 from marketdata.clients.symbols import cluster_of
-from marketdata.events import publish_bar_closed
+from marketdata.events import publish_bars_closed
 from marketdata.gaps import (
     GapTracker,
     RestFetch,
@@ -76,7 +77,8 @@ class StreamSink:
         grace_sec: float = 2.0,
         backfill_gaps: bool = True,
         rest_fetch: RestFetch = rest_fetch_default,
-        on_bar: Callable[[BarData], None] = publish_bar_closed,
+        on_bar: Callable[[BarData], None] | None = None,
+        on_bars: Callable[[list[BarData]], None] | None = None,
         publish_ticks: bool = True,
         keep_published: bool = False,
         heal_delay_sec: float = 5.0,
@@ -90,7 +92,9 @@ class StreamSink:
         self.gaps = GapTracker()
         self.backfill_gaps = backfill_gaps
         self.rest_fetch = rest_fetch
+        # per bar when the caller asks for it (tests, the paper session), else one call per write
         self.on_bar = on_bar
+        self.on_bars = on_bars or (publish_bars_closed if on_bar is None else None)
         self.publish_ticks = publish_ticks
         self.keep_published = keep_published
         self.heal_delay_sec = heal_delay_sec
@@ -278,10 +282,16 @@ class StreamSink:
             self.stats.provisional_closed += bar.provisional
             if self.keep_published:
                 self.stats.published.append(bar)
+            if self.on_bar is not None:
+                try:
+                    self.on_bar(bar)
+                except Exception:
+                    log.exception("bar-close handler failed for %s %s", bar.symbol, bar.ts)
+        if self.on_bars is not None and closed:
             try:
-                self.on_bar(bar)
+                self.on_bars(closed)
             except Exception:
-                log.exception("bar-close handler failed for %s %s", bar.symbol, bar.ts)
+                log.exception("bar-close handler failed for %d bars", len(closed))
         if self.publish_ticks and ticks:
             self._publish_ticks(ticks)
 

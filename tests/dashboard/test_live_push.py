@@ -195,6 +195,41 @@ def test_bar_events_reuse_the_kept_connection_too(private_layer, monkeypatch):
     assert [m["type"] for m in received] == ["bar.closed"] * 5
 
 
+def test_a_batch_of_bars_reaches_every_symbols_group_even_if_the_pipeline_fails(
+    private_layer, monkeypatch
+):
+    """publish_bars_closed: the pipeline's dispatch first, then one dashboard message per bar
+    to its own symbol's group — sent even when the dispatch raised."""
+    import django.dispatch
+
+    from marketdata import events
+    from marketdata.types import BarData
+
+    failing = django.dispatch.Signal()
+
+    def boom(sender, bars, **kwargs):
+        raise RuntimeError("broker gone")
+
+    failing.connect(boom, weak=False)
+    monkeypatch.setattr(events, "bars_closed", failing)
+    layer = get_channel_layer()
+    names = {}
+    for symbol in ("SPY", "QQQ"):
+        names[symbol] = f"test-batch-{symbol}-{uuid.uuid4().hex}"
+        async_to_sync(layer.group_add)(events.symbol_group(symbol), names[symbol])
+    ts = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    bars = [BarData(s, ts, 1.0, 1.0, 1.0, 1.0, 10.0, source="test") for s in ("SPY", "QQQ")]
+    with pytest.raises(RuntimeError, match="broker gone"):
+        events.publish_bars_closed(bars)
+
+    async def one(name):
+        return await asyncio.wait_for(layer.receive(name), 2)
+
+    for symbol, name in names.items():
+        message = async_to_sync(one)(name)
+        assert message["type"] == "bar.closed" and message["bar"]["symbol"] == symbol
+
+
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="unknown live event kind"):
         live_event_publish(kind="everything")

@@ -7,7 +7,7 @@ accelerated intervals) and the streamer (`manage.py run_streamer`). The streamer
 local fake Polygon websocket (tests/faults/fake_polygon.py), which sends the session's
 per-second aggregates paced at `sec_per_minute` wall seconds per market minute: the streamer
 builds the minute bars itself (its bar builder, provisional minutes healed from the fake's
-`/v2/aggs`), stores them and hands them to the workers through Redis (`trading.on_bar_closed`),
+`/v2/aggs`), stores them and hands them to the workers through Redis (`trading.on_bars_closed`),
 exactly as live. The market clock (`MarketClock`, in the cache) follows the feed, and so do the
 fake Tradier's prices: resting limits, stops and bracket legs fill when the replayed market
 crosses them (tests/faults/fake_tradier.py; DRY_RUN=0 against it).
