@@ -235,12 +235,13 @@ def _signals_create(burst: list[tuple[str, str, int]]) -> list[int]:
 
 
 def _worst_entry_price(order) -> Decimal:
-    """What an entry in flight reserves (CONTRACTS.md item 1): its limit, or for a market
-    order the signal's price + half the spread + the slippage, rounded up to the cent."""
-    if order.price is not None:
-        return order.price
+    """What an entry in flight may still pay per share: a market order the signal's price +
+    half the spread + the slippage, rounded up to the cent; a pegged limit the larger of its
+    limit and that (it goes to market after ENTRY_LIMIT_TIMEOUT_SEC). No commission here, and
+    buys pay no regulatory fee, so no fee is added."""
     ref = order.signal.entry_price
-    return ((ref + SPREAD / 2 + SLIPPAGE) / CENT).to_integral_value(ROUND_CEILING) * CENT
+    market = ((ref + SPREAD / 2 + SLIPPAGE) / CENT).to_integral_value(ROUND_CEILING) * CENT
+    return market if order.price is None else max(order.price, market)
 
 
 def _stopout(qty: int, entry: Decimal, stop: Decimal) -> Decimal:
