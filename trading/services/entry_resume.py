@@ -38,7 +38,6 @@ from trading.after_commit import atomic as sending_atomic
 from trading.brokers import broker_get
 from trading.brokers.base import BrokerError
 from trading.core import lifecycle
-from trading.core.types import Candidate
 from trading.models import Order, OrderEvent, OrderRole, OrderStatus
 from trading.orm_ledger import SEND_LOCK_NS, OrmLedger, children_close
 from trading.services.orders import order_apply_remote, order_dead, order_submit
@@ -231,16 +230,9 @@ def _halted() -> bool:
     return not (state.reason.startswith(STARTUP_REASON) and "(was ACTIVE)" in state.reason)
 
 
-def _candidate(signal) -> Candidate:
-    """The signal as the lifecycle's candidate: only its journal row (`ref`) is used to send."""
-    return Candidate(
-        setup=signal.setup,
-        symbol=signal.symbol,
-        execution_symbol=signal.execution_symbol,
-        bar_ts=signal.bar_ts,
-        entry=signal.entry_price,
-        stop=signal.stop_price,
-        target_one=signal.target_one,
-        target_two=signal.target_two,
-        ref=signal,
-    )
+def _candidate(signal):
+    """The signal as the lifecycle's candidate, built as the decision built it
+    (`trading.pipeline.candidate_of`; imported here, the pipeline imports this module)."""
+    from trading.pipeline import candidate_of
+
+    return candidate_of(signal)
