@@ -127,6 +127,7 @@ class Feed:
         self._go = threading.Event()
         self._segment_go = threading.Event()
         self.segment_done = threading.Event()
+        self._closing = False
 
     def frame(self, second_start: datetime) -> str:
         import orjson
@@ -191,6 +192,8 @@ class Feed:
                 break
         self.streamer_ready.set()
         await asyncio.get_running_loop().run_in_executor(None, self._go.wait)
+        if self._closing:
+            return
         if self.burst:
             self.burst_sent_at = time.time()
             for frame in self.burst:
@@ -199,11 +202,21 @@ class Feed:
         while True:  # real-time segments, one per phase; the connection stays open between
             await asyncio.get_running_loop().run_in_executor(None, self._segment_go.wait)
             self._segment_go.clear()
+            if self._closing:
+                return
             start, seconds, first = self.segment
             for k in range(seconds):
                 await asyncio.sleep(max(0.0, start + k + 1 - time.time()))  # the second ended
                 await ws.send(self.frame(feed_t0 + timedelta(seconds=first + k)))
             self.segment_done.set()
+
+    def close(self) -> None:
+        """Release the handler's waits. They run in the loop's default executor, whose
+        threads are not daemons: Python joins them at exit, so a wait left pending kept the
+        benchmark alive after its JSON line (it hung there)."""
+        self._closing = True
+        self._go.set()
+        self._segment_go.set()
 
     def release_burst(self) -> None:
         self._go.set()
@@ -400,6 +413,7 @@ def main() -> int:
         BAR_CLOSE_SHARDS=str(SHARDS),
     )
     streamer = None
+    feed = None
     workers: list[subprocess.Popen] = []
     result: dict = {}
     try:
@@ -523,6 +537,8 @@ def main() -> int:
             "cpus": os.cpu_count(),
         }
     finally:
+        if feed is not None:
+            feed.close()
         for worker in workers:
             stop(worker)
         stop(streamer)

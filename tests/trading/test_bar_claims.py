@@ -120,3 +120,31 @@ def test_a_symbol_stepped_in_full_keeps_its_later_bars_of_the_batch_in_full(
         ("QQQ", "done"),
     ]
     assert not Signal.objects.filter(outcome="generated").exists()
+
+
+def test_an_entry_opened_by_a_full_step_is_seen_by_a_later_bar_of_the_batch(
+    paper, steps, monkeypatch
+):
+    """A signal on one symbol may trade another (SPX executes SPY): when DIA's full step opens
+    an entry in IWM, IWM's bar later in the same batch — quiet when the batch read its live
+    state — gets its full step too."""
+    _entry_working("DIA")  # DIA's bar needs its full step
+    bars = [_quiet("DIA"), _quiet("QQQ"), _quiet("IWM")]
+    bars_upsert(bars=bars)
+    real = pipeline.process_bar_close  # the `steps` spy
+
+    def step_opening_iwm(*, bar, **kwargs):
+        result = real(bar=bar, **kwargs)
+        if bar.symbol == "DIA":
+            _entry_working("IWM")
+        return result
+
+    monkeypatch.setattr(pipeline, "process_bar_close", step_opening_iwm)
+    on_bars_closed.apply(args=[[b.as_event() for b in bars]]).get()
+    assert steps == [("DIA", NEXT), ("IWM", NEXT)]
+    claims = FeatureSnapshot.objects.filter(bar_ts=NEXT).order_by("symbol")
+    assert list(claims.values_list("symbol", "state")) == [
+        ("DIA", "done"),
+        ("IWM", "done"),
+        ("QQQ", "done"),
+    ]
