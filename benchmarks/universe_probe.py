@@ -1,8 +1,9 @@
 """Loaded into the Celery workers of benchmarks/bench_universe.py (`--include`): records when each
 bar-close task finished, so the benchmark sees every symbol's decision without knowing how the
-pipeline is built. One Redis list entry per bar: [symbol, bar ts, wall time done, state]; the
-bars of a batch task (trading.on_bars_closed) all get the batch's end, an upper bound of each
-one's decision and exactly the last one's.
+pipeline is built. One Redis list entry per bar: [symbol, bar ts, wall time done, state, wall
+time its task started]; the bars of a batch task (trading.on_bars_closed) all get the batch's
+end, an upper bound of each one's decision and exactly the last one's, and its start (what the
+batch waited for before the worker took it, against what handling it took).
 
 UNIVERSE_PROBE_REDIS names the Redis; UNIVERSE_PROBE_TASK the single-bar task (default
 trading.on_bar_closed); UNIVERSE_PROBE_BATCH_TASK the batch task (default trading.on_bars_closed).
@@ -15,15 +16,24 @@ import os
 import time
 
 import redis
-from celery.signals import task_postrun
+from celery.signals import task_postrun, task_prerun
 
 PROBE_KEY = "universe:done"
 _client: redis.Redis | None = None
+_started: dict[str, float] = {}  # task id -> wall time it started
+
+
+@task_prerun.connect(weak=False)
+def _bar_task_started(sender=None, task_id=None, **extra) -> None:
+    _started[task_id] = time.time()
 
 
 @task_postrun.connect(weak=False)
-def _bar_task_done(sender=None, task=None, args=None, kwargs=None, state=None, **extra) -> None:
+def _bar_task_done(
+    sender=None, task_id=None, task=None, args=None, kwargs=None, state=None, **extra
+) -> None:
     global _client
+    started = _started.pop(task_id, None)
     if task is None:
         return
     first = (args or [None])[0]
@@ -38,5 +48,6 @@ def _bar_task_done(sender=None, task=None, args=None, kwargs=None, state=None, *
         _client = redis.Redis.from_url(os.environ["UNIVERSE_PROBE_REDIS"])
     if events:
         _client.rpush(
-            PROBE_KEY, *(json.dumps([e.get("symbol"), e.get("ts"), done, state]) for e in events)
+            PROBE_KEY,
+            *(json.dumps([e.get("symbol"), e.get("ts"), done, state, started]) for e in events),
         )
