@@ -1,21 +1,26 @@
-"""The trade-lifecycle kernel of fast mode: a subset of the core's rules in integer cents.
+"""The trade-lifecycle kernel of fast mode: the core's rules for the configurations it
+declares (`COVERS`, the defaults included) in exact integer maths.
 
-`run_fast` hands it the merged bars (cents), the kept signals with their levels, and the
-per-bar facts the rules read (session flat time, EMA cross-down); it walks the bars in the live
-processing order, skipping every bar of a symbol with nothing alive, and applies exactly what
-the lifecycle core (`trading.core`, the live and paper path's own rules) does for them:
-fills (frictionless: market at the open; stops and limits against high/low, conservative
-order; the pegged limit judged on the open when its timeout ends inside the bar, then
-market), levels re-anchored on the fill, the exit manager (`trading.core.exits.exit_decide`
-precedence) and the risk limits (`risk.rules.evaluate` for the rules a backtest can hit,
-the cash that entries in flight reserve and MIN_CASH_USD included).
-Prices that are whole cents make every step exact integer maths, so the trade list is
-identical; the equality tests and a differential property test run both on the same data.
-Configurations the kernel does not cover (`COVERS` says what it does; any trading cost,
-trailing stops, per-symbol overrides, brackets, volume-capped fills, the kill switch, session
-policies, index->ETF execution, sub-cent prices, a regular-session minute without a bar) run
-through the core instead. It
-knows no setup formula: levels come from `vector_setups.setup_signals`.
+`run_fast` hands it the merged bars (cents), the kept signals with their levels and what the
+risk rules decide from a signal alone (prepared by those rules' own functions in
+`fast._signal_rules`: the stop floor, the expected fill, the risk size, the T1 cost gate, the
+entry order), and the per-bar facts the rules read (session flat time, EMA cross-down, New York
+dates, the next day's open). It walks the bars in the live processing order, skipping every bar
+of a symbol with nothing alive, and applies what the lifecycle core (`trading.core`, the live
+and paper path's own rules) does there: fills priced by the cost model (stops and limits
+against high/low, conservative order, the pegged limit judged on the open when its timeout ends
+inside the bar, then market), each fill's fees, levels re-anchored on the fill, the exit
+manager (`trading.core.exits.exit_decide` precedence), marks and the daily-loss kill switch,
+and the path-dependent risk rules of `risk.rules.evaluate` (cash and what entries in flight
+reserve, caps as fractions of equity, the daily loss limit, one idea per setup and symbol).
+Money is whole cents, averages 1e-4 USD, fee rates and fractions scaled to exact integers, so
+the trade list (prices, quantities, reasons, fees, net P&L) is identical to the core's; the
+equality tests and a differential property test run both on the same data. A configuration it
+cannot hold exactly (`fast.kernel_unsupported` names it: trailing stops, brackets,
+volume-capped fills, per-symbol overrides, session policies, index->ETF execution, sub-cent
+prices or settings beyond the kernel's scale, a regular-session minute without a bar) runs
+through the core instead. It knows no setup formula: levels come from
+`vector_setups.setup_signals`.
 
 Compiled with numba when it is installed (a pure-Python fallback runs the same code).
 """
