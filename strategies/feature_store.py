@@ -14,7 +14,7 @@ import math
 import threading
 from datetime import datetime, timedelta
 
-from marketdata.selectors import bars_as_data
+from marketdata.selectors import bars_as_data, bars_as_data_many
 from marketdata.types import BarData
 from strategies.config import StrategyConfig
 from strategies.features import FeatureEngine
@@ -79,11 +79,17 @@ def _feed(engine: FeatureEngine, cfg: StrategyConfig, start: datetime, end: date
         engine.update(b.ts, b.open, b.high, b.low, b.close, volume)
 
 
-def _catch_up(engine: FeatureEngine, cfg: StrategyConfig, end: datetime) -> bool:
+def _catch_up(
+    engine: FeatureEngine, cfg: StrategyConfig, end: datetime, stored: list[BarData] | None = None
+) -> bool:
     """Feed the stored bars after the engine's last bar up to `end`. The read starts AT the last
     bar fed, to check it is still stored unchanged (same query, no extra round trip); returns
-    False when it is not (storage was rewritten): the caller rebuilds."""
-    bars = bars_as_data(symbol=engine.symbol, start=engine.last_ts, end=end)
+    False when it is not (storage was rewritten): the caller rebuilds. `stored`: the symbol's
+    bars read already for a batch (`features_many`), covering the engine's last bar to `end`."""
+    if stored is not None:
+        bars = [b for b in stored if engine.last_ts <= b.ts <= end]
+    else:
+        bars = bars_as_data(symbol=engine.symbol, start=engine.last_ts, end=end)
     if not bars or bars[0].ts != engine.last_ts or bars[0].close != engine.last_close:
         return False
     proxy_volume = _proxy_volumes(engine.symbol, cfg, bars, end)
@@ -100,9 +106,16 @@ def engine_build(symbol: str, cfg: StrategyConfig, until: datetime) -> FeatureEn
     return engine
 
 
-def features_at(symbol: str, bar_ts: datetime, cfg: StrategyConfig) -> dict | None:
+def features_at(
+    symbol: str,
+    bar_ts: datetime,
+    cfg: StrategyConfig,
+    *,
+    stored: list[BarData] | None = None,
+    signature: tuple | None = None,
+) -> dict | None:
     """Feature row of the stored bar (symbol, bar_ts); None when that bar is outside the regular
-    session or not stored."""
+    session or not stored. `stored`/`signature`: read once for a batch (`features_many`)."""
     with _lock:
         engine = _engines.get(symbol)
         if engine is not None and engine.last_ts is not None and engine.last_ts > bar_ts:
@@ -110,15 +123,48 @@ def features_at(symbol: str, bar_ts: datetime, cfg: StrategyConfig) -> dict | No
             return _row_if_at(engine_build(symbol, cfg, bar_ts), bar_ts)
         usable = (
             engine is not None
-            and getattr(engine, "signature", None) == engine_signature(cfg)
+            and getattr(engine, "signature", None) == (signature or engine_signature(cfg))
             and engine.last_ts is not None
             and bar_ts - engine.last_ts <= timedelta(days=warmup_days(cfg))
-            and _catch_up(engine, cfg, bar_ts)
+            and _catch_up(engine, cfg, bar_ts, stored)
         )
         if not usable:
             engine = engine_build(symbol, cfg, bar_ts)
             _engines[symbol] = engine
         return _row_if_at(engine, bar_ts)
+
+
+def features_many(
+    bars: list[tuple[str, datetime]], cfg: StrategyConfig
+) -> dict[tuple[str, datetime], dict | None]:
+    """`features_at` of every (symbol, bar_ts) of a batch, in the order given (a symbol's
+    minutes in order), with ONE catch-up read for every symbol whose engine is warm (each from
+    its engine's last bar) instead of one per bar. A cold engine, or a symbol whose volume
+    comes from its execution proxy, reads as `features_at` does."""
+    signature = engine_signature(cfg)
+    first: dict[str, datetime] = {}
+    last: dict[str, datetime] = {}
+    for symbol, ts in bars:
+        first[symbol] = min(ts, first.get(symbol, ts))
+        last[symbol] = max(ts, last.get(symbol, ts))
+    windows: dict[str, tuple[datetime, datetime]] = {}
+    with _lock:
+        for symbol, ts in first.items():
+            engine = _engines.get(symbol)
+            if (
+                engine is not None
+                and getattr(engine, "signature", None) == signature
+                and engine.last_ts is not None
+                and engine.last_ts <= ts
+                and ts - engine.last_ts <= timedelta(days=warmup_days(cfg))
+                and symbol not in cfg.execution_map
+            ):
+                windows[symbol] = (engine.last_ts, last[symbol])
+    stored = bars_as_data_many(windows)
+    return {
+        (symbol, ts): features_at(symbol, ts, cfg, stored=stored.get(symbol), signature=signature)
+        for symbol, ts in bars
+    }
 
 
 def _row_if_at(engine: FeatureEngine, bar_ts: datetime) -> dict | None:

@@ -27,12 +27,23 @@ class Side(models.TextChoices):
     SELL = "sell"
 
 
+class ClaimState(models.TextChoices):
+    """How far the bar-close of a claimed bar got: `claimed` (evaluated, its signals stored,
+    the rest of the step may not have run) or `done` (every stage of the step ran: a
+    redelivered task skips the bar instead of stepping its fills and exits again)."""
+
+    CLAIMED = "claimed"
+    DONE = "done"
+
+
 class FeatureSnapshot(models.Model):
-    """Features of one symbol at one bar close; its existence marks the bar as evaluated."""
+    """Features of one symbol at one bar close; its existence marks the bar as evaluated (the
+    bar's claim), `state` how far its handling got."""
 
     symbol = models.CharField(max_length=16)
     bar_ts = models.DateTimeField()
     features = models.JSONField(default=dict)
+    state = models.CharField(max_length=8, choices=ClaimState.choices, default=ClaimState.CLAIMED)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from django.db import connection
 from django.db.models import Max, QuerySet
 
 from strategies.models import Book, FeatureSnapshot, Signal, SignalOutcome
@@ -65,3 +66,18 @@ def feature_snapshot_exists(*, symbol: str, bar_ts: datetime) -> bool:
 
 def feature_snapshot_latest(*, symbol: str) -> FeatureSnapshot | None:
     return FeatureSnapshot.objects.filter(symbol=symbol).order_by("-bar_ts").first()
+
+
+def claim_states(bars: list[tuple[str, datetime]]) -> dict[tuple[str, datetime], str]:
+    """(symbol, bar_ts) -> claim state of those of `bars` claimed already, in one query (a
+    batch of bars reads its claims once, before any of them is stepped)."""
+    if not bars:
+        return {}
+    sql = (
+        f"SELECT f.symbol, f.bar_ts, f.state FROM {FeatureSnapshot._meta.db_table} f "
+        "JOIN unnest(%s::varchar[], %s::timestamptz[]) AS b(symbol, bar_ts) "
+        "ON f.symbol = b.symbol AND f.bar_ts = b.bar_ts"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [[s.upper() for s, _ in bars], [ts for _, ts in bars]])
+        return {(symbol, bar_ts): state for symbol, bar_ts, state in cursor.fetchall()}

@@ -3,6 +3,7 @@ them as later stages (risk, trading) decide."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import datetime
@@ -18,7 +19,7 @@ from strategies.execution_map import execution_levels
 from strategies.feature_store import features_at, features_latest
 from strategies.features.sessions import bar_close_et, session_minute
 from strategies.journal import journal_append, json_safe
-from strategies.models import Book, FeatureSnapshot, Signal, SignalOutcome
+from strategies.models import Book, ClaimState, FeatureSnapshot, Signal, SignalOutcome
 from strategies.options_gate import options_checks
 from strategies.selectors import signal_last_fired, signal_traded_count
 from strategies.setups.base import Decision
@@ -190,6 +191,7 @@ class BarEvaluation:
 
     signals: list
     evaluated_before: bool = False
+    claimed: str | None = None  # the state this call claimed the bar in (None: no claim made)
 
 
 def evaluate_bar(
@@ -203,12 +205,25 @@ def evaluate_bar(
     return bar_evaluate(symbol=symbol, bar_ts=bar_ts, now=now, cfg=cfg).signals
 
 
+def snapshot_features(row: dict, decisions: list[Decision]) -> dict:
+    """What a bar's claim stores: its feature row (without the setups' raw evaluations) and
+    every setup's decision."""
+    return json_safe(
+        {
+            **{k: v for k, v in row.items() if k != SETUPS_KEY},
+            "decisions": [d.as_dict() for d in decisions],
+        }
+    )
+
+
 def bar_evaluate(
     *,
     symbol: str,
     bar_ts: datetime,
     now: datetime | None = None,
     cfg: StrategyConfig | None = None,
+    row: dict | None = None,
+    quiet_state: str = ClaimState.CLAIMED,
 ) -> BarEvaluation:
     """Evaluate every enabled setup on the STORED bar (symbol, bar_ts), at most once.
 
@@ -218,12 +233,16 @@ def bar_evaluate(
     wins the race), not stored, or outside the regular session returns [].
     Decisions use the bar's close time (so replay and live agree); `now` is the decision time
     recorded in the events journal (default: the market clock).
+    `row`: the bar's feature row when the caller computed it already (a batch of bars,
+    `strategies.feature_store.features_many`). `quiet_state`: the claim's state when no setup
+    fires (`done` when the caller knows nothing else is left to do for the bar); a bar whose
+    setups fire is claimed `claimed`, its step marks it done (`claims_done`).
     """
     cfg = cfg or StrategyConfig.from_settings()
     symbol = symbol.upper()
     if session_minute(bar_ts) is None:
         return BarEvaluation([])  # pre/post-market: never evaluated (docs/strategy.md)
-    row = features_at(symbol, bar_ts, cfg)
+    row = row if row is not None else features_at(symbol, bar_ts, cfg)
     if row is None:
         log.warning("evaluate_bar: no stored bar %s %s; skipped", symbol, bar_ts)
         return BarEvaluation([])
@@ -232,16 +251,11 @@ def bar_evaluate(
         last = signal_last_fired(symbol=symbol, before=bar_ts, window_sec=cooldown_window(cfg))
         decisions = cooldown_apply(decisions, bar_ts=bar_ts, last_fired=last, cfg=cfg)
     snapshot = FeatureSnapshot(
-        symbol=symbol,
-        bar_ts=bar_ts,
-        features=json_safe(
-            {
-                **{k: v for k, v in row.items() if k != SETUPS_KEY},
-                "decisions": [d.as_dict() for d in decisions],
-            }
-        ),
+        symbol=symbol, bar_ts=bar_ts, features=snapshot_features(row, decisions)
     )
     fired = [d for d in decisions if d.fired]
+    if not fired:
+        snapshot.state = quiet_state
     if not fired:
         # the common case: one INSERT claims the bar (no explicit transaction unless the caller
         # has one, where a savepoint keeps a conflict from breaking it)
@@ -253,7 +267,7 @@ def bar_evaluate(
                 snapshot.save(force_insert=True)
         except IntegrityError:  # evaluated before (by this or another worker)
             return BarEvaluation([], evaluated_before=True)
-        return BarEvaluation([])
+        return BarEvaluation([], claimed=quiet_state)
     book = policies.policy_book()
     plans = [_signal_plan(decision=d, row=row, symbol=symbol, cfg=cfg, book=book) for d in fired]
     try:
@@ -285,7 +299,36 @@ def bar_evaluate(
     decided_at = (now or clock.now()) if signals else None
     for signal in signals:
         _announce(signal, "signal", decided_at)
-    return BarEvaluation(signals)  # trading routes each by its book
+    return BarEvaluation(signals, claimed=ClaimState.CLAIMED)  # trading routes each by its book
+
+
+def claims_insert_done(claims: list[tuple[str, datetime, dict]]) -> set[tuple[str, datetime]]:
+    """Claim many quiet bars (no setup fired, nothing of theirs working or open) in ONE
+    statement, each `done` at once: (symbol, bar_ts, snapshot features) in order. Returns the
+    (symbol, bar_ts) claimed now; a bar claimed before (by another worker or an earlier attempt)
+    is left as it is and missing from the answer."""
+    if not claims:
+        return set()
+    table = FeatureSnapshot._meta.db_table
+    # one JSON document of [symbol, bar_ts, features] rows: one parameter to bind, not three
+    # arrays (psycopg escapes a text array element by element)
+    sql = (
+        f"INSERT INTO {table} (symbol, bar_ts, features, state, created_at) "
+        "SELECT c.e->>0, (c.e->>1)::timestamptz, c.e->2, %s, now() "
+        "FROM jsonb_array_elements(%s::jsonb) WITH ORDINALITY AS c(e, n) ORDER BY c.n "
+        "ON CONFLICT (symbol, bar_ts) DO NOTHING RETURNING symbol, bar_ts"
+    )
+    rows = [[symbol.upper(), bar_ts.isoformat(), features] for symbol, bar_ts, features in claims]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [ClaimState.DONE, json.dumps(rows)])  # as the JSONField stores it
+        return {(symbol, bar_ts) for symbol, bar_ts in cursor.fetchall()}
+
+
+def claims_done(*, symbol: str, bar_ts: datetime) -> None:
+    """The bar's step ran to its end: a redelivered task skips it from now on."""
+    FeatureSnapshot.objects.filter(symbol=symbol.upper(), bar_ts=bar_ts).exclude(
+        state=ClaimState.DONE
+    ).update(state=ClaimState.DONE)
 
 
 @transaction.atomic

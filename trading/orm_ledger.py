@@ -640,7 +640,7 @@ class OrmLedger:
         """(working orders?, live trades?) of `symbol` in this book, in one round trip; asked
         again after any write through this ledger. An answer can only be stale towards True
         (a trade closed meanwhile), which costs the caller one empty read, never a skipped exit."""
-        cached = self._live_state.get(symbol)
+        cached = self._live_state.get(symbol) or self._live_state.get(symbol.upper())
         if cached is not None and cached[0] == self._writes:
             return cached[1], cached[2]
         has_orders, has_trades = _exists_read(
@@ -652,6 +652,27 @@ class OrmLedger:
         )
         self._live_state[symbol] = (self._writes, bool(has_orders), bool(has_trades))
         return bool(has_orders), bool(has_trades)
+
+    def live_state_prime(self, symbols: list[str]) -> None:
+        """Read (working orders?, live trades?) of many symbols in ONE query, as
+        `_symbol_live` would one by one (a batch of bars asks it once for all its symbols)."""
+        symbols = sorted({symbol.upper() for symbol in symbols})
+        if not symbols:
+            return
+        orders = working_orders(book=self.book).filter(symbol__in=symbols)
+        trades = open_trades(book=self.book).filter(execution_symbol__in=symbols)
+        with_orders = orders.order_by().values_list("symbol").distinct()
+        with_trades = trades.order_by().values_list("execution_symbol").distinct()
+        o_sql, o_params = with_orders.query.sql_with_params()
+        t_sql, t_params = with_trades.query.sql_with_params()
+        sql = f"SELECT 'o', o.* FROM ({o_sql}) o UNION ALL SELECT 't', t.* FROM ({t_sql}) t"
+        held: dict[str, set[str]] = {"o": set(), "t": set()}
+        with connection.cursor() as cursor:
+            cursor.execute(sql, (*o_params, *t_params))
+            for kind, symbol in cursor.fetchall():
+                held[kind].add(symbol)
+        for symbol in symbols:
+            self._live_state[symbol] = (self._writes, symbol in held["o"], symbol in held["t"])
 
     def _wrote(self) -> None:
         self._writes += 1
@@ -698,6 +719,14 @@ class OrmLedger:
             .first()
         )
         return None if row is None else (row[0], Decimal(str(row[1])))
+
+    def is_idle(self, symbol: str) -> bool:
+        """Nothing of `symbol` is working or open in this book (the same cached read). False
+        without asking again once this ledger wrote after the read: the step did something."""
+        cached = self._live_state.get(symbol) or self._live_state.get(symbol.upper())
+        if cached is not None and cached[0] != self._writes:
+            return False
+        return not any(self._symbol_live(symbol))
 
     def has_live(self, symbol: str) -> bool:
         return self._symbol_live(symbol)[1]

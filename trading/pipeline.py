@@ -30,7 +30,7 @@ from marketdata.types import BarData
 from risk.config import RiskConfig
 from risk.selectors import symbol_params_get
 from risk.services import decision_lock
-from strategies.models import Book
+from strategies.models import Book, ClaimState
 from trading.account_stream import stream_is_live
 from trading.brokers import broker_get
 from trading.core import lifecycle
@@ -206,19 +206,36 @@ def _signal_failed(candidate: Candidate, exc: Exception) -> None:
         log.exception("could not mark signal %s failed", signal.pk)
 
 
-def process_bar_close(*, bar: BarData, config: RiskConfig | None = None) -> list:
+def process_bar_close(
+    *, bar: BarData, config: RiskConfig | None = None, row: dict | None = None
+) -> list:
     """Everything one closed bar triggers (`trading.core.step.bar_step`); returns the Signals
-    handled."""
+    handled. `row`: the bar's feature row, when a batch computed it (`trading.bar_batch`).
+
+    The bar's claim (its FeatureSnapshot) ends `done`: inserted so when nothing fires and
+    nothing of the symbol is working or open (the step has nothing left to do), else marked
+    once the step ran to its end."""
     started = wall.perf_counter()
     config = config or RiskConfig.from_settings()
     now = bar.ts + BAR
     broker = broker_get()
+    ledger = _ledger(broker)
     signals: list = []
     paper: list[Candidate] = []  # the paper book's candidates, decided in its own pass
     retried: list[bool] = []
+    claimed: list[str | None] = []
 
     def strategy() -> list[Candidate]:
-        evaluation = _strategies().bar_evaluate(symbol=bar.symbol, bar_ts=bar.ts, now=now)
+        # the symbol's live state is read once per bar anyway (cached in the ledger)
+        idle = not paper_book_active() and ledger.is_idle(bar.symbol)
+        evaluation = _strategies().bar_evaluate(
+            symbol=bar.symbol,
+            bar_ts=bar.ts,
+            now=now,
+            row=row,
+            quiet_state=ClaimState.DONE if idle else ClaimState.CLAIMED,
+        )
+        claimed.append(evaluation.claimed)
         signals.extend(evaluation.signals)
         if evaluation.evaluated_before:  # an earlier attempt that did not finish: resume it
             retried.append(True)
@@ -238,7 +255,7 @@ def process_bar_close(*, bar: BarData, config: RiskConfig | None = None) -> list
         on_decided=lambda c, o: BAR_TO_DECISION_SECONDS.observe(wall.perf_counter() - started),
     )
     prices = BarPrices.of(bar)
-    bar_step(_ledger(broker), symbol=bar.symbol, ts=bar.ts, bar=prices, strategy=strategy, ctx=ctx)
+    bar_step(ledger, symbol=bar.symbol, ts=bar.ts, bar=prices, strategy=strategy, ctx=ctx)
     if paper or paper_book_active():
         # the paper book: the same step over its own ledger, fills from this bar
         book_broker = paper_book_broker()
@@ -252,6 +269,8 @@ def process_bar_close(*, bar: BarData, config: RiskConfig | None = None) -> list
         )
     if retried:  # and the entries it approved but did not live to send
         entries_resume(now=now, broker=broker, signal_ids=_bar_signal_ids(bar))
+    if retried or ClaimState.CLAIMED in claimed:
+        _strategies().claims_done(symbol=bar.symbol, bar_ts=bar.ts)
     if settings.DEBUG:
         log.debug("bar %s %s handled %d signals", bar.symbol, bar.ts, len(signals))
     return signals

@@ -54,23 +54,36 @@ def on_bar_closed(bar_event: dict) -> int:
     max_retries=BAR_CLOSE_RETRY["max_retries"],
 )
 def on_bars_closed(self, bar_events: list[dict]) -> int:
-    """Bars closed together (one shard's share of a minute), in order, each as `on_bar_closed`
-    handles one: one task message per shard instead of one per bar. A retryable error at bar k
-    (the outage cases of BAR_CLOSE_RETRY, same backoff) retries the task with bars k.. only —
-    the bars before k are done and are not stepped again; bar k resumes from its claim. Once
-    the retries are spent, bar k is given up (logged) and the rest still run. Any other error
-    of one bar is logged and the batch goes on (one bad bar must not cost the rest
-    of the minute, as it did not when each bar had its task). Returns the signals handled."""
+    """Bars closed together (one shard's share of a minute), in order, as one batch
+    (`trading.bar_batch`: the quiet bars' reads and claims batched, every other bar as
+    `on_bar_closed` handles one, a bar already done skipped). A retryable error at bar k (the
+    outage cases of BAR_CLOSE_RETRY, same backoff) retries the task with bars k.. only — the
+    bars before k are done and are not stepped again; bar k resumes from its claim. Once the
+    retries are spent, bar k is given up (logged) and the rest still run. Any other error of
+    one bar is logged and the batch goes on (one bad bar must not cost the rest of the minute,
+    as it did not when each bar had its task). Returns the signals handled."""
     from marketdata.types import BarData
-    from trading.pipeline import process_bar_close
+    from trading.bar_batch import BarStopped, bars_close
 
-    handled = 0
+    parsed: list[tuple[int, BarData]] = []  # (index in bar_events, bar)
     for k, event in enumerate(bar_events):
         try:
-            handled += len(process_bar_close(bar=BarData.from_event(event)))
-        except BAR_CLOSE_RETRYABLE as exc:
+            parsed.append((k, BarData.from_event(event)))
+        except Exception:
+            log.exception("bar-close task failed for %r; the batch goes on", _bar_name(event))
+    handled, start = 0, 0
+    while start < len(parsed):
+        try:
+            return handled + bars_close(
+                [bar for _, bar in parsed[start:]], retryable=BAR_CLOSE_RETRYABLE
+            )
+        except BarStopped as stopped:
+            at = start + stopped.index
+            k, exc = parsed[at][0], stopped.cause
             if self.request.retries >= self.max_retries:  # bar k alone is lost, as it was
-                log.exception("bar-close of %s gave up after retries", _bar_name(event))
+                log.error("bar-close of %s gave up after retries", _bar_name(bar_events[k]),
+                          exc_info=exc)  # fmt: skip
+                start = at + 1
                 continue
             countdown = get_exponential_backoff_interval(
                 factor=BAR_CLOSE_RETRY["retry_backoff"],
@@ -81,8 +94,6 @@ def on_bars_closed(self, bar_events: list[dict]) -> int:
             raise self.retry(
                 args=[bar_events[k:]], kwargs={}, exc=exc, countdown=countdown
             ) from exc
-        except Exception:
-            log.exception("bar-close task failed for %r; the batch goes on", _bar_name(event))
     return handled
 
 

@@ -1,4 +1,5 @@
-"""Fixtures for the trading tests: a fresh paper broker, a fake Tradier, a risk config."""
+"""Fixtures for the trading tests: a fresh paper broker, a fake Tradier, a risk config, the
+bars given their full step."""
 
 from __future__ import annotations
 
@@ -54,3 +55,20 @@ def _fresh_feature_engines():
     engines_reset()
     yield
     engines_reset()
+
+
+@pytest.fixture
+def steps(monkeypatch):
+    """(symbol, ts) of every bar given its full step (`pipeline.process_bar_close`), in order;
+    the quiet bars a batch claims without it are not in it (`trading.bar_batch`)."""
+    from trading import pipeline
+
+    seen: list[tuple[str, datetime]] = []
+    real = pipeline.process_bar_close
+
+    def spy(*, bar, **kwargs):
+        seen.append((bar.symbol, bar.ts))
+        return real(bar=bar, **kwargs)
+
+    monkeypatch.setattr(pipeline, "process_bar_close", spy)
+    return seen

@@ -4,6 +4,7 @@ Django's query capture, not timed."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import pytest
@@ -13,7 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from autotrader_site.clock import MarketClock
 from marketdata.replay import synthetic_sessions
 from marketdata.services import bars_upsert
-from strategies.models import Signal, UserSetup
+from strategies.models import FeatureSnapshot, Signal, UserSetup
 from trading.pipeline import process_bar_close
 
 
@@ -65,7 +66,7 @@ def test_a_retried_bar_still_resumes_its_undecided_signals(settings):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_bar_with_one_approved_signal_costs_54_queries(settings):
+def test_a_bar_with_one_approved_signal_costs_55_queries(settings):
     """Pins the statements of a bar whose one signal is approved and sent (paper, DRY_RUN,
     nothing held before). Each stage's statements, as the code issues them:
 
@@ -83,8 +84,11 @@ def test_a_bar_with_one_approved_signal_costs_54_queries(settings):
       UPDATE request, UPDATE submitted, INSERT event, COMMIT; the answer's own transaction, 8:
       BEGIN, order re-read FOR UPDATE, UPDATE broker id, INSERT event (accepted), UPDATE open,
       INSERT event, children read, COMMIT; send unlock;
-    outcome, 4: BEGIN, signal read, UPDATE outcome, COMMIT.
-    7 + 1 + 2 + 23 + 17 + 4 = 54. Far from the quiet bar's 3: a regression guard, not the goal.
+    outcome, 4: BEGIN, signal read, UPDATE outcome, COMMIT;
+    claim done, 1: the step ran to its end, the bar's claim (inserted `claimed` with its
+      signal) becomes `done` (one UPDATE), so a redelivered batch skips the bar.
+    7 + 1 + 2 + 23 + 17 + 4 + 1 = 55. Far from the quiet bar's 3: a regression guard, not the
+    goal.
     The setup registry's change check (one query, at most once a second per process) may land
     on any bar; it is counted apart."""
     settings.ENABLED_SETUPS = ["EMA_CROSS"]
@@ -109,4 +113,40 @@ def test_a_bar_with_one_approved_signal_costs_54_queries(settings):
     signals, count, registry = found
     assert [s.outcome for s in signals] == ["dry_run"]
     assert registry <= 1
-    assert count == 54
+    assert count == 55
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_batch_of_quiet_bars_costs_four_queries_whatever_its_size(settings):
+    """A shard's minute through `trading.on_bars_closed` with warm feature engines, nothing
+    firing, nothing held (DRY_RUN: the paper book is not active). By hand, whatever the
+    number of bars: the claims read (which bars are claimed or done), the live-state read
+    of every symbol (working orders, live trades), the catch-up read of the stored bars since
+    the engines' last bar, and ONE insert claiming every bar done: 4. Bar by bar it was 3 per
+    bar (the test above). The registry's change check may add one."""
+    from trading.tasks import on_bars_closed
+
+    settings.ENABLED_SETUPS = []
+    settings.DRY_RUN = True
+    template = synthetic_sessions(symbol="U", sessions=2, seed=7, end=date(2026, 3, 6))
+    symbols = [f"U{i:02d}" for i in range(12)]
+
+    def minute(k: int, count: int) -> list:
+        return [replace(template[390 + k], symbol=s) for s in symbols[:count]]
+
+    bars_upsert(bars=[replace(b, symbol=s) for s in symbols for b in template[:390]])
+    counts = []
+    try:
+        for k, count in enumerate([12, 12, 3, 12]):  # the first minute warms the engines up
+            bars = minute(k, count)
+            bars_upsert(bars=bars)
+            MarketClock.set_replay_time(bars[0].ts)
+            with CaptureQueriesContext(connection) as captured:
+                on_bars_closed.apply(args=[[b.as_event() for b in bars]]).get()
+            sqls = [q["sql"] for q in captured.captured_queries]
+            counts.append(len(sqls) - sum(UserSetup._meta.db_table in sql for sql in sqls))
+    finally:
+        MarketClock.set_replay_time(None)
+    assert counts[1:] == [4, 4, 4], counts
+    claims = FeatureSnapshot.objects.filter(state="done").count()
+    assert claims == 12 + 12 + 3 + 12 and FeatureSnapshot.objects.count() == claims

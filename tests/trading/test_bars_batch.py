@@ -62,20 +62,6 @@ def tasks_run():
     task_prerun.disconnect(record)
 
 
-@pytest.fixture
-def steps(monkeypatch):
-    """(symbol, ts) of every bar the pipeline handles, in order."""
-    seen: list[tuple[str, datetime]] = []
-    real = pipeline.process_bar_close
-
-    def spy(*, bar, **kwargs):
-        seen.append((bar.symbol, bar.ts))
-        return real(bar=bar, **kwargs)
-
-    monkeypatch.setattr(pipeline, "process_bar_close", spy)
-    return seen
-
-
 def test_bar_batches_split_by_shard_and_keep_order():
     events = [_bar(s, i).as_event() for i, s in enumerate(SYMBOLS)]
     later = _bar("SPY", 0, BAR_TS.replace(minute=31)).as_event()  # SPY's next minute, last
@@ -105,10 +91,13 @@ def test_a_minute_published_together_is_one_task_per_shard_each_bar_once_in_orde
     assert len(want) >= 2  # ten symbols over three shards: the test does split the minute
     assert [name for name, _ in tasks_run] == ["trading.on_bars_closed"] * len(want)
     assert [[e["symbol"] for e in batch] for _, batch in tasks_run] == want
-    # every bar handled once, in the order of its batch, batches in order
-    assert steps == [(s, BAR_TS) for batch in want for s in batch]
-    snapshots = FeatureSnapshot.objects.filter(bar_ts=BAR_TS)
-    assert sorted(snapshots.values_list("symbol", flat=True)) == sorted(SYMBOLS)  # claimed once
+    # every bar claimed once, in the order of its batch, batches in order; all quiet (nothing
+    # fires on one stored bar, nothing held), so none needed the full step and each claim is
+    # done at once (trading.bar_batch)
+    snapshots = FeatureSnapshot.objects.filter(bar_ts=BAR_TS).order_by("id")
+    assert list(snapshots.values_list("symbol", flat=True)) == [s for b in want for s in b]
+    assert set(snapshots.values_list("state", flat=True)) == {"done"}
+    assert steps == []
 
 
 @pytest.mark.django_db(transaction=True)  # the sink writes from its own thread
@@ -193,10 +182,13 @@ def test_a_batch_retried_after_an_outage_at_bar_k_handles_every_bar_once(
         signal.refresh_from_db()
         assert signal.outcome not in ("generated", "failed")
         assert Order.objects.filter(signal=signal, role="entry").count() <= 1
-    # run the whole batch again (a redelivered message): the claims keep every bar decided once
+    # every claim is done once its bar's step ran to its end
+    claims = FeatureSnapshot.objects.filter(bar_ts=BAR_TS, symbol__in=symbols)
+    assert sorted(claims.values_list("state", flat=True)) == ["done"] * len(symbols)
+    # run the whole batch again (a redelivered message): every bar is done, none is stepped
     steps.clear()
     assert on_bars_closed.apply(args=[events]).get() == 0
-    assert steps == [(s, BAR_TS) for s in symbols] and decided == symbols
+    assert steps == [] and decided == symbols
 
 
 @pytest.mark.django_db
@@ -209,7 +201,9 @@ def test_a_bad_bar_is_logged_and_the_rest_of_the_batch_still_runs(paper, setting
     events = [b.as_event() for b in bars]
     broken = {"symbol": "SPY"}  # no ts, no prices: BarData.from_event raises
     on_bars_closed.apply(args=[[events[0], broken, *events[1:]]]).get()
-    assert steps == [(b.symbol, BAR_TS) for b in bars]
+    claims = FeatureSnapshot.objects.filter(bar_ts=BAR_TS).order_by("id")
+    assert list(claims.values_list("symbol", "state")) == [(b.symbol, "done") for b in bars]
+    assert steps == []  # quiet bars: claimed in the batch, no full step
     assert "bar-close task failed for 'SPY None'" in caplog.text
 
 
