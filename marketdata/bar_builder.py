@@ -116,8 +116,10 @@ class MinuteBarBuilder:
     """Seconds → minute bars with a per-feed event-time clock (a lagging feed never closes or
     drops another feed's minutes).
 
-    A minute closes when its feed shows it is over: the feed's first second of a later minute,
-    or — a quiet feed — `grace_sec` after the minute's end by the feed's clock (`close_due`). A
+    A minute closes when its feed shows it is over: the symbol's second-59 aggregate (it covers
+    the minute up to its end: that symbol's minute is complete, per symbol), the feed's first
+    second of a later minute, or — a quiet feed — `grace_sec` after the minute's end by the
+    feed's clock (`close_due`). A
     second arriving after its minute closed rebuilds it (`corrected`, kept `retain_minutes`);
     later than that the minute is named in `heal` (REST holds the truth). Minutes that may miss
     seconds — the first after a (re)connect, one open when the connection dropped, one first
@@ -191,6 +193,12 @@ class MinuteBarBuilder:
             feed.seen_at = self.clock()
         if new_minute or over:
             result.extend(self._close(self.feed_of(agg.symbol), self._over_by_watermark(feed)))
+        if agg.start % MINUTE == MINUTE - 1 and key in self.open:
+            # the last second of the minute arrived: this symbol's minute is over (a straggler
+            # of an earlier second is a correction), the decision need not wait for the next
+            seconds = self.open.pop(key)
+            result.closed.append(self._bar(key, seconds))
+            self.closed[key] = seconds
         return result
 
     @staticmethod

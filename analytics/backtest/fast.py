@@ -23,6 +23,7 @@ import functools
 import gc
 import time as wall
 from datetime import date, timedelta
+from decimal import ROUND_CEILING, Decimal
 
 import numpy as np
 import pandas as pd
@@ -44,6 +45,8 @@ from strategies.features.columns import ROW_COLUMNS
 from strategies.features.sessions import bar_close_et
 from strategies.setups import SETUPS, SetupContext
 from trading.core.step import bar_step, clock_end, clock_until
+
+CENT = Decimal("0.01")
 
 BAR = timedelta(minutes=1)
 
@@ -245,38 +248,58 @@ def _cross_at(arrays, sym_rank: int, ts_ns: int, bar_rank: int) -> bool:
 
 
 # --- the kernel path -------------------------------------------------------------------------
+PCT_DEN = 10_000  # fractions of equity the kernel takes exactly: four decimals
+MAX_CASH_USD = Decimal("1000000000")  # int64 headroom of the kernel's cap arithmetic
+
+
 def kernel_unsupported(frames, config: BacktestConfig, symbols, params: dict) -> str:
     """Why the integer kernel cannot run this configuration ('' when it can)."""
     cfg, risk, costs = config.strategy, config.risk, config.costs
+    model = costs.model
     if any(cfg.execution_symbol(s) != s for s in symbols):
         return "a symbol executes in another (index -> ETF)"
     if risk.trail_pct or risk.stop_pct or risk.tp_pct:
         return "trailing stops or percent brackets"
     if costs.volume_cap_pct > 0:
         return "volume-capped (partial) fills"
-    if risk.max_daily_loss_usd > 0:
-        return "the daily-loss kill switch"
     if risk.resting_targets:
         return "resting targets (RESTING_TARGETS: OCO pairs at the broker)"
-    if risk.money_rules_active():  # issue 13 rules live in risk.rules only (B)
-        return f"money-safety rules {', '.join(risk.money_rules_active())}"
-    if not costs.model.frictionless or any(not p.costs.frictionless for p in params.values()):
-        return "trading costs (the kernel fills and sizes frictionless; the cost model is not)"
     if config.policy_book is not None:
         return "session policies"
+    if risk.costs != model:
+        return "the risk rules' cost model differs from the fill model"
+    if model.tick_usd != CENT:
+        return "COST_TICK_USD is not 0.01 (the kernel's prices are whole cents)"
+    if model.spread_bps or model.slippage_bps:
+        return "costs in bps of the price (PAPER_SPREAD_BPS / PAPER_SLIPPAGE_BPS)"
+    if risk.max_daily_loss_usd != risk.daily_loss_limit_usd:
+        return "a daily loss limit in R not folded into RISK_MAX_DAILY_LOSS_USD"
     for symbol, p in params.items():
         if any(v is not None for v in (p.qty, p.stop_pct, p.tp_pct, p.trail_pct, p.trail_act_pct,
                                         p.window_start, p.max_notional_usd)):  # fmt: skip
             return f"per-symbol overrides for {symbol}"
-    for name, value in (
-        ("RISK_PER_TRADE_USD", risk.risk_per_trade_usd * 100),
-        ("RISK_MAX_ORDER_NOTIONAL_USD", risk.max_order_notional_usd * 100),
-        ("MIN_CASH_USD", risk.min_cash_usd * 100),
-        ("PAPER_STARTING_CASH_USD", config.starting_cash * 100),
-        ("2 x ENTRY_LIMIT_OFFSET_BPS", risk.entry_limit_offset_bps * 2),
+        if p.costs != model:
+            return f"a per-symbol cost model for {symbol}"
+    for name, value, scale in (
+        ("RISK_PER_TRADE_USD", risk.risk_per_trade_usd, 100),
+        ("RISK_MAX_ORDER_NOTIONAL_USD", risk.max_order_notional_usd, 100),
+        ("MIN_CASH_USD", risk.min_cash_usd, 100),
+        ("PAPER_STARTING_CASH_USD", config.starting_cash, 100),
+        ("RISK_MAX_DAILY_LOSS_USD (R folded in)", risk.max_daily_loss_usd, 100),
+        ("RISK_MAX_ORDER_NOTIONAL_PCT", risk.max_order_notional_pct, PCT_DEN),
+        ("RISK_MAX_SYMBOL_EXPOSURE_PCT", risk.max_symbol_exposure_pct, PCT_DEN),
+        ("RISK_MAX_GROSS_EXPOSURE_PCT", risk.max_gross_exposure_pct, PCT_DEN),
+        ("COST_COMMISSION_PER_SHARE_USD", model.commission_per_share_usd, 10**6),
+        ("COST_COMMISSION_PER_ORDER_USD", model.commission_per_order_usd, 10**6),
+        ("COST_SEC_FEE_PER_MILLION", model.sec_fee_per_million, 10**4),
+        ("COST_TAF_PER_SHARE_USD", model.taf_per_share_usd, 10**6),
+        ("COST_TAF_MAX_USD", model.taf_max_usd, 10**6),
     ):
-        if value != value.to_integral_value():
-            return f"{name} is not a whole number of cents/half bps"
+        scaled = Decimal(value) * scale
+        if scaled != scaled.to_integral_value() or scaled < 0:
+            return f"{name} is not a whole number of 1/{scale} USD (the kernel's exact scale)"
+    if config.starting_cash > MAX_CASH_USD:
+        return f"PAPER_STARTING_CASH_USD above {MAX_CASH_USD} (int64 headroom)"
     for symbol, frame in frames.items():
         prices = frame[["open", "high", "low", "close"]].to_numpy(dtype=float) * 100
         if prices.size and np.abs(prices - np.rint(prices)).max() > 1e-6:
@@ -402,7 +425,7 @@ def _session_row(day: date, window_start, window_end, flatten_min: int) -> tuple
 
 
 def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started, progress):
-    from analytics.backtest.kernel import BIT_CODES, REASONS, lifecycle_kernel
+    from analytics.backtest.kernel import BIT_HALTED, REASONS, lifecycle_kernel
     from analytics.backtest.result import ExitLeg, SignalRecord, TradeRecord
 
     cfg, risk = config.strategy, config.risk
@@ -423,6 +446,7 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
                 "o": np.rint(frame["open"].to_numpy() * 100).astype(np.int64),
                 "h": np.rint(frame["high"].to_numpy() * 100).astype(np.int64),
                 "l": np.rint(frame["low"].to_numpy() * 100).astype(np.int64),
+                "c": np.rint(frame["close"].to_numpy() * 100).astype(np.int64),
             }
         )
         if symbol in symbols and reg_idx.size:
@@ -496,21 +520,26 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
     s_pre_ok = ~(holiday | closed | window) & np.array(
         [not symbol_codes[r] for r in s_rank], dtype=bool
     )
-    pct = risk.partial_exit_pct.as_integer_ratio()
-    use_limit = str(_entry_type(config)) == "limit"
+    rules = _signal_rules(sigs, names, params, config)
+    closes = bars["c"].to_numpy(np.int64)
+    day_now = _ny_day_numbers(g_ts + 60_000_000_000)
+    day_bar = _ny_day_numbers(g_ts)
+    first_day = int(min(day_now.min(), day_bar.min())) if len(g_ts) else 0
+    g_next_open = (
+        _next_opens(day_now) if risk.max_daily_loss_usd > 0 else np.full(len(g_ts), -1, np.int64)
+    )
     out = lifecycle_kernel(
         g_rank.copy(), g_ts, bars["o"].to_numpy(np.int64), bars["h"].to_numpy(np.int64),
-        bars["l"].to_numpy(np.int64), g_flat, bars["cross"].to_numpy(bool),
-        s_g, s_rank, sigs["entry"].to_numpy(np.int64), sigs["stop"].to_numpy(np.int64),
+        bars["l"].to_numpy(np.int64), closes, g_flat, bars["cross"].to_numpy(bool),
+        (day_bar - first_day).astype(np.int64), (day_now - first_day).astype(np.int64),
+        g_next_open, s_g, s_rank, sigs["setup"].to_numpy(np.int64),
+        sigs["entry"].to_numpy(np.int64), sigs["stop"].to_numpy(np.int64), rules["stop"],
         sigs["t1"].to_numpy(np.int64), sigs["t2"].to_numpy(np.int64), s_pre_ok,
-        len(names), risk.max_concurrent, risk.max_open_orders, risk.max_positions_per_symbol,
-        int(risk.risk_per_trade_usd * 100), int(risk.max_order_notional_usd * 100),
-        int(risk.min_cash_usd * 100), int(config.starting_cash * 100), use_limit,
-        int(risk.entry_limit_offset_bps * 2), 0,  # frictionless (kernel_unsupported)
-        int(risk.entry_limit_timeout_sec * 1e9), risk.trade_timeout_min * 60_000_000_000,
-        pct[0], pct[1], bool(config.worst_case),
+        rules["fill"], rules["limit"], rules["risk_qty"], rules["t1_ok"],
+        _kernel_settings(config, n_symbols=len(names), n_setups=len(setup_order)),
     )  # fmt: skip
-    s_ok, s_qty, s_bits, st, qty, entry_px, entry_g, legs, leg_g, leg_qty, leg_px, leg_reason = out
+    (s_ok, s_qty, s_bits, st, qty, entry_px, entry_g, legs, leg_g, leg_qty, leg_px, leg_reason,
+     fees_c, realized_c, events) = out  # fmt: skip
     signals, trades = [], []
     setups = list(cfg.enabled_setups)
     s_times = pd.DatetimeIndex(s_ts, tz="UTC").to_pydatetime().tolist()
@@ -522,7 +551,11 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
     s_rank_l, s_setup_l = s_rank.tolist(), sigs["setup"].to_numpy(np.int64).tolist()
     s_ok_l, s_qty_l, s_bits_l, st_l = s_ok.tolist(), s_qty.tolist(), s_bits.tolist(), st.tolist()
     holiday_l, closed_l, window_l = holiday.tolist(), closed.tolist(), window.tolist()
-    levels_l = (sigs[["stop", "t1", "t2"]].to_numpy(np.int64) / 100.0).tolist()
+    levels_l = (
+        np.column_stack([rules["stop"], sigs[["t1", "t2"]].to_numpy(np.int64)]) / 100.0
+    ).tolist()
+    fees_l, realized_l = fees_c.tolist(), realized_c.tolist()
+    reason_bits = _reason_bits()
     entry_g_l, entry_px_l, qty_l, legs_l = (
         entry_g.tolist(), entry_px.tolist(), qty.tolist(), legs.tolist(),
     )  # fmt: skip
@@ -535,7 +568,8 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
         if s_ok_l[k]:
             signals.append(SignalRecord(symbol, setup, bar_ts, "dry_run", [], s_qty_l[k]))
         else:
-            codes = []
+            bits = s_bits_l[k]
+            codes = ["TRADING_HALTED"] if bits & BIT_HALTED else []
             if holiday_l[k]:
                 codes.append("MARKET_HOLIDAY")
             if closed_l[k]:
@@ -543,8 +577,7 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
             if window_l[k]:
                 codes.append("WINDOW_CLOSED")
             codes += symbol_codes[s_rank_l[k]]
-            bits = s_bits_l[k]
-            codes += [c for b, c in enumerate(BIT_CODES) if bits >> b & 1]
+            codes += [code for bit, code in reason_bits if bits & bit]
             signals.append(SignalRecord(symbol, setup, bar_ts, "risk_blocked", codes, s_qty_l[k]))
         if st_l[k] != 3:
             continue
@@ -570,9 +603,9 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
                     reason=REASONS[leg_reason_l[k][n_leg]],
                 )
             )
-        # the P&L in exact cents, as the ledger books it (Decimal) in the core
-        cents = sum(leg_qty_l[k][j] * (leg_px_l[k][j] - entry_px_l[k]) for j in range(legs_l[k]))
-        record.realized = cents / 100
+        # the P&L in exact cents, fees included, as the ledger books it (Decimal) in the core
+        record.fees = fees_l[k] / 100
+        record.realized = realized_l[k] / 100
         trades.append(record)
     sessions = sorted(
         set().union(
@@ -591,21 +624,168 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
         signals=signals,
         params={**config.describe(), "engine": "kernel"},
         elapsed_sec=wall.perf_counter() - started,
+        state_changes=_state_changes(events, config),
     )
     return result
 
 
-def _entry_type(config: BacktestConfig):
-    """The entry order type the live path plans for paper quotes (pegged limit vs market)."""
-    from decimal import Decimal
+def _reason_bits():
+    """(bit, code) of the risk codes a kernel signal may fail after the calendar and symbol
+    ones, in the order risk.rules.evaluate checks them (TRADING_HALTED is listed first)."""
+    from analytics.backtest.kernel import BIT_CODES
 
-    from trading.brokers.paper import PaperBroker
+    return tuple((1 << b, code) for b, code in enumerate(BIT_CODES) if code != "TRADING_HALTED")
+
+
+def _scaled(value, scale) -> int:
+    """An exact Decimal setting as an integer at `scale` (kernel_unsupported checked it)."""
+    return int(Decimal(value) * scale)
+
+
+def _kernel_settings(config: BacktestConfig, *, n_symbols: int, n_setups: int) -> np.ndarray:
+    """The kernel's settings array: every amount exact at its scale (kernel.PARAMS)."""
+    from analytics.backtest.kernel import kernel_params
+
+    risk, model = config.risk, config.costs.model
+    pct = risk.partial_exit_pct.as_integer_ratio()
+    # market fills move whole cents from a whole-cent price (COST_TICK_USD 0.01): the
+    # adverse part rounded up to the cent is the whole of CostModel.market_fill's rounding
+    adverse = (model.adverse_usd / CENT).to_integral_value(rounding=ROUND_CEILING)
+    return kernel_params(
+        n_symbols=n_symbols,
+        n_setups=n_setups,
+        max_concurrent=risk.max_concurrent,
+        max_open_orders=risk.max_open_orders,
+        max_pos_symbol=risk.max_positions_per_symbol,
+        order_cap_x=_scaled(risk.max_order_notional_usd, 10_000 * PCT_DEN),
+        order_pct=_scaled(risk.max_order_notional_pct, PCT_DEN),
+        symbol_pct=_scaled(risk.max_symbol_exposure_pct, PCT_DEN),
+        gross_pct=_scaled(risk.max_gross_exposure_pct, PCT_DEN),
+        pct_den=PCT_DEN,
+        min_cash=_scaled(risk.min_cash_usd, 100),
+        cash0=_scaled(config.starting_cash, 100),
+        adv=int(adverse),
+        comm_ps=_scaled(model.commission_per_share_usd, 10**6),
+        comm_po=_scaled(model.commission_per_order_usd, 10**6),
+        sec=_scaled(model.sec_fee_per_million, 10**4),
+        taf=_scaled(model.taf_per_share_usd, 10**6),
+        taf_max=_scaled(model.taf_max_usd, 10**6),
+        limit_timeout=int(risk.entry_limit_timeout_sec * 1e9),
+        timeout=risk.trade_timeout_min * 60_000_000_000,
+        partial_num=pct[0],
+        partial_den=pct[1],
+        worst=bool(config.worst_case),
+        daily_limit=_scaled(risk.max_daily_loss_usd, 100),
+        duplicate=bool(risk.duplicate_exposure),
+        idea_window=risk.idea_window_sec * 1_000_000_000,
+    )
+
+
+def _signal_rules(sigs: pd.DataFrame, names: list[str], params: dict, config: BacktestConfig):
+    """What the risk rules and entry planning decide from a signal alone, by their own
+    functions, for every kept signal: the stop widened to the minimum distance
+    (`risk.sizing.min_stop_distance` / `stop_floored`, as `risk.rules` calls them: no ATR is
+    passed by the core's intent), the expected fill (`CostModel.market_fill`), the risk size
+    before any cap (`risk.sizing.position_size`), T1 against the round trip's costs
+    (`risk.sizing.target_clears_costs`) and the entry order (`trading.core.entries.entry_plan`
+    on the paper quote: the pegged limit's price, or -1 for a market entry)."""
+    from risk.sizing import min_stop_distance, position_size, stop_floored, target_clears_costs
+    from trading.brokers.paper import paper_quote
     from trading.core.entries import entry_plan
 
-    reference = Decimal("100.00")
-    quote = PaperBroker(costs=config.costs).quote_around("X", reference)
-    order_type, _, _ = entry_plan(side="buy", ref_price=reference, quote=quote, config=config.risk)
-    return order_type
+    risk = config.risk
+    m = len(sigs)
+    out = {
+        "stop": np.zeros(m, np.int64),
+        "fill": np.zeros(m, np.int64),
+        "limit": np.full(m, -1, np.int64),
+        "risk_qty": np.zeros(m, np.int64),
+        "t1_ok": np.ones(m, bool),
+    }
+    if not m:
+        return out
+    ranks = sigs["rank"].to_numpy(np.int64).tolist()
+    entries = sigs["entry"].to_numpy(np.int64).tolist()
+    stops = sigs["stop"].to_numpy(np.int64).tolist()
+    targets = sigs["t1"].to_numpy(np.int64).tolist()
+    floors = {}
+    memo: dict = {}
+    for k in range(m):
+        key = (ranks[k], entries[k], stops[k], targets[k])
+        found = memo.get(key)
+        if found is None:
+            symbol = names[ranks[k]]
+            p = params[symbol]
+            model = p.costs
+            if symbol not in floors:
+                floors[symbol] = min_stop_distance(
+                    atr=None, costs=model, k_atr=p.min_stop_atr, n_ticks=p.min_stop_ticks,
+                    m_spreads=p.min_stop_spreads,
+                )  # fmt: skip
+            entry, stop = Decimal(entries[k]) / 100, Decimal(stops[k]) / 100
+            if stop < entry:
+                stop = stop_floored(entry=entry, stop=stop, floor=floors[symbol],
+                                    tick=model.tick_usd)  # fmt: skip
+            fill = model.market_fill("buy", entry)
+            size = position_size(entry=entry, stop=stop, risk_usd=risk.risk_per_trade_usd,
+                                 costs=model).qty  # fmt: skip
+            ok = True
+            if risk.min_t1_cost_multiple > 0 and targets[k] >= 0:
+                ok, _ = target_clears_costs(
+                    entry=entry, target=Decimal(targets[k]) / 100, costs=model,
+                    multiple=risk.min_t1_cost_multiple,
+                )  # fmt: skip
+            order_type, limit, _ = entry_plan(
+                side="buy", ref_price=entry, quote=paper_quote(symbol, entry, model), config=risk
+            )
+            found = (
+                int(stop * 100),
+                int(fill * 100),
+                int(limit * 100) if order_type == "limit" else -1,
+                size,
+                ok,
+            )
+            memo[key] = found
+        out["stop"][k], out["fill"][k], out["limit"][k], out["risk_qty"][k], out["t1_ok"][k] = found
+    return out
+
+
+def _next_opens(day_numbers: np.ndarray) -> np.ndarray:
+    """Per instant (by its New York date, days since 1970-01-01): the next trading day's
+    open in ns (`risk.calendar.next_day_open`, where a daily-loss halt lifts); -1 if none."""
+    days, inverse = _groups(day_numbers)
+    epoch = date(1970, 1, 1)
+    opens = np.array([_next_open_ns(epoch + timedelta(days=int(d))) for d in days], np.int64)
+    return opens[inverse] if len(days) else np.zeros(0, np.int64)
+
+
+@functools.lru_cache(maxsize=8192)
+def _next_open_ns(day: date) -> int:
+    from datetime import datetime
+
+    from risk.calendar import NY, next_day_open
+
+    found = next_day_open(datetime(day.year, day.month, day.day, 12, tzinfo=NY))
+    return -1 if found is None else pd.Timestamp(found).value
+
+
+def _state_changes(events: np.ndarray, config: BacktestConfig) -> list:
+    """The kernel's halts and lifts as the memory ledger records them (StateChange)."""
+    from analytics.backtest.result import StateChange
+    from risk.calendar import next_day_open
+
+    out = []
+    limit = config.risk.max_daily_loss_usd
+    for kind, at_ns, pnl in events.tolist():
+        at = pd.Timestamp(at_ns, tz="UTC").to_pydatetime()
+        if kind == 1:
+            reason = f"daily loss limit: day P&L {Decimal(pnl) / 100:.2f} <= -{limit}"
+            out.append(StateChange(at, "ACTIVE", "HALTED", reason))
+            resume = next_day_open(at)
+        else:
+            reason = f"daily loss halt lifted at the session open {resume}"
+            out.append(StateChange(at, "HALTED", "ACTIVE", reason))
+    return out
 
 
 @contextlib.contextmanager

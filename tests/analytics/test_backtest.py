@@ -71,13 +71,29 @@ def test_fast_kernel_and_ledger_engines_agree_and_report_which_ran():
     assert [s.reasons for s in kernel.signals] == [s.reasons for s in ledger.signals]
 
 
-def test_money_safety_rules_are_not_run_by_the_kernel():
+def test_the_default_money_safety_rules_and_costs_run_in_the_kernel():
+    frames = {"SPY": _synthetic(seed=14, sessions=3)}
+    config = BacktestConfig.from_settings()  # costs, caps, daily limit, one idea, floors on
+    assert config.risk.money_rules_active()
+    kernel = run_fast(frames, config, symbols=["SPY"])
+    core = run_fast(frames, config, symbols=["SPY"], engine="ledger")
+    assert kernel.params["engine"] == "kernel"
+    _assert_same(core, kernel)
+    assert [(t.fees, t.pnl) for t in kernel.closed_trades()] == [
+        (t.fees, t.pnl) for t in core.closed_trades()
+    ]
+    assert [(s.reasons, s.qty) for s in kernel.signals] == [
+        (s.reasons, s.qty) for s in core.signals
+    ]
+    assert all(t.fees > 0 for t in kernel.closed_trades())  # the SEC fee and TAF of the sale
+
+
+def test_a_setting_the_kernel_cannot_hold_exactly_runs_the_core():
     frames = {"SPY": _synthetic(seed=14, sessions=2)}
-    # the defaults switch them on (the daily limit off: it would be named first)
-    config = BacktestConfig.from_settings(overrides={"RISK_MAX_DAILY_LOSS_R": 0})
+    config = BacktestConfig.from_settings(overrides={"RISK_MAX_ORDER_NOTIONAL_PCT": "0.123456"})
     fast = run_fast(frames, config, symbols=["SPY"])
     assert fast.params["engine"] == "ledger"
-    assert "money-safety rules" in fast.params["engine_reason"]
+    assert "RISK_MAX_ORDER_NOTIONAL_PCT" in fast.params["engine_reason"]
     with pytest.raises(ValueError, match="cannot run"):
         run_fast(frames, config, symbols=["SPY"], engine="kernel")
 
@@ -251,7 +267,7 @@ def test_daily_loss_kill_switch_halts_and_flattens_in_both_modes():
     frames = {"SPY": _synthetic(seed=11)}
     config = BacktestConfig.from_settings(overrides={"RISK_MAX_DAILY_LOSS_USD": "150"})
     event, fast = _both(frames, config, ["SPY"])
-    assert fast.params["engine"] == "ledger"
+    assert fast.params["engine"] == "kernel"
     # issue 13: an entry is refused when stopping out every live trade and it could take the
     # day past the limit, so on these gap-free bars the limit is never reached and the kill
     # switch (tests/trading/test_operations.py) has nothing to do; both modes agree on it

@@ -54,7 +54,8 @@ def test_a_daily_loss_halt_on_day_one_lifts_at_day_twos_open_in_both_modes():
     frames = {"SPY": bars_frame_from_data(bars)}
     event = run_event(frames, config, symbols=["SPY"])
     fast = run_fast(frames, config, symbols=["SPY"])
-    assert fast.params["engine"] == "ledger"  # the kernel declines the kill switch
+    core = run_fast(frames, config, symbols=["SPY"], engine="ledger")
+    assert fast.params["engine"] == "kernel"  # the kernel runs the kill switch (defaults)
     same = (victim.setup, victim.signal_ts)
     hit = next(t for t in event.trades if (t.setup, t.signal_ts) == same)
     # the stop gapped: filled at the gap bar's open minus half the 1-cent spread and the
@@ -67,7 +68,7 @@ def test_a_daily_loss_halt_on_day_one_lifts_at_day_twos_open_in_both_modes():
     # the loss: qty x (entry - fill) >= 56 x 10 USD, past the 300 USD limit
     assert hit.pnl <= -300
     halted_at = gap_bar.ts + BAR  # decided at the gap bar's close
-    for result in (event, fast):
+    for result in (event, fast, core):
         changes = [(c.at, c.from_state, c.to_state) for c in result.state_changes]
         assert changes == [
             (halted_at, "ACTIVE", "HALTED"),
@@ -85,3 +86,12 @@ def test_a_daily_loss_halt_on_day_one_lifts_at_day_twos_open_in_both_modes():
     assert not any("TRADING_HALTED" in s.reasons for s in event.signals if s.bar_ts >= DAY2_OPEN)
     assert [t.key() for t in fast.closed_trades()] == [t.key() for t in event.closed_trades()]
     assert [s.key() for s in fast.signals] == [s.key() for s in event.signals]
+    # the kernel and the core over the memory ledger: the same trades, fees, net P&L, reasons
+    # and state changes (reasons included)
+    assert [(t.key(), t.fees, t.pnl) for t in fast.closed_trades()] == [
+        (t.key(), t.fees, t.pnl) for t in core.closed_trades()
+    ]
+    assert [(s.key(), s.reasons, s.qty) for s in fast.signals] == [
+        (s.key(), s.reasons, s.qty) for s in core.signals
+    ]
+    assert [c.as_dict() for c in fast.state_changes] == [c.as_dict() for c in core.state_changes]

@@ -11,11 +11,12 @@ import pytest
 
 from analytics.backtest.config import BacktestConfig
 from analytics.backtest.fast import run_fast
+from analytics.backtest.kernel import BIT_CASH as INSUFFICIENT_CASH
+from analytics.backtest.kernel import BIT_QTY_ZERO as QTY_ZERO
 from analytics.bars import bars_frame_from_csv
 from tests.analytics.test_backtest import KERNEL_COVERED
 from tests.conftest import shared_file
 
-QTY_ZERO, INSUFFICIENT_CASH = 16, 64  # kernel.BIT_CODES positions 4 and 6
 MINUTE = 60_000_000_000
 
 
@@ -24,19 +25,29 @@ def _kernel(*, cash_c, min_cash_c, entries=(10_000, 10_000), stops=(9_900, 9_900
     """Two symbols, two minutes, flat bars at $100.00 (high 100.50, low 99.50: no stop is
     hit); one signal per symbol on the first minute, so the second is decided while the
     first one's entry is still working. Risk $100.00 per trade."""
-    from analytics.backtest.kernel import lifecycle_kernel
+    from analytics.backtest.kernel import kernel_params, lifecycle_kernel
 
     n = 4  # bars: (sym 0, t0), (sym 1, t0), (sym 0, t1), (sym 1, t1)
     g_sym = np.array([0, 1, 0, 1], np.int64)
     g_ts = np.array([0, 0, MINUTE, MINUTE], np.int64) + 1_700_000_000 * 10**9
     flat = np.full(n, 10_000, np.int64)
+    entries, stops = np.array(entries, np.int64), np.array(stops, np.int64)
+    # frictionless: the expected fill is the signal's price; the pegged limit is
+    # round_half_up(entry x (1 - offset2 / 20000)); the risk size floor($100.00 / distance)
+    limits = (
+        (entries * (20_000 - offset2) + 10_000) // 20_000 if use_limit else np.full(2, -1, np.int64)
+    )
+    zeros = np.zeros(n, np.int64)
     out = lifecycle_kernel(
-        g_sym, g_ts, flat, flat + 50, flat - 50, np.full(n, -1, np.int64), np.zeros(n, bool),
-        np.array([0, 1], np.int64), np.array([0, 1], np.int64),
-        np.array(entries, np.int64), np.array(stops, np.int64),
-        np.full(2, -1, np.int64), np.full(2, -1, np.int64), np.ones(2, bool),
-        2, 5, 10, 0, 10_000, 0, min_cash_c, cash_c, use_limit, offset2, 0,
-        60 * 10**9, 60 * MINUTE, 1, 2, False,
+        g_sym, g_ts, flat, flat + 50, flat - 50, flat, np.full(n, -1, np.int64),
+        np.zeros(n, bool), zeros, zeros, zeros - 1,
+        np.array([0, 1], np.int64), np.array([0, 1], np.int64), np.zeros(2, np.int64),
+        entries, stops, stops, np.full(2, -1, np.int64), np.full(2, -1, np.int64),
+        np.ones(2, bool), entries, limits, 10_000 // (entries - stops), np.ones(2, bool),
+        kernel_params(
+            n_symbols=2, n_setups=1, max_concurrent=5, max_open_orders=10, min_cash=min_cash_c,
+            cash0=cash_c, limit_timeout=60 * 10**9, timeout=60 * MINUTE,
+        ),
     )  # fmt: skip
     s_ok, s_qty, s_bits = out[0], out[1], out[2]
     return s_ok.tolist(), s_qty.tolist(), s_bits.tolist()

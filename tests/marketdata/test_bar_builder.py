@@ -68,12 +68,49 @@ def test_minute_bar_values():
     assert len(bars) == 2
 
 
-def test_minute_closes_on_the_next_minutes_first_second():
+def test_minute_closes_on_its_second_59():
+    builder = MinuteBarBuilder(grace_sec=2.0)
+    aggs = seconds(60)
+    closed = [b for a in aggs[:59] for b in builder.add(a).closed]
+    assert closed == []  # up to 13:30:58 the minute may still get a second
+    closed = builder.add(aggs[59]).closed  # 13:30:59 covers the minute up to its end
+    assert [(b.symbol, b.ts) for b in closed] == [("SPY", aggs[0].ts)]
+    assert closed[0].close == aggs[59].close and closed[0].provisional is False
+
+
+def test_second_59_closes_only_its_own_symbols_minute():
+    builder = MinuteBarBuilder(grace_sec=2.0)
+    spy, qqq = seconds(60), seconds(59, symbol="QQQ", seed=4)  # QQQ has no 13:30:59
+    for a, b in zip(spy[:59], qqq, strict=True):
+        builder.add(a)
+        builder.add(b)
+    assert [b.symbol for b in builder.add(spy[59]).closed] == ["SPY"]
+    assert builder.open and all(key[0] == "QQQ" for key in builder.open)
+
+
+def test_a_late_58_after_the_59_is_one_correction_of_the_closed_bar():
+    aggs = seconds(60)
+    held = aggs.pop(58)  # 13:30:58 arrives after 13:30:59 closed the minute
+    held = replace(held, high=999.0, volume=7.0)
+    builder = MinuteBarBuilder(grace_sec=2.0)
+    closed = [b for a in aggs for b in builder.add(a).closed]
+    assert len(closed) == 1 and closed[0].high < 999.0
+    result = builder.add(held)
+    assert result.closed == [] and len(result.corrected) == 1
+    fixed = result.corrected[0]
+    assert fixed.ts == closed[0].ts and fixed.high == 999.0
+    assert fixed.volume == closed[0].volume + 7.0
+    assert fixed.close == aggs[-1].close  # the close is still the :59 second's
+    assert builder.add(held).corrected == []  # the same second again changes nothing
+
+
+def test_a_minute_without_its_59_closes_on_the_next_minutes_first_second():
     builder = MinuteBarBuilder(grace_sec=2.0)
     aggs = seconds(61)
-    closed = [b for a in aggs[:60] for b in builder.add(a).closed]
-    assert closed == []  # 13:30:59 seen: the minute may still get a second
-    closed = builder.add(aggs[60]).closed  # 13:31:00: the feed shows 13:30 is over
+    del aggs[59]  # no trade in 13:30:59
+    closed = [b for a in aggs[:59] for b in builder.add(a).closed]
+    assert closed == []
+    closed = builder.add(aggs[59]).closed  # 13:31:00: the feed shows 13:30 is over
     assert [b.ts for b in closed] == [aggs[0].ts]
 
 
@@ -88,9 +125,9 @@ class FakeClock:
 def test_quiet_feed_closes_its_minute_after_the_grace_by_its_own_clock():
     clock = FakeClock()
     builder = MinuteBarBuilder(grace_sec=2.0, clock=clock)
-    for agg in seconds(60):  # 13:30:00 .. 13:30:59, then silence
+    for agg in seconds(59):  # 13:30:00 .. 13:30:58 (no trade in :59), then silence
         builder.add(agg)
-    clock.now += 1.9  # feed time 13:31:00.9 (the last second ends at :00), grace not over
+    clock.now += 2.9  # feed time 13:31:01.9 (the last second ends at :59), grace not over
     assert builder.close_due().closed == []
     clock.now += 0.2  # 13:31:02.1 > end of minute + 2 s
     assert [b.ts for b in builder.close_due().closed] == [datetime.fromtimestamp(START, tz=UTC)]

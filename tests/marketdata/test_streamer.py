@@ -355,3 +355,36 @@ def test_cluster_url_replaces_the_configured_cluster():
         cluster_url("wss://socket.polygon.io/options", "stocks") == "wss://socket.polygon.io/stocks"
     )
     assert cluster_url("ws://127.0.0.1:9/", "indices") == "ws://127.0.0.1:9/indices"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_sink_announces_a_minute_at_its_59_and_stores_the_late_58_as_a_correction():
+    from marketdata.bar_builder import SecondAgg
+
+    def second(k: int, high: float) -> SecondAgg:
+        return SecondAgg("SPY", START + k, 100.0 + k, high, 99.0, 100.5 + k, 10.0, 100.0)
+
+    on_time = [second(k, 101.0 + k) for k in range(60) if k != 58]
+    late = second(58, 500.0)  # the minute's high, arriving after :59
+    published: list[BarData] = []
+    sink = StreamSink(backfill_gaps=False, on_bar=published.append, publish_ticks=False)
+
+    async def feed():
+        await sink.add(on_time)
+        await sink.flush()
+        announced = list(published)
+        await sink.add([late])
+        await sink.flush()
+        await sink.aclose()
+        return announced
+
+    announced = asyncio.run(feed())
+    minute = datetime.fromtimestamp(START, tz=UTC)
+    # announced once, at the :59 second, before anything of the next minute was seen
+    assert [(b.symbol, b.ts) for b in announced] == [("SPY", minute)]
+    assert announced[0].high == 101.0 + 59 and announced[0].volume == 590.0
+    assert [(b.symbol, b.ts) for b in published] == [("SPY", minute)]  # no second announcement
+    (row,) = Bar.objects.filter(symbol="SPY", ts=minute)
+    stored = (row.open, row.high, row.low, row.close, row.volume)
+    assert stored == (100.0, 500.0, 99.0, 159.5, 600.0)
+    assert sink.stats.bars_corrected == 1
