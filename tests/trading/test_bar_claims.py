@@ -148,3 +148,33 @@ def test_an_entry_opened_by_a_full_step_is_seen_by_a_later_bar_of_the_batch(
         ("IWM", "done"),
         ("QQQ", "done"),
     ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_quiet_bar_claimed_in_a_batch_stores_what_its_single_bar_step_stores(paper):
+    """Two symbols with the same bars: one through the single-bar task, one through the batch
+    task, minute by minute: the same feature snapshot (features and every setup's decision)."""
+    from dataclasses import replace
+    from datetime import date
+
+    from autotrader_site.clock import MarketClock
+    from marketdata.replay import synthetic_sessions
+    from trading.tasks import on_bar_closed
+
+    template = synthetic_sessions(symbol="X", sessions=2, seed=11, end=date(2026, 3, 6))
+    bars_upsert(bars=[replace(b, symbol=s) for s in ("AAA", "BBB") for b in template[:390]])
+    try:
+        for b in template[390:395]:
+            single, batched = replace(b, symbol="AAA"), replace(b, symbol="BBB")
+            bars_upsert(bars=[single, batched])
+            MarketClock.set_replay_time(b.ts)
+            on_bar_closed.apply(args=[single.as_event()]).get()
+            on_bars_closed.apply(args=[[batched.as_event()]]).get()
+    finally:
+        MarketClock.set_replay_time(None)
+    snapshots = {(f.symbol, f.bar_ts): f for f in FeatureSnapshot.objects.all()}
+    assert len(snapshots) == 10
+    for b in template[390:395]:
+        a, c = snapshots[("AAA", b.ts)], snapshots[("BBB", b.ts)]
+        assert a.features == c.features and a.features["decisions"]
+        assert a.state == c.state == "done"
