@@ -15,7 +15,7 @@ from strategies.models import FeatureSnapshot, Signal
 from tests.trading.helpers import bar, make_signal
 from trading import bar_batch, pipeline
 from trading.models import Fill, Order
-from trading.tasks import on_bars_closed
+from trading.tasks import on_bar_closed, on_bars_closed
 
 pytestmark = pytest.mark.django_db
 T = datetime(2025, 9, 17, 14, 30, tzinfo=UTC)  # 10:30 New York, a Wednesday
@@ -63,6 +63,7 @@ def test_a_redelivered_batch_does_not_step_a_handled_bar_again(paper, steps):
 
     steps.clear()
     on_bars_closed.apply(args=[events]).get()  # the message comes back
+    on_bar_closed.apply(args=[spy.as_event()]).get()  # or the bar alone, as a single-bar task
     entry.refresh_from_db()
     assert steps == []
     assert entry.status == "open" and not Fill.objects.exists()
@@ -159,7 +160,6 @@ def test_a_quiet_bar_claimed_in_a_batch_stores_what_its_single_bar_step_stores(p
 
     from autotrader_site.clock import MarketClock
     from marketdata.replay import synthetic_sessions
-    from trading.tasks import on_bar_closed
 
     template = synthetic_sessions(symbol="X", sessions=2, seed=11, end=date(2026, 3, 6))
     bars_upsert(bars=[replace(b, symbol=s) for s in ("AAA", "BBB") for b in template[:390]])
