@@ -415,6 +415,7 @@ def main() -> int:
         print(json.dumps({"name": "universe", "skipped": "needs DATABASE_URL and redis-server"}))
         return 0
 
+    counts = [int(c) for c in args.worker_counts.split(",")]
     symbols = symbols_of(args.symbols)
     db_url = bench_database_url(base_url, args.db_name)
     database_recreate(base_url, args.db_name)
@@ -515,7 +516,6 @@ def main() -> int:
         per_phase = args.warmup + args.minutes
         phases = {}
         load_before = os.getloadavg()[0]
-        counts = [int(c) for c in args.worker_counts.split(",")]
         for count, first_minute in ((c, k * (per_phase + 1)) for k, c in enumerate(counts)):
             # bars sharded by symbol over SHARDS queues (trading/bar_routing.py): one worker
             # consumes every shard, two workers one shard each
@@ -576,7 +576,8 @@ def main() -> int:
         redis_process.kill()
         redis_process.wait()
         database_recreate(base_url, args.db_name, drop_only=True)
-    print(json.dumps({"name": "universe", "symbols": args.symbols, "workers": 2, **result}))
+    line = {"name": "universe", "symbols": args.symbols, "workers": max(counts), **result}
+    print(json.dumps(line))
     return 0
 
 
