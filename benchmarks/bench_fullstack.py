@@ -19,16 +19,22 @@ arrived; the account stream applies the fill and the ledger places the stop; 2 s
 is accepted the tape fills it at the entry price (the trade closes flat), so the next minute
 trades again.
 
-Per minute and symbol (phase 1: one worker, after --warmup uncounted minutes):
+Bars are sharded over 4 queues (BAR_CLOSE_SHARDS=4; the symbols are picked one per shard).
+Phase 1: ONE worker (prefork, one process) consuming every shard, so a minute's bars are
+decided one after the other; after --warmup uncounted minutes, per minute and symbol:
 - agg_to_entry: the minute's second-59 aggregate SENT by the fake feed -> the entry order
   accepted by the fake Tradier (its arrival); the minute's end is the same instant +- the
-  feed's send jitter, reported as minute_end_to_entry;
+  feed's send jitter, reported as minute_end_to_entry (and per minute: its first entry, what
+  a one-symbol trader sees, and its last);
 - fill_to_stop: the entry's fill at the fake -> the stop accepted by the fake; the same span is
   the time the filled quantity spent without a working stop (unprotected_max_s);
 - stages (profile), each after the minute's end: the bar-close task picked up and finished
   (the worker probe, benchmarks/universe_probe.py) and the Signal row created (worker clock).
-Phase 2 (--budget-minutes, 4 workers): requests per minute per endpoint class as the fake saw
-them (mean and the busiest sliding 60 s), 429s.
+Phase 2 (--budget-minutes, after --budget-warmup): 4 workers, one shard each (the symbols of a
+minute decided in parallel): the same figures (`workers_4`) and the requests per minute per
+endpoint class as the fake saw them (mean and the busiest sliding 60 s), 429s.
+Per-flow rows, the fake's request log and every process's log stay in the printed `logs`
+folder. No test runs this (a run takes minutes); `make bench` runs the default size.
 
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/autotrader .venv/bin/python \\
         benchmarks/bench_fullstack.py --symbols 4 --minutes 10 --budget-minutes 2
@@ -72,6 +78,7 @@ from benchmarks.bench_universe import (  # noqa: E402
     symbols_of,
 )
 from tests.trading.fake_tradier import FakeTradier, endpoint_class  # noqa: E402
+from trading.bar_routing import bar_queue, bar_queues  # noqa: E402  (pure)
 
 SETUP = "EVERY_MINUTE"
 SETUP_YAML = f"""\
@@ -87,7 +94,23 @@ FEED_T0 = datetime.combine(FEED_DAY, datetime.min.time().replace(hour=10), ET)
 SANDBOX_LIMITS = {"trading": 60, "standard": 60, "market": 60}  # TRADIER_ENV=sandbox
 ENTRY_FILL_AFTER_SEC = 0.2
 STOP_FILL_AFTER_SEC = 2.0
+SHARDS = 4  # BAR_CLOSE_SHARDS: the 4-worker phase decides the symbols of a minute in parallel
+SHARD_QUEUES = bar_queues(SHARDS)
 PROBE_START, PROBE_DONE = "universe:start", "universe:done"  # benchmarks/universe_probe.py
+
+
+def spread_symbols(n: int, shards: int) -> list[str]:
+    """`n` of the seeded names spread evenly over the bar shards (U000, U001, ... in order,
+    skipping a name whose shard already has its share)."""
+    share, taken, out = -(-n // shards), {}, []
+    for symbol in symbols_of(64 * n):
+        queue = bar_queue(symbol, shards)
+        if taken.get(queue, 0) < share:
+            taken[queue] = taken.get(queue, 0) + 1
+            out.append(symbol)
+        if len(out) == n:
+            return out
+    raise RuntimeError("not enough names")
 
 
 def log(message: str) -> None:
@@ -302,13 +325,19 @@ class Stack:
                 start_new_session=True,
             )  # fmt: skip
 
-    def worker(self, name: str) -> None:
+    def worker(self, name: str, queues: list[str]) -> None:
+        # FULLSTACK_WORKER_INCLUDE: more modules for the workers (e.g. a profiler's hooks)
+        include = ",".join(
+            m
+            for m in ("benchmarks.universe_probe", os.environ.get("FULLSTACK_WORKER_INCLUDE"))
+            if m
+        )
         self.start(
             name,
             [
                 sys.executable, "-m", "celery", "-A", "autotrader_site", "worker", "-l", "WARNING",
                 "-c", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
-                "--include", "benchmarks.universe_probe", "-Q", "celery",
+                "--include", include, "-Q", ",".join(["celery", *queues]),
             ],
         )  # fmt: skip
 
@@ -346,6 +375,7 @@ def latency_figures(rows, sent_59, fake: TimedTradier, starts, dones, seg) -> di
     start_wall, first = seg
     agg, end, fill, stages = [], [], [], {"pickup": [], "signal": [], "task_done": []}
     missing_entry = missing_stop = 0
+    per_minute: dict[datetime, list[float]] = {}  # minute -> its entries after its end
     for row in rows:
         minute_end = start_wall + (row["minute"] - FEED_T0).total_seconds() + 60 - first
         entry_at = fake.created_wall.get(row["entry_id"]) if row["entry_id"] else None
@@ -356,6 +386,7 @@ def latency_figures(rows, sent_59, fake: TimedTradier, starts, dones, seg) -> di
         if sent is not None:
             agg.append(entry_at - sent)
         end.append(entry_at - minute_end)
+        per_minute.setdefault(row["minute"], []).append(entry_at - minute_end)
         key = (row["symbol"], row["minute"].isoformat())
         for name, table in (("pickup", starts), ("task_done", dones)):
             if key in table:
@@ -381,6 +412,10 @@ def latency_figures(rows, sent_59, fake: TimedTradier, starts, dones, seg) -> di
         "agg_to_entry_max_ms": rounded(max(agg) if agg else None, 1000, 1),
         "minute_end_to_entry_p50_s": rounded(pct(end, 0.5)),
         "minute_end_to_entry_p99_s": rounded(pct(end, 0.99)),
+        # the minute's first entry (what a one-symbol trader sees) and its last one
+        "first_entry_of_minute_p50_s": rounded(pct([min(v) for v in per_minute.values()], 0.5)),
+        "first_entry_of_minute_p99_s": rounded(pct([min(v) for v in per_minute.values()], 0.99)),
+        "last_entry_of_minute_p99_s": rounded(pct([max(v) for v in per_minute.values()], 0.99)),
         "fill_to_stop_p50_ms": rounded(pct(fill, 0.5), 1000, 1),
         "fill_to_stop_p99_ms": rounded(pct(fill, 0.99), 1000, 1),
         "unprotected_max_s": rounded(max(fill) if fill else None),
@@ -419,8 +454,8 @@ def run_phase(stack, feed, clock, *, workers: int, warmup: int, minutes: int, fi
     close_old_connections()
     WorkerHeartbeat.objects.filter(info__event="worker_ready").delete()
     names = [f"w{first_minute}x{i}" for i in range(workers)]
-    for name in names:
-        stack.worker(name)
+    for i, name in enumerate(names):  # one worker takes every shard; 4 workers one each
+        stack.worker(name, SHARD_QUEUES[i::workers])
     if not wait_until(lambda: workers_ready(workers), 180):
         raise RuntimeError(f"workers not ready: {stack.alive()}")
     per_phase = warmup + minutes
@@ -446,7 +481,9 @@ def main() -> int:
     parser.add_argument("--symbols", type=int, default=4)
     parser.add_argument("--minutes", type=int, default=1, help="counted minutes, 1 worker")
     parser.add_argument("--warmup", type=int, default=1, help="uncounted minutes before")
-    parser.add_argument("--budget-minutes", type=int, default=1, help="4-worker phase")
+    # the defaults are `make bench`'s size (about 3 minutes); the figures need --minutes 10
+    parser.add_argument("--budget-minutes", type=int, default=0, help="4-worker phase")
+    parser.add_argument("--budget-warmup", type=int, default=0, help="its uncounted minutes")
     parser.add_argument("--db-name", default="autotrader_bench_fullstack")
     args = parser.parse_args()
     base_url = os.environ.get("DATABASE_URL", "")
@@ -456,7 +493,7 @@ def main() -> int:
         print(json.dumps({"name": "fullstack", "skipped": "needs DATABASE_URL and redis-server"}))
         return 0
     load_before = os.getloadavg()[0]
-    symbols = symbols_of(args.symbols)
+    symbols = spread_symbols(args.symbols, SHARDS)
     db_url = bench_database_url(base_url, args.db_name)
     database_recreate(base_url, args.db_name)
     redis_port = free_port()
@@ -488,6 +525,7 @@ def main() -> int:
         STREAM_GAP_BACKFILL="0",
         SYMBOLS=",".join(symbols),
         POLYGON_WS_SYMBOLS=",".join(symbols),
+        BAR_CLOSE_SHARDS=str(SHARDS),
         SETUPS_DIR=str(setups_dir),
         ENABLED_SETUPS=",",
         RISK_MAX_CONCURRENT="1000",
@@ -508,7 +546,7 @@ def main() -> int:
     result: dict = {}
     tape = Tape(fake)
     try:
-        closes = prepare(symbols, args.symbols)
+        closes = prepare(symbols, int(symbols[-1][1:]) + 1)
         feed = QuotedFeed(symbols, closes, fake)
         feed.start()
         clock.start()
@@ -547,21 +585,27 @@ def main() -> int:
             probes(redis_url, PROBE_DONE), seg,
         )  # fmt: skip
         (logs / "rows.json").write_text(json.dumps(rows, default=str, indent=1))  # per flow
-        (logs / "requests.txt").write_text("\n".join(f"{r[0]:.3f} {r[2]} {r[3]}" for r in fake.log))
         outcomes: dict[str, int] = {}
         for row in rows:
             outcomes[row["outcome"]] = outcomes.get(row["outcome"], 0) + 1
         log(f"1 worker: {figures}")
         one_worker_budget = budget_figures(fake, seg[0], time.time())
-        budget = {}
+        budget, four = {}, {}
         if args.budget_minutes:
             first_minute = args.warmup + args.minutes + 1
-            _, _, span = run_phase(
-                stack, feed, clock, workers=4, warmup=1,
+            counted4, seg4, span = run_phase(
+                stack, feed, clock, workers=4, warmup=args.budget_warmup,
                 minutes=args.budget_minutes, first_minute=first_minute,
             )  # fmt: skip
             budget = budget_figures(fake, *span)
-            log(f"4 workers: {budget}")
+            rows4 = rows_of(counted4)
+            four = latency_figures(
+                rows4, feed.sent_59, fake, probes(redis_url, PROBE_START),
+                probes(redis_url, PROBE_DONE), seg4,
+            )  # fmt: skip
+            (logs / "rows_4_workers.json").write_text(json.dumps(rows4, default=str, indent=1))
+            log(f"4 workers: {budget} {four}")
+        (logs / "requests.txt").write_text("\n".join(f"{r[0]:.3f} {r[2]} {r[3]}" for r in fake.log))
         result = {
             "minutes": args.minutes,
             "symbols": args.symbols,
@@ -570,6 +614,7 @@ def main() -> int:
             "requests_per_min": budget.get("requests_per_min"),
             "requests_busiest_60s": budget.get("requests_busiest_60s"),
             "budget_minutes_4_workers": args.budget_minutes,
+            "workers_4": four,
             "requests_per_min_1_worker": one_worker_budget["requests_per_min"],
             "http_429": sum(fake.throttled.values()),
             "limits": SANDBOX_LIMITS,
