@@ -19,9 +19,9 @@ arrived; the account stream applies the fill and the ledger places the stop; 2 s
 is accepted the tape fills it at the entry price (the trade closes flat), so the next minute
 trades again.
 
-Bars are sharded over 4 queues (BAR_CLOSE_SHARDS=4; the symbols are picked one per shard).
-Phase 1: ONE worker (prefork, one process) consuming every shard, so a minute's bars are
-decided one after the other; after --warmup uncounted minutes, per minute and symbol:
+Phase 1, the default deployment: ONE worker (prefork, one process), BAR_CLOSE_SHARDS=1, so a
+minute's bars are one task and decided one after the other; after --warmup uncounted
+minutes, per minute and symbol:
 - agg_to_entry: the minute's second-59 aggregate SENT by the fake feed -> the entry order
   accepted by the fake Tradier (its arrival); the minute's end is the same instant +- the
   feed's send jitter, reported as minute_end_to_entry (and per minute: its first entry, what
@@ -30,9 +30,11 @@ decided one after the other; after --warmup uncounted minutes, per minute and sy
   the time the filled quantity spent without a working stop (unprotected_max_s);
 - stages (profile), each after the minute's end: the bar-close task picked up and finished
   (the worker probe, benchmarks/universe_probe.py) and the Signal row created (worker clock).
-Phase 2 (--budget-minutes, after --budget-warmup): 4 workers, one shard each (the symbols of a
-minute decided in parallel): the same figures (`workers_4`) and the requests per minute per
-endpoint class as the fake saw them (mean and the busiest sliding 60 s), 429s.
+Phase 2 (--budget-minutes, after --budget-warmup): the streamer restarted with
+BAR_CLOSE_SHARDS=4 and 4 workers, one shard each (`-Q celery,bars.<k>`; the symbols are
+picked one per shard), so a minute's symbols are decided in parallel: the same figures
+(`workers_4`) and the requests per minute per endpoint class as the fake saw them (mean and
+the busiest sliding 60 s), 429s.
 Per-flow rows, the fake's request log and every process's log stay in the printed `logs`
 folder. No test runs this (a run takes minutes); `make bench` runs the default size.
 
@@ -94,8 +96,7 @@ FEED_T0 = datetime.combine(FEED_DAY, datetime.min.time().replace(hour=10), ET)
 SANDBOX_LIMITS = {"trading": 60, "standard": 60, "market": 60}  # TRADIER_ENV=sandbox
 ENTRY_FILL_AFTER_SEC = 0.2
 STOP_FILL_AFTER_SEC = 2.0
-SHARDS = 4  # BAR_CLOSE_SHARDS: the 4-worker phase decides the symbols of a minute in parallel
-SHARD_QUEUES = bar_queues(SHARDS)
+SHARDS = 4  # BAR_CLOSE_SHARDS of the 4-worker phase: the symbols of a minute in parallel
 PROBE_START, PROBE_DONE = "universe:start", "universe:done"  # benchmarks/universe_probe.py
 
 
@@ -318,14 +319,27 @@ class Stack:
         self.env, self.logs = env, logs
         self.procs: dict[str, subprocess.Popen] = {}
 
-    def start(self, name: str, cmd: list[str]) -> None:
-        with open(self.logs / f"{name}.log", "w") as out:
+    def start(self, name: str, cmd: list[str], **env: str) -> None:
+        with open(self.logs / f"{name}.log", "a") as out:
             self.procs[name] = subprocess.Popen(
-                cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                cmd, cwd=ROOT, env={**self.env, **env}, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True,
             )  # fmt: skip
 
-    def worker(self, name: str, queues: list[str]) -> None:
+    def streamer(self, feed: Feed, symbols: list[str], shards: int) -> None:
+        """(Re)start `run_streamer` on `feed`, publishing bars over `shards` queues."""
+        self.stop("streamer")
+        self.start(
+            "streamer",
+            [sys.executable, "manage.py", "run_streamer", "--url", f"ws://127.0.0.1:{feed.port}",
+             "--symbols", ",".join(symbols)],
+            BAR_CLOSE_SHARDS=str(shards),
+        )  # fmt: skip
+        if not feed.streamer_ready.wait(120):
+            raise RuntimeError(f"the streamer did not subscribe: {self.alive()}")
+        feed.release_burst()  # no burst: straight to the real-time segments
+
+    def worker(self, name: str, queues: list[str], shards: int) -> None:
         # FULLSTACK_WORKER_INCLUDE: more modules for the workers (e.g. a profiler's hooks)
         include = ",".join(
             m
@@ -339,6 +353,7 @@ class Stack:
                 "-c", "1", "-n", f"{name}@%h", "--without-gossip", "--without-mingle",
                 "--include", include, "-Q", ",".join(["celery", *queues]),
             ],
+            BAR_CLOSE_SHARDS=str(shards),
         )  # fmt: skip
 
     def stop(self, name: str) -> None:
@@ -454,8 +469,9 @@ def run_phase(stack, feed, clock, *, workers: int, warmup: int, minutes: int, fi
     close_old_connections()
     WorkerHeartbeat.objects.filter(info__event="worker_ready").delete()
     names = [f"w{first_minute}x{i}" for i in range(workers)]
-    for i, name in enumerate(names):  # one worker takes every shard; 4 workers one each
-        stack.worker(name, SHARD_QUEUES[i::workers])
+    queues = bar_queues(workers)  # 1 worker: the default queue only (BAR_CLOSE_SHARDS=1)
+    for i, name in enumerate(names):
+        stack.worker(name, queues[i : i + 1], workers)
     if not wait_until(lambda: workers_ready(workers), 180):
         raise RuntimeError(f"workers not ready: {stack.alive()}")
     per_phase = warmup + minutes
@@ -525,7 +541,7 @@ def main() -> int:
         STREAM_GAP_BACKFILL="0",
         SYMBOLS=",".join(symbols),
         POLYGON_WS_SYMBOLS=",".join(symbols),
-        BAR_CLOSE_SHARDS=str(SHARDS),
+        BAR_CLOSE_SHARDS="1",  # the default deployment; the 4-worker phase restarts with 4
         SETUPS_DIR=str(setups_dir),
         ENABLED_SETUPS=",",
         RISK_MAX_CONCURRENT="1000",
@@ -564,14 +580,7 @@ def main() -> int:
              "--pidfile", str(logs / "beat.pid")],
         )  # fmt: skip
         stack.start("account_stream", [sys.executable, "manage.py", "run_account_stream"])
-        stack.start(
-            "streamer",
-            [sys.executable, "manage.py", "run_streamer", "--url", f"ws://127.0.0.1:{feed.port}",
-             "--symbols", ",".join(symbols)],
-        )  # fmt: skip
-        if not feed.streamer_ready.wait(120):
-            raise RuntimeError(f"the streamer did not subscribe: {stack.alive()}")
-        feed.release_burst()  # no burst: straight to the real-time segments
+        stack.streamer(feed, symbols, 1)
         if not wait_until(lambda: fake.stream_clients >= 1, 120):
             raise RuntimeError(f"the account stream did not connect: {stack.alive()}")
 
@@ -593,8 +602,11 @@ def main() -> int:
         budget, four = {}, {}
         if args.budget_minutes:
             first_minute = args.warmup + args.minutes + 1
+            feed = QuotedFeed(symbols, dict(feed.price), fake)  # the streamer's new connection
+            feed.start()
+            stack.streamer(feed, symbols, SHARDS)
             counted4, seg4, span = run_phase(
-                stack, feed, clock, workers=4, warmup=args.budget_warmup,
+                stack, feed, clock, workers=SHARDS, warmup=args.budget_warmup,
                 minutes=args.budget_minutes, first_minute=first_minute,
             )  # fmt: skip
             budget = budget_figures(fake, *span)
