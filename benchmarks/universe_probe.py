@@ -2,7 +2,8 @@
 bar-close task finished, so the benchmark sees every symbol's decision without knowing how the
 pipeline is built. One Redis list entry per bar: [symbol, bar ts, wall time done, state]; the
 bars of a batch task (trading.on_bars_closed) all get the batch's end, an upper bound of each
-one's decision and exactly the last one's.
+one's decision and exactly the last one's. The same entries go to `universe:start` when the
+task is picked up (the pickup latency).
 
 UNIVERSE_PROBE_REDIS names the Redis; UNIVERSE_PROBE_TASK the single-bar task (default
 trading.on_bar_closed); UNIVERSE_PROBE_BATCH_TASK the batch task (default trading.on_bars_closed).
@@ -15,28 +16,41 @@ import os
 import time
 
 import redis
-from celery.signals import task_postrun
+from celery.signals import task_postrun, task_prerun
 
 PROBE_KEY = "universe:done"
+START_KEY = "universe:start"  # the same entries when the task is picked up
 _client: redis.Redis | None = None
+
+
+def _events(task, args, kwargs) -> list[dict] | None:
+    """The bar events of a bar-close task (single or batch), None for any other task."""
+    first = (args or [None])[0]
+    if task.name == os.environ.get("UNIVERSE_PROBE_TASK", "trading.on_bar_closed"):
+        return [first or (kwargs or {}).get("bar_event") or {}]
+    if task.name == os.environ.get("UNIVERSE_PROBE_BATCH_TASK", "trading.on_bars_closed"):
+        return list(first or (kwargs or {}).get("bar_events") or [])
+    return None
+
+
+def _record(key: str, events: list[dict], state) -> None:
+    global _client
+    at = time.time()
+    if _client is None:
+        _client = redis.Redis.from_url(os.environ["UNIVERSE_PROBE_REDIS"])
+    if events:
+        _client.rpush(key, *(json.dumps([e.get("symbol"), e.get("ts"), at, state]) for e in events))
+
+
+@task_prerun.connect(weak=False)
+def _bar_task_start(sender=None, task=None, args=None, kwargs=None, **extra) -> None:
+    events = None if task is None else _events(task, args, kwargs)
+    if events is not None:
+        _record(START_KEY, events, "started")
 
 
 @task_postrun.connect(weak=False)
 def _bar_task_done(sender=None, task=None, args=None, kwargs=None, state=None, **extra) -> None:
-    global _client
-    if task is None:
-        return
-    first = (args or [None])[0]
-    if task.name == os.environ.get("UNIVERSE_PROBE_TASK", "trading.on_bar_closed"):
-        events = [first or (kwargs or {}).get("bar_event") or {}]
-    elif task.name == os.environ.get("UNIVERSE_PROBE_BATCH_TASK", "trading.on_bars_closed"):
-        events = list(first or (kwargs or {}).get("bar_events") or [])
-    else:
-        return
-    done = time.time()
-    if _client is None:
-        _client = redis.Redis.from_url(os.environ["UNIVERSE_PROBE_REDIS"])
-    if events:
-        _client.rpush(
-            PROBE_KEY, *(json.dumps([e.get("symbol"), e.get("ts"), done, state]) for e in events)
-        )
+    events = None if task is None else _events(task, args, kwargs)
+    if events is not None:
+        _record(PROBE_KEY, events, state)
