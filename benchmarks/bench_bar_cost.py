@@ -25,6 +25,12 @@ reported apart. Last line: {"name": "bar_cost_task", "symbols", "bars", "quiet":
     DATABASE_URL=... REDIS_URL=redis://... .venv/bin/python benchmarks/bench_bar_cost.py \\
         --mode task --symbols 50 --minutes 20
 
+--mode batch: the same, but each minute's bars of every symbol go to the batch task
+(`trading.on_bars_closed`, one shard's message: `--symbols 250` is a 500-symbol universe on
+2 shards) in one call. Per batch: queries, process CPU and wall. Last line: {"name":
+"bar_cost_batch", "symbols", "batches", "signals", "queries_p50", "queries_max", "cpu_ms_p50",
+"cpu_ms_max", "wall_ms_p50", "wall_ms_max", "cpu_ms_per_bar_p50"}.
+
 --mode worker: the same bars through a real `celery worker` (prefork, --concurrency 1, as the
 universe benchmark starts it) over REDIS_URL's broker, once with Celery task events on and once
 off (CELERY_WORKER_SEND_TASK_EVENTS), each phase its own minutes after its own warm-up minutes.
@@ -118,6 +124,22 @@ def _profiler():
     return cProfile.Profile()
 
 
+def _sessions(symbols_n: int) -> dict:
+    """Two synthetic sessions per symbol (U000..), the first stored as history."""
+    from marketdata.replay import synthetic_sessions
+    from marketdata.services import bars_upsert
+
+    sessions = {}
+    for i in range(symbols_n):
+        symbol = f"U{i:03d}"
+        bars = synthetic_sessions(
+            symbol=symbol, sessions=2, seed=100 + i, end=date(2026, 3, 6), start_price=50 + i
+        )
+        sessions[symbol] = bars
+        bars_upsert(bars=bars[:390])
+    return sessions
+
+
 def run_task(symbols_n: int, minutes: int, warmup: int) -> dict:
     """--mode task in the child: N symbols' bars through the bar-close task, minute by minute."""
     import django
@@ -128,18 +150,10 @@ def run_task(symbols_n: int, minutes: int, warmup: int) -> dict:
     from django.test.utils import CaptureQueriesContext
 
     from autotrader_site.clock import MarketClock
-    from marketdata.replay import synthetic_sessions
     from marketdata.services import bars_upsert
     from trading.tasks import on_bar_closed
 
-    sessions = {}
-    for i in range(symbols_n):
-        symbol = f"U{i:03d}"
-        bars = synthetic_sessions(
-            symbol=symbol, sessions=2, seed=100 + i, end=date(2026, 3, 6), start_price=50 + i
-        )
-        sessions[symbol] = bars
-        bars_upsert(bars=bars[:390])
+    sessions = _sessions(symbols_n)
     by_kind: dict[str, tuple[list, list, list]] = {"quiet": ([], [], []), "signal": ([], [], [])}
     profile_dir = os.environ.get("BAR_COST_PROFILE_DIR")  # --profile: cProfile per kind of bar
     profiles: dict = {}
@@ -177,6 +191,60 @@ def run_task(symbols_n: int, minutes: int, warmup: int) -> dict:
         "bars": minutes * symbols_n,
         "quiet": _stats(*by_kind["quiet"]),
         "signal": _stats(*by_kind["signal"]),
+    }
+
+
+def run_batch(symbols_n: int, minutes: int, warmup: int) -> dict:
+    """--mode batch in the child: each minute's bars of every symbol handed to the batch task
+    (`trading.on_bars_closed`, as one shard's message) at once."""
+    import django
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "autotrader_site.settings")
+    django.setup()
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from autotrader_site.clock import MarketClock
+    from marketdata.services import bars_upsert
+    from trading.tasks import on_bars_closed
+
+    sessions = _sessions(symbols_n)
+    queries, cpus, walls, signals = [], [], [], 0
+    profile_dir = os.environ.get("BAR_COST_PROFILE_DIR")
+    profile = _profiler() if profile_dir else None
+    for minute in range(warmup + minutes):
+        minute_bars = [bars[390 + minute] for bars in sessions.values()]
+        bars_upsert(bars=minute_bars)  # the streamer's write, not the task's
+        MarketClock.set_replay_time(minute_bars[0].ts)
+        events = [bar.as_event() for bar in minute_bars]
+        counted = minute >= warmup  # the first minutes build every symbol's feature engine
+        with CaptureQueriesContext(connection) as captured:
+            cpu, started = time.process_time(), time.perf_counter()
+            if profile and counted:
+                profile.enable()
+            handled = on_bars_closed.apply(args=[events]).get()
+            if profile and counted:
+                profile.disable()
+            cpu_ms = (time.process_time() - cpu) * 1000
+            wall_ms = (time.perf_counter() - started) * 1000
+        if counted:
+            queries.append(len(captured.captured_queries))
+            cpus.append(cpu_ms)
+            walls.append(wall_ms)
+            signals += handled
+    if profile:
+        profile.dump_stats(os.path.join(profile_dir, "bar_cost_batch.prof"))
+    return {
+        "symbols": symbols_n,
+        "batches": minutes,
+        "signals": signals,
+        "queries_p50": statistics.median(queries),
+        "queries_max": max(queries),
+        "cpu_ms_p50": round(statistics.median(cpus), 1),
+        "cpu_ms_max": round(max(cpus), 1),
+        "wall_ms_p50": round(statistics.median(walls), 1),
+        "wall_ms_max": round(max(walls), 1),
+        "cpu_ms_per_bar_p50": round(statistics.median(cpus) / symbols_n, 3),
     }
 
 
@@ -286,7 +354,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bars", type=int, default=200)
     parser.add_argument("--db-name", default="autotrader_bench_bar_cost")
-    parser.add_argument("--mode", choices=["pipeline", "task", "worker"], default="pipeline")
+    parser.add_argument(
+        "--mode", choices=["pipeline", "task", "batch", "worker"], default="pipeline"
+    )
     parser.add_argument("--symbols", type=int, default=50, help="--mode task")
     parser.add_argument("--minutes", type=int, default=20, help="--mode task: counted minutes")
     parser.add_argument("--warmup", type=int, default=2, help="--mode task: minutes not counted")
@@ -301,16 +371,16 @@ def main() -> int:
     env = child_env(db_url)
     env.pop("DB_POOL_MAX_SIZE", None)
     env.update(CELERY_TASK_ALWAYS_EAGER="1", DRY_RUN="1", PROMETHEUS_MULTIPROC_DIR="off")
-    if args.mode in ("task", "worker") and not os.environ.get("REDIS_URL"):
+    if args.mode in ("task", "batch", "worker") and not os.environ.get("REDIS_URL"):
         print(json.dumps({"name": f"bar_cost_{args.mode}", "skipped": "needs REDIS_URL"}))
         return 0
     if args.mode == "worker":
         env.update(CELERY_TASK_ALWAYS_EAGER="0", BAR_CLOSE_SHARDS="1")
         name, child_args = "bar_cost_worker", None
-    elif args.mode == "task":
+    elif args.mode in ("task", "batch"):
         counts = (args.symbols, args.minutes, args.warmup)
-        child_args = [__file__, "--run-task", *(str(n) for n in counts)]
-        name = "bar_cost_task"
+        child_args = [__file__, f"--run-{args.mode}", *(str(n) for n in counts)]
+        name = f"bar_cost_{args.mode}"
         if args.profile:
             env["BAR_COST_PROFILE_DIR"] = str(Path(args.profile).resolve())
     else:
@@ -352,5 +422,8 @@ if __name__ == "__main__":
         sys.exit(0)
     if len(sys.argv) == 5 and sys.argv[1] == "--run-task":
         print(json.dumps(run_task(*(int(v) for v in sys.argv[2:]))))
+        sys.exit(0)
+    if len(sys.argv) == 5 and sys.argv[1] == "--run-batch":
+        print(json.dumps(run_batch(*(int(v) for v in sys.argv[2:]))))
         sys.exit(0)
     sys.exit(main())

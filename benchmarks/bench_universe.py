@@ -127,6 +127,7 @@ class Feed:
         self._go = threading.Event()
         self._segment_go = threading.Event()
         self.segment_done = threading.Event()
+        self._closing = False
 
     def frame(self, second_start: datetime) -> str:
         import orjson
@@ -191,6 +192,8 @@ class Feed:
                 break
         self.streamer_ready.set()
         await asyncio.get_running_loop().run_in_executor(None, self._go.wait)
+        if self._closing:
+            return
         if self.burst:
             self.burst_sent_at = time.time()
             for frame in self.burst:
@@ -199,11 +202,21 @@ class Feed:
         while True:  # real-time segments, one per phase; the connection stays open between
             await asyncio.get_running_loop().run_in_executor(None, self._segment_go.wait)
             self._segment_go.clear()
+            if self._closing:
+                return
             start, seconds, first = self.segment
             for k in range(seconds):
                 await asyncio.sleep(max(0.0, start + k + 1 - time.time()))  # the second ended
                 await ws.send(self.frame(feed_t0 + timedelta(seconds=first + k)))
             self.segment_done.set()
+
+    def close(self) -> None:
+        """Release the handler's waits. They run in the loop's default executor, whose
+        threads are not daemons: Python joins them at exit, so a wait left pending kept the
+        benchmark alive after its JSON line (it hung there)."""
+        self._closing = True
+        self._go.set()
+        self._segment_go.set()
 
     def release_burst(self) -> None:
         self._go.set()
@@ -283,6 +296,15 @@ def ticks_stored(env: dict, since: datetime) -> int:
         return conn.execute("SELECT count(*) FROM ticks WHERE ts >= %s", [since]).fetchone()[0]
 
 
+def signal_outcomes(env: dict) -> dict[str, int]:
+    """Signals the run's bars fired, by outcome (how much of the figure is decisions)."""
+    import psycopg
+
+    with psycopg.connect(env["DATABASE_URL"]) as conn:
+        rows = conn.execute("SELECT outcome, count(*) FROM strategies_signal GROUP BY outcome")
+        return dict(rows.fetchall())
+
+
 def bare_reader(url: str, expected_frames: int) -> None:
     """Child: read the burst, parse every frame with orjson, print events and seconds."""
     import orjson
@@ -302,14 +324,15 @@ def bare_reader(url: str, expected_frames: int) -> None:
 
 
 # --- the measurement -----------------------------------------------------------------------------
-def decisions(redis_url: str) -> dict[str, list[tuple[str, float]]]:
-    """Bar ts -> [(symbol, wall time the bar-close task ended)] from the workers' probe."""
+def decisions(redis_url: str, *, with_start: bool = False) -> dict[str, list[tuple]]:
+    """Bar ts -> [(symbol, wall time the bar-close task ended)] from the workers' probe, with
+    the wall time that task started as a third item when `with_start`."""
     import redis
 
-    done: dict[str, list[tuple[str, float]]] = {}
+    done: dict[str, list[tuple]] = {}
     for raw in redis.Redis.from_url(redis_url).lrange(PROBE_KEY, 0, -1):
-        symbol, ts, at, _state = json.loads(raw)
-        done.setdefault(ts, []).append((symbol, at))
+        symbol, ts, at, _state, started = json.loads(raw)
+        done.setdefault(ts, []).append((symbol, at, started) if with_start else (symbol, at))
     return done
 
 
@@ -332,16 +355,21 @@ def drained(redis_url: str, minutes: range, n: int, *, timeout: float) -> float:
 def latencies(redis_url: str, segment_start: float, first_second: int, minutes: range, n: int):
     """Per minute: the last decision's wall time minus the wall time the minute ended."""
 
-    done = decisions(redis_url)
+    done = decisions(redis_url, with_start=True)
     out, missing, repeated = [], 0, 0
+    taken, handling = [], []  # per minute: when the last task started; the longest task
     for m in minutes:
         entries = done.get(minute_ts(m), [])
-        symbols = {symbol for symbol, _ in entries}
+        symbols = {symbol for symbol, _, _ in entries}
         missing += n - len(symbols)
         repeated += len(entries) - len(symbols)  # a bar-close task run twice for one bar
         if entries:
-            last = max(at for _, at in entries)
-            out.append(last - (segment_start + 60 * (m + 1) - first_second))
+            ended = segment_start + 60 * (m + 1) - first_second
+            out.append(max(at for _, at, _ in entries) - ended)
+            starts = [s for _, _, s in entries if s is not None]
+            if starts:
+                taken.append(max(starts) - ended)
+                handling.append(max(at - s for _, at, s in entries if s is not None))
     out.sort()
     if not out:
         return {
@@ -355,6 +383,10 @@ def latencies(redis_url: str, segment_start: float, first_second: int, minutes: 
         "p50_s": round(statistics.median(out), 2),
         "p99_s": round(out[max(0, int(len(out) * 0.99 + 0.5) - 1)], 2),
         "max_s": round(out[-1], 2),
+        # the minute's end -> the last batch taken by a worker (streamer close, write and
+        # publish, queue), and the longest batch task of the minute (p50 over the minutes)
+        "taken_p50_s": round(statistics.median(taken), 2) if taken else None,
+        "task_p50_s": round(statistics.median(handling), 2) if handling else None,
         "minutes": len(out),
         "missing_decisions": missing,
         "repeated_decisions": repeated,
@@ -370,6 +402,11 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=120, help="frames for the capacity run")
     parser.add_argument("--drain", type=float, default=600, help="max wait for a phase's backlog")
     parser.add_argument("--db-name", default="autotrader_bench_universe")
+    parser.add_argument(
+        "--worker-counts",
+        default="1,2",
+        help="phases to run, by worker count (a quick before/after of one phase: 1)",
+    )
     args = parser.parse_args()
     base_url = os.environ.get("DATABASE_URL", "")
     if not base_url.startswith(("postgres://", "postgresql://")) or not shutil.which(
@@ -400,6 +437,7 @@ def main() -> int:
         BAR_CLOSE_SHARDS=str(SHARDS),
     )
     streamer = None
+    feed = None
     workers: list[subprocess.Popen] = []
     result: dict = {}
     try:
@@ -477,7 +515,8 @@ def main() -> int:
         per_phase = args.warmup + args.minutes
         phases = {}
         load_before = os.getloadavg()[0]
-        for count, first_minute in ((1, 0), (2, per_phase + 1)):
+        counts = [int(c) for c in args.worker_counts.split(",")]
+        for count, first_minute in ((c, k * (per_phase + 1)) for k, c in enumerate(counts)):
             # bars sharded by symbol over SHARDS queues (trading/bar_routing.py): one worker
             # consumes every shard, two workers one shard each
             workers = [worker_start(env, f"w{i + 1}", SHARD_QUEUES[i::count]) for i in range(count)]
@@ -495,7 +534,10 @@ def main() -> int:
                 stop(worker)
             workers = []
         load_after = os.getloadavg()[0]
-        one, two = phases[1], phases[2]
+        signals = signal_outcomes(env)
+        empty = {"p50_s": None, "p99_s": None, "minutes": 0, "missing_decisions": None,
+                 "repeated_decisions": None, "drain_s": None}  # fmt: skip
+        one, two = phases.get(1, empty), phases.get(2, empty)
         streamer_rate = stored / streamer_seconds if streamer_seconds else None
         bare_rate = bare_stats["events"] / bare_stats["seconds"] if bare_stats["seconds"] else None
         result = {
@@ -512,7 +554,10 @@ def main() -> int:
             "missing_decisions": [one["missing_decisions"], two["missing_decisions"]],
             "repeated_decisions": [one["repeated_decisions"], two["repeated_decisions"]],
             "drain_after_feed_s": [one["drain_s"], two["drain_s"]],
+            "taken_p50_s": [one.get("taken_p50_s"), two.get("taken_p50_s")],
+            "task_p50_s": [one.get("task_p50_s"), two.get("task_p50_s")],
             "grace_s": args.grace,
+            "signals": signals,
             "streamer_msgs_per_s": round(streamer_rate, 1) if streamer_rate else None,
             "bare_msgs_per_s": round(bare_rate, 1) if bare_rate else None,
             "streamer_to_bare": (
@@ -523,6 +568,8 @@ def main() -> int:
             "cpus": os.cpu_count(),
         }
     finally:
+        if feed is not None:
+            feed.close()
         for worker in workers:
             stop(worker)
         stop(streamer)

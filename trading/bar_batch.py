@@ -7,8 +7,10 @@ once, the live state of all its symbols once per book, the stored bars for the c
 (`strategies.feature_store.features_many`), and claims its quiet bars in ONE insert, already
 `done`. Every other bar — a setup fired, the symbol has orders or trades, the bar was claimed
 by an attempt that did not finish — goes through `pipeline.process_bar_close` as before, in
-batch order, and so does every later bar of its symbol in the batch. A bar whose claim is
-`done` is skipped: a redelivered batch does not step its fills and exits again.
+batch order, and so does every later bar of its symbol in the batch; after a full step the
+live state of the batch's remaining symbols is read again (one query) before the next quiet
+bar. A bar whose claim is `done` is skipped: a redelivered batch does not step its fills and
+exits again.
 
 Quiet claims are written before any full step runs, so when a full step at bar k fails and the
 task retries bars k.., every bar before k is claimed (and skipped by the retry's own read).
@@ -60,7 +62,9 @@ def bars_close(bars: list[BarData], *, retryable: tuple = (), config=None) -> in
         claims = claim_states(keys)
         for ledger in ledgers:
             ledger.live_state_prime([symbol for symbol, _ in keys])
-        todo = [k for k in keys if claims.get(k) != ClaimState.DONE and session_minute(k[1])]
+        todo = [
+            k for k in keys if claims.get(k) != ClaimState.DONE and session_minute(k[1]) is not None
+        ]
         rows = features_many(todo, cfg)
     except retryable as exc:
         raise BarStopped(0, exc) from exc
@@ -69,6 +73,7 @@ def bars_close(bars: list[BarData], *, retryable: tuple = (), config=None) -> in
         claims, rows, ledgers = {}, {}, []
 
     handled = quiet = 0
+    reread = False  # a full step wrote: the live state read before it may be out of date
     pending: list[tuple[int, tuple[str, datetime], dict]] = []  # quiet claims not yet written
     full: set[str] = set()  # symbols stepped in full in this batch: their later bars too
 
@@ -90,6 +95,14 @@ def bars_close(bars: list[BarData], *, retryable: tuple = (), config=None) -> in
         if state == ClaimState.DONE:
             continue  # handled to its end by an earlier delivery
         symbol = key[0]
+        if reread and state is None and symbol not in full and ledgers:
+            # e.g. a signal on SPX opened an SPY entry: the rest of the batch must see it
+            try:
+                for ledger in ledgers:
+                    ledger.live_state_prime([s for s, _ in keys[i:]])
+            except retryable as exc:
+                raise BarStopped(i, exc) from exc
+            reread = False
         if (
             state is None
             and symbol not in full
@@ -108,6 +121,7 @@ def bars_close(bars: list[BarData], *, retryable: tuple = (), config=None) -> in
                 continue
         full.add(symbol)
         flush()
+        reread = True
         try:
             handled += len(pipeline.process_bar_close(bar=bar, config=config, row=rows.get(key)))
         except retryable as exc:

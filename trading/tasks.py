@@ -39,11 +39,16 @@ BAR_CLOSE_RETRY = {
 # symbol-minute (500 a minute for a universe)
 @shared_task(name="trading.on_bar_closed", ignore_result=True, **BAR_CLOSE_RETRY)
 def on_bar_closed(bar_event: dict) -> int:
-    """One closed bar through strategies → risk → broker. Returns the signals handled."""
+    """One closed bar through strategies → risk → broker, as a batch of one
+    (`trading.bar_batch`: a bar already `done` — a redelivered message — is skipped, not
+    stepped again). Returns the signals handled."""
     from marketdata.types import BarData
-    from trading.pipeline import process_bar_close
+    from trading.bar_batch import BarStopped, bars_close
 
-    return len(process_bar_close(bar=BarData.from_event(bar_event)))
+    try:
+        return bars_close([BarData.from_event(bar_event)], retryable=BAR_CLOSE_RETRYABLE)
+    except BarStopped as stopped:  # the outage itself, for autoretry_for
+        raise stopped.cause from None
 
 
 @shared_task(

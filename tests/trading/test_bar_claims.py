@@ -15,7 +15,7 @@ from strategies.models import FeatureSnapshot, Signal
 from tests.trading.helpers import bar, make_signal
 from trading import bar_batch, pipeline
 from trading.models import Fill, Order
-from trading.tasks import on_bars_closed
+from trading.tasks import on_bar_closed, on_bars_closed
 
 pytestmark = pytest.mark.django_db
 T = datetime(2025, 9, 17, 14, 30, tzinfo=UTC)  # 10:30 New York, a Wednesday
@@ -63,6 +63,7 @@ def test_a_redelivered_batch_does_not_step_a_handled_bar_again(paper, steps):
 
     steps.clear()
     on_bars_closed.apply(args=[events]).get()  # the message comes back
+    on_bar_closed.apply(args=[spy.as_event()]).get()  # or the bar alone, as a single-bar task
     entry.refresh_from_db()
     assert steps == []
     assert entry.status == "open" and not Fill.objects.exists()
@@ -120,3 +121,60 @@ def test_a_symbol_stepped_in_full_keeps_its_later_bars_of_the_batch_in_full(
         ("QQQ", "done"),
     ]
     assert not Signal.objects.filter(outcome="generated").exists()
+
+
+def test_an_entry_opened_by_a_full_step_is_seen_by_a_later_bar_of_the_batch(
+    paper, steps, monkeypatch
+):
+    """A signal on one symbol may trade another (SPX executes SPY): when DIA's full step opens
+    an entry in IWM, IWM's bar later in the same batch — quiet when the batch read its live
+    state — gets its full step too."""
+    _entry_working("DIA")  # DIA's bar needs its full step
+    bars = [_quiet("DIA"), _quiet("QQQ"), _quiet("IWM")]
+    bars_upsert(bars=bars)
+    real = pipeline.process_bar_close  # the `steps` spy
+
+    def step_opening_iwm(*, bar, **kwargs):
+        result = real(bar=bar, **kwargs)
+        if bar.symbol == "DIA":
+            _entry_working("IWM")
+        return result
+
+    monkeypatch.setattr(pipeline, "process_bar_close", step_opening_iwm)
+    on_bars_closed.apply(args=[[b.as_event() for b in bars]]).get()
+    assert steps == [("DIA", NEXT), ("IWM", NEXT)]
+    claims = FeatureSnapshot.objects.filter(bar_ts=NEXT).order_by("symbol")
+    assert list(claims.values_list("symbol", "state")) == [
+        ("DIA", "done"),
+        ("IWM", "done"),
+        ("QQQ", "done"),
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_quiet_bar_claimed_in_a_batch_stores_what_its_single_bar_step_stores(paper):
+    """Two symbols with the same bars: one through the single-bar task, one through the batch
+    task, minute by minute: the same feature snapshot (features and every setup's decision)."""
+    from dataclasses import replace
+    from datetime import date
+
+    from autotrader_site.clock import MarketClock
+    from marketdata.replay import synthetic_sessions
+
+    template = synthetic_sessions(symbol="X", sessions=2, seed=11, end=date(2026, 3, 6))
+    bars_upsert(bars=[replace(b, symbol=s) for s in ("AAA", "BBB") for b in template[:390]])
+    try:
+        for b in template[390:395]:
+            single, batched = replace(b, symbol="AAA"), replace(b, symbol="BBB")
+            bars_upsert(bars=[single, batched])
+            MarketClock.set_replay_time(b.ts)
+            on_bar_closed.apply(args=[single.as_event()]).get()
+            on_bars_closed.apply(args=[[batched.as_event()]]).get()
+    finally:
+        MarketClock.set_replay_time(None)
+    snapshots = {(f.symbol, f.bar_ts): f for f in FeatureSnapshot.objects.all()}
+    assert len(snapshots) == 10
+    for b in template[390:395]:
+        a, c = snapshots[("AAA", b.ts)], snapshots[("BBB", b.ts)]
+        assert a.features == c.features and a.features["decisions"]
+        assert a.state == c.state == "done"
