@@ -215,6 +215,13 @@ def test_scan_evaluates_every_recent_bar_a_lost_task_left(paper, settings):
     scan_latest(now=T + timedelta(minutes=5))
     evaluated = set(FeatureSnapshot.objects.filter(symbol="SPY").values_list("bar_ts", flat=True))
     assert evaluated == {T + timedelta(minutes=m) for m in (2, 3, 4)}
+    # a freshness limit of days never walks back over the history: today's session only
+    settings.SIGNAL_MAX_DELAY_SEC = 10 * 86_400
+    day_before = T - timedelta(days=1)
+    bars_upsert(bars=[bar(day_before, "100", "101", "99", "100.5")])
+    scan_latest(now=T + timedelta(minutes=5))
+    evaluated = set(FeatureSnapshot.objects.filter(symbol="SPY").values_list("bar_ts", flat=True))
+    assert evaluated == {T + timedelta(minutes=m) for m in range(5)}
 
 
 def test_management_commands(paper, capsys):
