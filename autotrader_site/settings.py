@@ -330,6 +330,9 @@ CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", Fals
 # data (LOADING, a reset mid-reply) are channel errors, which end the consumer unless retried;
 # reconnect forever (None), at start-up too, and retry the result writes of tasks that ran.
 CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+# ... and tearing down the connection it broke must not end the worker either (Celery 5.7 can
+# raise AttributeError there: autotrader_site/worker_consumer.py)
+CELERY_WORKER_CONSUMER = "autotrader_site.worker_consumer:Consumer"
 CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
