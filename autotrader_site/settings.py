@@ -330,6 +330,9 @@ CELERY_WORKER_SEND_TASK_EVENTS = env_bool("CELERY_WORKER_SEND_TASK_EVENTS", Fals
 # data (LOADING, a reset mid-reply) are channel errors, which end the consumer unless retried;
 # reconnect forever (None), at start-up too, and retry the result writes of tasks that ran.
 CELERY_BROKER_CHANNEL_ERROR_RETRY = True
+# ... and tearing down the connection it broke must not end the worker either (Celery 5.7 can
+# raise AttributeError there: autotrader_site/worker_consumer.py)
+CELERY_WORKER_CONSUMER = "autotrader_site.worker_consumer:Consumer"
 CELERY_BROKER_CONNECTION_RETRY = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
@@ -406,7 +409,9 @@ TRADIER_BUDGET_ENABLED = env_bool("TRADIER_BUDGET_ENABLED", True)
 TRADIER_BUDGET_TRADING_PER_MIN = env_int("TRADIER_BUDGET_TRADING_PER_MIN", 0, minimum=0)
 TRADIER_BUDGET_STANDARD_PER_MIN = env_int("TRADIER_BUDGET_STANDARD_PER_MIN", 0, minimum=0)
 TRADIER_BUDGET_MARKET_PER_MIN = env_int("TRADIER_BUDGET_MARKET_PER_MIN", 0, minimum=0)
-TRADIER_BUDGET_RATE_SHARE = env_float("TRADIER_BUDGET_RATE_SHARE", 0.9, minimum=0.1, maximum=0.99)
+# Half the minute's limit as the burst: a minute's close asks for a quote, a balance read, an
+# entry and a stop per signal at once (benchmarks/bench_fullstack.py); 0.9 kept 3 reads.
+TRADIER_BUDGET_RATE_SHARE = env_float("TRADIER_BUDGET_RATE_SHARE", 0.5, minimum=0.1, maximum=0.99)
 TRADIER_BUDGET_MAX_WAIT_SEC = env_float("TRADIER_BUDGET_MAX_WAIT_SEC", 30.0, minimum=0.0)
 TRADIER_ACCOUNT_WS_URL = env_str(
     "TRADIER_ACCOUNT_WS_URL",

@@ -73,6 +73,12 @@ def claim_states(bars: list[tuple[str, datetime]]) -> dict[tuple[str, datetime],
     batch of bars reads its claims once, before any of them is stepped)."""
     if not bars:
         return {}
+    if connection.vendor != "postgresql":  # the embedded SQLite session: small batches
+        wanted = {(s.upper(), ts) for s, ts in bars}
+        rows = FeatureSnapshot.objects.filter(
+            symbol__in={s for s, _ in wanted}, bar_ts__in={ts for _, ts in wanted}
+        ).values_list("symbol", "bar_ts", "state")
+        return {(s, ts): state for s, ts, state in rows if (s, ts) in wanted}
     sql = (
         f"SELECT f.symbol, f.bar_ts, f.state FROM {FeatureSnapshot._meta.db_table} f "
         "JOIN unnest(%s::varchar[], %s::timestamptz[]) AS b(symbol, bar_ts) "

@@ -309,6 +309,8 @@ def claims_insert_done(claims: list[tuple[str, datetime, dict]]) -> set[tuple[st
     is left as it is and missing from the answer."""
     if not claims:
         return set()
+    if connection.vendor != "postgresql":  # the embedded SQLite session: a row at a time
+        return _claims_insert_done_rows(claims)
     table = FeatureSnapshot._meta.db_table
     # one JSON document of [symbol, bar_ts, features] rows: one parameter to bind, not three
     # arrays (psycopg escapes a text array element by element)
@@ -322,6 +324,22 @@ def claims_insert_done(claims: list[tuple[str, datetime, dict]]) -> set[tuple[st
     with connection.cursor() as cursor:
         cursor.execute(sql, [ClaimState.DONE, json.dumps(rows)])  # as the JSONField stores it
         return {(symbol, bar_ts) for symbol, bar_ts in cursor.fetchall()}
+
+
+def _claims_insert_done_rows(claims: list[tuple[str, datetime, dict]]) -> set:
+    """`claims_insert_done` without PostgreSQL's ON CONFLICT ... RETURNING: each row in its own
+    savepoint, a conflict meaning claimed before."""
+    claimed = set()
+    for symbol, bar_ts, features in claims:
+        try:
+            with transaction.atomic():
+                FeatureSnapshot.objects.create(
+                    symbol=symbol.upper(), bar_ts=bar_ts, features=features, state=ClaimState.DONE
+                )
+        except IntegrityError:
+            continue
+        claimed.add((symbol.upper(), bar_ts))
+    return claimed
 
 
 def claims_done(*, symbol: str, bar_ts: datetime) -> None:

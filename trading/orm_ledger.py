@@ -162,6 +162,7 @@ def trade_tag(trade: Trade) -> str:
 
 
 SEND_LOCK_NS = 1_700_017  # advisory-lock namespace of orders being sent (key 2: the order id)
+TRADE_LOCK_NS = 1_700_018  # ... of trades whose exits are being managed (key 2: the trade id)
 
 
 def order_submit(
@@ -216,22 +217,36 @@ def order_submit(
 
 
 @contextmanager
-def send_lock(order_pk: int):
-    """A session advisory lock held while the order is sent: reconciliation and the account
-    stream see the send in flight. It dies with the connection (a killed worker holds none)."""
+def _session_lock(namespace: int, key: int, what: str):
+    """A session advisory lock (waited for), released on exit. It dies with the connection:
+    a killed worker or a terminated backend holds none."""
     if connection.vendor != "postgresql":
         yield
         return
     with connection.cursor() as cursor:
-        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [SEND_LOCK_NS, order_pk])
+        cursor.execute("SELECT pg_advisory_lock(%s, %s)", [namespace, key])
     try:
         yield
     finally:
         try:
             with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [SEND_LOCK_NS, order_pk])
+                cursor.execute("SELECT pg_advisory_unlock(%s, %s)", [namespace, key])
         except DatabaseFailure:  # the connection died: the lock went with it
-            log.warning("send lock of order %s released with its connection", order_pk)
+            log.warning("%s lock %s released with its connection", what, key)
+
+
+def send_lock(order_pk: int):
+    """Held while the order is sent: reconciliation and the account stream see the send in
+    flight."""
+    return _session_lock(SEND_LOCK_NS, order_pk, "send")
+
+
+def trade_lock(trade_pk: int):
+    """Held while one process manages a trade's exits (`lifecycle.manage_exits`): the beat's
+    exit tick and a bar's own exit step run on different pool processes, and two of them
+    protecting or exiting the same trade at once placed two stops, or cancelled in the ledger
+    a stop the other had just sent."""
+    return _session_lock(TRADE_LOCK_NS, trade_pk, "trade")
 
 
 def send_in_flight(order_pk: int) -> bool:
@@ -354,10 +369,21 @@ def children_close(order: Order, status: str, now: datetime, cause: str) -> None
 
 def broker_cancel(*, order: Order, now: datetime, cause: str, broker: Broker) -> bool:
     """Cancel a working order at the broker, then in the ledger. Returns True when the row
-    went to cancelled now. A live cancel is confirmed by reading the order back."""
+    went to cancelled now. A live cancel is confirmed by reading the order back. An order
+    with no broker id is cancelled in the ledger alone only while it is still `new` (never
+    sent); a claimed one (its send in flight, or its outcome unknown) is cancelled at the
+    broker once its id is known — marking it cancelled before left a live order at the
+    broker that the ledger called cancelled (the soak's stop filled at the broker)."""
     order.refresh_from_db()
     if order.status not in WORKING_STATUSES:
         return False
+    if not order.broker_order_id and not order.parent_id:
+        if _unsent_cancelled(order, now=now, cause=cause):
+            children_close(order, OrderStatus.CANCELLED, now, "parent cancelled")
+            return True
+        if not _linked_by_tag(order, broker=broker):
+            log.warning("cancel of %s waits: sent, its broker id not known yet", order.tag)
+            return False
     if order.broker_order_id and order.status != OrderStatus.NEW:
         target = order.broker_order_id
         if order.parent_id and order.order_class in (OrderClass.OTOCO, OrderClass.OCO):
@@ -383,6 +409,49 @@ def broker_cancel(*, order: Order, now: datetime, cause: str, broker: Broker) ->
         if head.status in WORKING_STATUSES:
             order_advance(head, OrderStatus.CANCELLED, cause=f"pair cancelled: {cause}", at=now)
     return order.status == OrderStatus.CANCELLED
+
+
+def _unsent_cancelled(order: Order, *, now: datetime, cause: str) -> bool:
+    """Cancel in the ledger an order that never left: still `new` under its row lock, so a
+    sender's claim (new -> submitted, under the same lock) comes wholly before or after.
+    False when it was claimed (its send in flight, or its outcome unknown)."""
+    with sending_atomic():
+        row = Order.objects.select_for_update().filter(pk=order.pk).first()
+        unsent = row is not None and row.status == OrderStatus.NEW and not row.broker_order_id
+        if unsent:
+            order_advance(row, OrderStatus.CANCELLED, cause=cause, at=now)
+    order.refresh_from_db()
+    return unsent
+
+
+def broker_order_by_tag(broker: Broker, tag: str):
+    """The broker's order carrying `tag`, or None (BrokerError when it cannot be asked)."""
+    by_tag = getattr(broker, "orders_by_tag", None)
+    found = by_tag(tag) if by_tag else [o for o in broker.orders() if o.tag == tag]
+    return found[0] if found else None
+
+
+def _linked_by_tag(order: Order, *, broker: Broker) -> bool:
+    """A claimed order with no broker id and no send in flight (its sender died, or the
+    broker's answer was lost): look its tag up, and link it when the broker has it, so the
+    cancel goes to the broker. False while a send is in flight or the tag is not found."""
+    with sending_atomic():
+        if send_in_flight(order.pk):
+            return False
+    try:
+        found = broker_order_by_tag(broker, order.tag)
+    except BrokerError as exc:
+        log.warning("cancel of %s: tag look-up failed (%s)", order.tag, exc)
+        return False
+    if found is None:
+        return False
+    with sending_atomic():
+        row = Order.objects.select_for_update().get(pk=order.pk)
+        if not row.broker_order_id:
+            row.broker_order_id = found.id
+            row.save(update_fields=["broker_order_id", "updated_at"])
+    order.refresh_from_db()
+    return order.status in WORKING_STATUSES
 
 
 def _sync(order: Order, now: datetime, broker: Broker) -> None:
@@ -737,6 +806,9 @@ class OrmLedger:
     def refresh(self, obj):
         obj.refresh_from_db()
         return obj
+
+    def trade_lock(self, trade):
+        return trade_lock(trade.pk)
 
     def trade_of(self, order, *, lock: bool = False):
         if not order.trade_id:

@@ -299,19 +299,36 @@ def _params_cache(config: RiskConfig):
 
 
 def scan_latest(*, now: datetime) -> int:
-    """Beat safety net: run the pipeline on the latest stored bar of each configured symbol
-    whose bar has not been evaluated yet (evaluate_bar returns [] for an evaluated bar)."""
+    """Beat safety net: run the pipeline on the stored bars of each configured symbol that no
+    task evaluated — its latest bar, and every bar before it that closed at most
+    SIGNAL_MAX_DELAY_SEC ago and inside today's session (a signal of an older bar would be
+    stale; a large delay must not walk back over the history). Since bar-close
+    batching one lost task message (kombu's Redis transport can lose a message it popped when
+    Redis goes down before it recorded it as unacknowledged) is a whole minute of a shard, not
+    only the latest one: the soak lost the 4 bars of one minute so. Evaluating is idempotent
+    (a bar's FeatureSnapshot claims it), so a bar whose task is merely queued is safe."""
+    from marketdata.calendar import session_at
     from marketdata.selectors import bars_as_data
     from strategies.models import FeatureSnapshot
 
     handled = 0
+    session = session_at(now)
+    since = now - timedelta(seconds=settings.SIGNAL_MAX_DELAY_SEC) - BAR
+    since = max(since, session.open) if session is not None else None
     for symbol in settings.SYMBOLS:
-        last = bars_as_data(symbol=symbol, limit=1)
-        if not last or last[-1].ts + BAR > now:
+        stored = bars_as_data(symbol=symbol, start=since, end=now) if since else []
+        stored += bars_as_data(symbol=symbol, limit=1)
+        closed = {b.ts: b for b in stored if b.ts + BAR <= now}
+        if not closed:
             continue
-        if FeatureSnapshot.objects.filter(symbol=symbol, bar_ts=last[-1].ts).exists():
-            continue  # the stream already ran this bar through the pipeline
-        handled += len(process_bar_close(bar=last[-1]))
+        evaluated = set(
+            FeatureSnapshot.objects.filter(
+                symbol=symbol.upper(), bar_ts__in=list(closed)
+            ).values_list("bar_ts", flat=True)
+        )
+        for ts in sorted(closed):
+            if ts not in evaluated:  # the stream never ran this bar through the pipeline
+                handled += len(process_bar_close(bar=closed[ts]))
     return handled
 
 

@@ -250,6 +250,7 @@ def _cross_at(arrays, sym_rank: int, ts_ns: int, bar_rank: int) -> bool:
 # --- the kernel path -------------------------------------------------------------------------
 PCT_DEN = 10_000  # fractions of equity the kernel takes exactly: four decimals
 MAX_CASH_USD = Decimal("1000000000")  # int64 headroom of the kernel's cap arithmetic
+MAX_RISK_USD = Decimal("1000000")  # and of its risk size (1e-12 USD per share)
 
 
 def kernel_unsupported(frames, config: BacktestConfig, symbols, params: dict) -> str:
@@ -300,6 +301,8 @@ def kernel_unsupported(frames, config: BacktestConfig, symbols, params: dict) ->
             return f"{name} is not a whole number of 1/{scale} USD (the kernel's exact scale)"
     if config.starting_cash > MAX_CASH_USD:
         return f"PAPER_STARTING_CASH_USD above {MAX_CASH_USD} (int64 headroom)"
+    if risk.risk_per_trade_usd > MAX_RISK_USD:
+        return f"RISK_PER_TRADE_USD above {MAX_RISK_USD} (int64 headroom of the risk size)"
     for symbol, frame in frames.items():
         prices = frame[["open", "high", "low", "close"]].to_numpy(dtype=float) * 100
         if prices.size and np.abs(prices - np.rint(prices)).max() > 1e-6:
@@ -535,7 +538,7 @@ def _run_fast_kernel(frames, config: BacktestConfig, *, symbols, params, started
         g_next_open, s_g, s_rank, sigs["setup"].to_numpy(np.int64),
         sigs["entry"].to_numpy(np.int64), sigs["stop"].to_numpy(np.int64), rules["stop"],
         sigs["t1"].to_numpy(np.int64), sigs["t2"].to_numpy(np.int64), s_pre_ok,
-        rules["fill"], rules["limit"], rules["risk_qty"], rules["t1_ok"],
+        rules["fill"], rules["limit"], rules["t1_ok"],
         _kernel_settings(config, n_symbols=len(names), n_setups=len(setup_order)),
     )  # fmt: skip
     (s_ok, s_qty, s_bits, st, qty, entry_px, entry_g, legs, leg_g, leg_qty, leg_px, leg_reason,
@@ -675,6 +678,7 @@ def _kernel_settings(config: BacktestConfig, *, n_symbols: int, n_setups: int) -
         partial_num=pct[0],
         partial_den=pct[1],
         worst=bool(config.worst_case),
+        risk=_scaled(risk.risk_per_trade_usd, 100),
         daily_limit=_scaled(risk.max_daily_loss_usd, 100),
         duplicate=bool(risk.duplicate_exposure),
         idea_window=risk.idea_window_sec * 1_000_000_000,
@@ -684,70 +688,71 @@ def _kernel_settings(config: BacktestConfig, *, n_symbols: int, n_setups: int) -
 def _signal_rules(sigs: pd.DataFrame, names: list[str], params: dict, config: BacktestConfig):
     """What the risk rules and entry planning decide from a signal alone, by their own
     functions, for every kept signal: the stop widened to the minimum distance
-    (`risk.sizing.min_stop_distance` / `stop_floored`, as `risk.rules` calls them: no ATR is
-    passed by the core's intent), the expected fill (`CostModel.market_fill`), the risk size
-    before any cap (`risk.sizing.position_size`), T1 against the round trip's costs
-    (`risk.sizing.target_clears_costs`) and the entry order (`trading.core.entries.entry_plan`
-    on the paper quote: the pegged limit's price, or -1 for a market entry)."""
-    from risk.sizing import min_stop_distance, position_size, stop_floored, target_clears_costs
+    (`risk.sizing.min_stop_distance` / `stop_floored`, as `risk.rules` calls them: the core's
+    intent passes no ATR), the expected fill (`CostModel.market_fill`), T1 against the round
+    trip's costs (`risk.sizing.target_clears_costs`) and the entry order
+    (`trading.core.entries.entry_plan` on the paper quote: the pegged limit's price, or -1 for
+    a market entry). Each is computed once per distinct input (prices repeat)."""
+    from risk.sizing import min_stop_distance, stop_floored, target_clears_costs
     from trading.brokers.paper import paper_quote
     from trading.core.entries import entry_plan
 
     risk = config.risk
     m = len(sigs)
-    out = {
-        "stop": np.zeros(m, np.int64),
-        "fill": np.zeros(m, np.int64),
-        "limit": np.full(m, -1, np.int64),
-        "risk_qty": np.zeros(m, np.int64),
-        "t1_ok": np.ones(m, bool),
-    }
-    if not m:
-        return out
     ranks = sigs["rank"].to_numpy(np.int64).tolist()
     entries = sigs["entry"].to_numpy(np.int64).tolist()
     stops = sigs["stop"].to_numpy(np.int64).tolist()
     targets = sigs["t1"].to_numpy(np.int64).tolist()
     floors = {}
-    memo: dict = {}
+    priced: dict = {}  # (rank, entry) -> (fill, limit)
+    floored: dict = {}  # (rank, entry, stop) -> stop
+    cleared: dict = {}  # (rank, entry, t1) -> T1 clears the costs
+    out_stop, out_fill, out_limit, out_t1 = [], [], [], []
+    gate = risk.min_t1_cost_multiple > 0
     for k in range(m):
-        key = (ranks[k], entries[k], stops[k], targets[k])
-        found = memo.get(key)
-        if found is None:
-            symbol = names[ranks[k]]
-            p = params[symbol]
-            model = p.costs
+        symbol = names[ranks[k]]
+        model = params[symbol].costs
+        key = (ranks[k], entries[k])
+        entry = Decimal(entries[k]) / 100
+        if key not in priced:
+            order_type, limit, _ = entry_plan(
+                side="buy", ref_price=entry, quote=paper_quote(symbol, entry, model), config=risk
+            )
+            fill = model.market_fill("buy", entry)
+            priced[key] = (int(fill * 100), int(limit * 100) if order_type == "limit" else -1)
+        stop_key = key + (stops[k],)
+        if stop_key not in floored:
             if symbol not in floors:
+                p = params[symbol]
                 floors[symbol] = min_stop_distance(
                     atr=None, costs=model, k_atr=p.min_stop_atr, n_ticks=p.min_stop_ticks,
                     m_spreads=p.min_stop_spreads,
                 )  # fmt: skip
-            entry, stop = Decimal(entries[k]) / 100, Decimal(stops[k]) / 100
+            stop = Decimal(stops[k]) / 100
             if stop < entry:
                 stop = stop_floored(entry=entry, stop=stop, floor=floors[symbol],
                                     tick=model.tick_usd)  # fmt: skip
-            fill = model.market_fill("buy", entry)
-            size = position_size(entry=entry, stop=stop, risk_usd=risk.risk_per_trade_usd,
-                                 costs=model).qty  # fmt: skip
-            ok = True
-            if risk.min_t1_cost_multiple > 0 and targets[k] >= 0:
-                ok, _ = target_clears_costs(
+            floored[stop_key] = int(stop * 100)
+        ok = True
+        if gate and targets[k] >= 0:
+            t1_key = key + (targets[k],)
+            if t1_key not in cleared:
+                cleared[t1_key], _ = target_clears_costs(
                     entry=entry, target=Decimal(targets[k]) / 100, costs=model,
                     multiple=risk.min_t1_cost_multiple,
                 )  # fmt: skip
-            order_type, limit, _ = entry_plan(
-                side="buy", ref_price=entry, quote=paper_quote(symbol, entry, model), config=risk
-            )
-            found = (
-                int(stop * 100),
-                int(fill * 100),
-                int(limit * 100) if order_type == "limit" else -1,
-                size,
-                ok,
-            )
-            memo[key] = found
-        out["stop"][k], out["fill"][k], out["limit"][k], out["risk_qty"][k], out["t1_ok"][k] = found
-    return out
+            ok = cleared[t1_key]
+        fill_c, limit_c = priced[key]
+        out_stop.append(floored[stop_key])
+        out_fill.append(fill_c)
+        out_limit.append(limit_c)
+        out_t1.append(ok)
+    return {
+        "stop": np.array(out_stop, np.int64),
+        "fill": np.array(out_fill, np.int64),
+        "limit": np.array(out_limit, np.int64),
+        "t1_ok": np.array(out_t1, bool),
+    }
 
 
 def _next_opens(day_numbers: np.ndarray) -> np.ndarray:

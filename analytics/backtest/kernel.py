@@ -3,8 +3,8 @@ declares (`COVERS`, the defaults included) in exact integer maths.
 
 `run_fast` hands it the merged bars (cents), the kept signals with their levels and what the
 risk rules decide from a signal alone (prepared by those rules' own functions in
-`fast._signal_rules`: the stop floor, the expected fill, the risk size, the T1 cost gate, the
-entry order), and the per-bar facts the rules read (session flat time, EMA cross-down, New York
+`fast._signal_rules`: the stop floor, the expected fill, the T1 cost gate, the entry order),
+and the per-bar facts the rules read (session flat time, EMA cross-down, New York
 dates, the next day's open). It walks the bars in the live processing order, skipping every bar
 of a symbol with nothing alive, and applies what the lifecycle core (`trading.core`, the live
 and paper path's own rules) does there: fills priced by the cost model (stops and limits
@@ -95,6 +95,7 @@ PARAMS = (
     "PARTIAL_NUM",
     "PARTIAL_DEN",
     "WORST",
+    "RISK",  # RISK_PER_TRADE_USD, cents
     "DAILY_LIMIT",  # cents (RiskConfig.max_daily_loss_usd, R folded in; 0 = none)
     "DUPLICATE",
     "IDEA_WINDOW",  # ns
@@ -103,7 +104,7 @@ PARAMS = (
     P_N_SYMBOLS, P_N_SETUPS, P_MAX_CONCURRENT, P_MAX_OPEN_ORDERS, P_MAX_POS_SYMBOL,
     P_ORDER_CAP_X, P_ORDER_PCT, P_SYMBOL_PCT, P_GROSS_PCT, P_PCT_DEN, P_MIN_CASH, P_CASH0,
     P_ADV, P_COMM_PS, P_COMM_PO, P_SEC, P_TAF, P_TAF_MAX, P_LIMIT_TIMEOUT, P_TIMEOUT,
-    P_PARTIAL_NUM, P_PARTIAL_DEN, P_WORST, P_DAILY_LIMIT, P_DUPLICATE, P_IDEA_WINDOW,
+    P_PARTIAL_NUM, P_PARTIAL_DEN, P_WORST, P_RISK, P_DAILY_LIMIT, P_DUPLICATE, P_IDEA_WINDOW,
 ) = range(len(PARAMS))  # fmt: skip
 
 
@@ -132,8 +133,9 @@ COVERS = (
     "(else the clock rules and bar-less fills of the core apply: fast.kernel_unsupported)",
     "protection: one stop for the remaining quantity",
     "risk: " + ", ".join(BIT_CODES) + ", market holiday/closed, window, symbol lists; the "
-    "stop floor (RISK_MIN_STOP_*), the T1 cost gate, the entry type and the risk size are "
-    "prepared per signal by the risk rules' own functions (fast._signal_rules)",
+    "stop floor (RISK_MIN_STOP_*), the T1 cost gate, the expected fill and the entry type are "
+    "prepared per signal by the risk rules' own functions (fast._signal_rules); the risk "
+    "size (risk_size, risk.sizing._risk_qty in integers) and its caps run in the kernel",
     "cash: working entries reserve qty x their worst fill + fees (a market entry: the "
     "cost model's fill of the signal's price; a pegged limit: the larger of its limit and "
     "that market fill), sizing keeps MIN_CASH_USD out, INSUFFICIENT_CASH judges what is left",
@@ -229,6 +231,30 @@ def _stopout_loss(q, fill, stop, p):
 
 
 @njit(cache=True)
+def risk_size(entry, fill, stop, risk_c, p):
+    """risk.sizing.position_size before its caps (its `_risk_qty`), in exact integers: the
+    largest qty whose stop-out loss, fees rounded as charged, fits the risk budget. Per share
+    (1e-12 USD): fill - the stop's market sell + both commissions + the sale's SEC fee and
+    TAF unrounded; then step down while the exact loss (`_stopout_loss`) exceeds the budget.
+    0 when the stop is not below the entry (or nothing is at risk)."""
+    if entry <= 0 or entry - stop <= 0 or risk_c <= 0:
+        return 0
+    out = stop - p[P_ADV]
+    per_share = (
+        (fill - out) * 10_000_000_000
+        + 2 * p[P_COMM_PS] * 1_000_000
+        + out * p[P_SEC]
+        + p[P_TAF] * 1_000_000
+    )
+    if per_share <= 0:
+        return 0
+    qty = max((risk_c * 10_000_000_000 - 2 * p[P_COMM_PO] * 1_000_000) // per_share, 0)
+    while qty > 0 and _stopout_loss(qty, fill, stop, p) > risk_c:
+        qty -= 1
+    return qty
+
+
+@njit(cache=True)
 def _position(sym, side_buy, q, px, pos_qty, pos_avg):
     """MemoryLedger._position_apply for a long book: the average price in 1e-4 USD, rounded
     half-even (Decimal.quantize(FOUR)) on each buy; 0 when the position is flat."""
@@ -252,7 +278,7 @@ def _position(sym, side_buy, q, px, pos_qty, pos_avg):
 def lifecycle_kernel(
     g_sym, g_ts, g_o, g_h, g_l, g_c, g_flat, g_cross, g_dayc, g_dayn, g_next_open,
     s_g, s_sym, s_setup, s_entry, s_stop, s_stop_f, s_t1, s_t2, s_pre_ok, s_fill, s_limit,
-    s_rqty, s_t1_ok, p,
+    s_t1_ok, p,
 ):  # fmt: skip
     n = g_ts.shape[0]
     m = s_g.shape[0]
@@ -624,9 +650,8 @@ def lifecycle_kernel(
             if not s_stop[k] < entry:
                 bits |= BIT_STOP_INVALID
             stop = s_stop_f[k]  # widened to the minimum stop distance (prepared)
-            size = 0
-            if s_rqty[k] > 0:  # risk.sizing.position_size: the risk size, then the caps
-                size = s_rqty[k]
+            size = risk_size(entry, fill, stop, p[P_RISK], p)
+            if size > 0:  # risk.sizing.position_size: the risk size, then the caps
                 if has_room:
                     if room > 0:
                         size = min(size, room // (fill * 100 * dd))

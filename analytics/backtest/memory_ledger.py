@@ -332,6 +332,9 @@ class MemoryLedger:
     def decision_lock(self):
         return _NO_LOCK
 
+    def trade_lock(self, trade):
+        return _NO_LOCK
+
     def atomic(self):
         return _NO_LOCK
 

@@ -86,7 +86,7 @@ def default_limits(env: str) -> dict[str, int]:
 class BudgetConfig:
     limits: dict[str, int]
     window_sec: float = 60.0
-    rate_share: float = 0.9  # share of the limit refilled steadily; the rest is the burst
+    rate_share: float = 0.5  # share of the limit refilled steadily; the rest is the burst
     max_wait_sec: float = 30.0
     prefix: str = "autotrader:tradier:budget"
     reserve: int = 1  # requests per window kept back for the time between grant and arrival

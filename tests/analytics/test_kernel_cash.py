@@ -33,7 +33,7 @@ def _kernel(*, cash_c, min_cash_c, entries=(10_000, 10_000), stops=(9_900, 9_900
     flat = np.full(n, 10_000, np.int64)
     entries, stops = np.array(entries, np.int64), np.array(stops, np.int64)
     # frictionless: the expected fill is the signal's price; the pegged limit is
-    # round_half_up(entry x (1 - offset2 / 20000)); the risk size floor($100.00 / distance)
+    # round_half_up(entry x (1 - offset2 / 20000)); the kernel sizes floor($100.00 / distance)
     limits = (
         (entries * (20_000 - offset2) + 10_000) // 20_000 if use_limit else np.full(2, -1, np.int64)
     )
@@ -43,10 +43,10 @@ def _kernel(*, cash_c, min_cash_c, entries=(10_000, 10_000), stops=(9_900, 9_900
         np.zeros(n, bool), zeros, zeros, zeros - 1,
         np.array([0, 1], np.int64), np.array([0, 1], np.int64), np.zeros(2, np.int64),
         entries, stops, stops, np.full(2, -1, np.int64), np.full(2, -1, np.int64),
-        np.ones(2, bool), entries, limits, 10_000 // (entries - stops), np.ones(2, bool),
+        np.ones(2, bool), entries, limits, np.ones(2, bool),
         kernel_params(
             n_symbols=2, n_setups=1, max_concurrent=5, max_open_orders=10, min_cash=min_cash_c,
-            cash0=cash_c, limit_timeout=60 * 10**9, timeout=60 * MINUTE,
+            cash0=cash_c, limit_timeout=60 * 10**9, timeout=60 * MINUTE, risk=10_000,
         ),
     )  # fmt: skip
     s_ok, s_qty, s_bits = out[0], out[1], out[2]

@@ -17,6 +17,11 @@ import time
 import traceback
 
 os.environ.setdefault("FAULTS_FULL", "1")
+# The fakes answer hundreds of requests a second; the Tradier request budget would pace every
+# scenario (and the workers it starts) to real Tradier's 60 calls a minute, as under pytest it
+# does not (tests/conftest.py): a 1,000-flow broker run took 12 s a flow, the crash run's last
+# worker could not finish its flows before the driver's deadline. The budget has its own tests.
+os.environ.setdefault("TRADIER_BUDGET_ENABLED", "0")
 
 
 _main_database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/autotrader")

@@ -198,7 +198,7 @@ class Stack:
                 "--without-gossip",
                 "--without-mingle",
                 "-l",
-                "WARNING",
+                os.environ.get("FAULTS_SOAK_LOG_LEVEL") or "WARNING",
             ],
         )
 
@@ -414,7 +414,9 @@ def run_driver(
         env = worker_env(redis_url=redis_url, tradier_url=tradier.base_url)
         env.update(
             {
-                "CELERY_VISIBILITY_TIMEOUT_SEC": "20",  # a killed worker's bar comes back
+                # a killed worker's bar comes back; shorter (FAULTS_SOAK_VISIBILITY_SEC=2)
+                # redelivers running tasks too, as a loaded machine does
+                "CELERY_VISIBILITY_TIMEOUT_SEC": os.environ.get("FAULTS_SOAK_VISIBILITY_SEC", "20"),
                 "CELERY_WORKER_SEND_TASK_EVENTS": "0",
                 "TRADIER_TIMEOUT_SEC": "5",
                 "ACCOUNT_STREAM_ENABLED": "0",
@@ -600,6 +602,7 @@ def run_driver(
     evaluated_keys = {(s, int(ts.timestamp())) for s, ts in evaluated}
     bars_unhandled = [k for k in truth if k not in evaluated_keys]
     trades = dict(Trade.objects.values_list("status").annotate(n=Count("id")))
+    history = _order_history(figures["mismatch_examples"] + figures["lost_examples"][:3])
     if not os.environ.get("FAULTS_SOAK_LOGS"):  # the processes' logs are kept only on request
         shutil.rmtree(logs, ignore_errors=True)
     return {
@@ -640,6 +643,7 @@ def run_driver(
         "orphan_examples": figures["lost_examples"] + figures["unsettled_examples"],
         "orders_mismatch": figures["state_mismatches"],
         "mismatch_examples": figures["mismatch_examples"],
+        "mismatch_history": history,
         "positions_mismatch": figures["position_mismatches"],
         "bracket_legs_orphan": figures["unlinked_bracket_legs"],
         "fills_lost": max(0, broker_filled - ledger_filled),
@@ -657,6 +661,19 @@ def run_driver(
         "seconds": round(time.monotonic() - started, 1),
         "logs": str(logs) if os.environ.get("FAULTS_SOAK_LOGS") else "",
     }
+
+
+def _order_history(examples: list[str]) -> dict[str, list[str]]:
+    """What the ledger did to the orders named in `examples` ("<tag>: ..."): each transition
+    with its cause and market time, so a mismatch can be read without the run's database."""
+    from trading.models import OrderEvent
+
+    out: dict[str, list[str]] = {}
+    for example in examples:
+        tag = example.split(":", 1)[0].strip()
+        events = OrderEvent.objects.filter(order__tag=tag).order_by("at", "id")
+        out[tag] = [f"{e.at:%H:%M:%S} {e.from_status}->{e.to_status}: {e.cause}" for e in events]
+    return out
 
 
 def run_soak(

@@ -10,12 +10,6 @@ from tests.faults.soak import SPY_FILE, _shared_data, run_soak
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 17: the workers' exit after the Redis restart is fixed (reliability finding 17, "
-    "tests/faults/test_worker_redis_restart.py), but the one small soak run after the fix hit the "
-    "300 s pytest timeout at load 16 before reporting; unmark once a clean run is seen",
-)
 def test_soak_session_with_kills_ends_with_ledger_equal_to_broker():
     if not (_shared_data() / SPY_FILE).exists():
         pytest.skip(f"{SPY_FILE} not in the shared data directory")

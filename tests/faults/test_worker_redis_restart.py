@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -82,3 +83,63 @@ def test_worker_survives_a_redis_restart_and_finishes_its_tasks(tmp_path):
     assert redis_server.restarts == 1
     assert alive, f"the worker exited ({worker.returncode}):\n{tail}"
     assert results == [n * n for n in range(TASKS)], tail
+
+
+def _lost_connection_with_unacked_message(redis_server):
+    """A kombu connection to a Redis that has just gone away, holding one delivered and
+    unacknowledged message, whose first teardown is cut short the way Celery's `collect()` is
+    when draining a pending BRPOP on the dead socket times out."""
+
+    import redis
+    from kombu import Connection
+
+    connection = Connection(redis_server.url(0))
+    queue = connection.SimpleQueue("consumer-teardown")
+    queue.put({"n": 1})
+    assert queue.get(timeout=5).payload == {"n": 1}  # delivered, not acknowledged
+    real_close_self = connection._do_close_self
+    calls = []
+
+    def drain_timed_out_once():
+        calls.append(1)
+        if len(calls) == 1:
+            raise TimeoutError("timed out draining the pending BRPOP")
+        return real_close_self()
+
+    connection._do_close_self = drain_timed_out_once
+    redis.Redis(port=redis_server.port).shutdown(nosave=False)
+    return connection
+
+
+def _consumer_of(cls, connection):
+    from autotrader_site.celery import app
+
+    consumer = cls.__new__(cls)  # only what the connection-loss handler reads
+    consumer.app, consumer.connection = app, connection
+    consumer.qos_global, consumer.prefetch_multiplier = False, 1
+    consumer.pool = SimpleNamespace(num_processes=2)
+    return consumer
+
+
+def test_a_lost_connection_whose_teardown_fails_does_not_end_the_worker():
+    """Seen in the soak: after the Redis restart a worker exited 1 ("Unrecoverable error:
+    AttributeError: 'NoneType' object has no attribute 'hostname'") while requeueing its
+    unacknowledged messages through a connection Celery had already detached. The project's
+    consumer (CELERY_WORKER_CONSUMER) survives the same teardown; Celery's own is the control."""
+    import redis
+    from celery.worker.consumer.consumer import Consumer as CeleryConsumer
+
+    from autotrader_site.celery import app
+    from autotrader_site.worker_consumer import Consumer
+
+    assert app.conf.worker_consumer == "autotrader_site.worker_consumer:Consumer"
+    lost = redis.ConnectionError("Connection closed by server.")
+    with OwnRedis() as redis_server:
+        control = _consumer_of(CeleryConsumer, _lost_connection_with_unacked_message(redis_server))
+        with pytest.raises(AttributeError):
+            control.on_connection_error_after_connected(lost)
+        redis_server.start()
+        ours = _consumer_of(Consumer, _lost_connection_with_unacked_message(redis_server))
+        ours.on_connection_error_after_connected(lost)  # logged, not raised
+        assert ours.connection is None  # the consumer goes on to reconnect
+        redis_server.start()

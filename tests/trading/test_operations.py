@@ -200,6 +200,30 @@ def test_scan_safety_net_is_idempotent(paper):
     assert FeatureSnapshot.objects.filter(symbol="SPY", bar_ts=T).count() == 1
 
 
+def test_scan_evaluates_every_recent_bar_a_lost_task_left(paper, settings):
+    """A bar-close task lost with its message leaves a minute unevaluated that is not the
+    latest (the soak lost one minute of a batch at a Redis restart): the scan evaluates every
+    stored bar that closed at most SIGNAL_MAX_DELAY_SEC ago, and the latest one whatever its
+    age; an older bar stays as it is (its setups would be stale)."""
+    from strategies.models import FeatureSnapshot
+    from trading.pipeline import scan_latest
+
+    settings.SIGNAL_MAX_DELAY_SEC = 120
+    bars_upsert(bars=[bar(T + timedelta(minutes=m), "100", "101", "99", "100.5") for m in range(5)])
+    # bars 0..4 (closing at T+1..T+5); at T+5 the bars closing at T+3, T+4, T+5 are 120 s old
+    # or less, the bars closing at T+1 and T+2 are older
+    scan_latest(now=T + timedelta(minutes=5))
+    evaluated = set(FeatureSnapshot.objects.filter(symbol="SPY").values_list("bar_ts", flat=True))
+    assert evaluated == {T + timedelta(minutes=m) for m in (2, 3, 4)}
+    # a freshness limit of days never walks back over the history: today's session only
+    settings.SIGNAL_MAX_DELAY_SEC = 10 * 86_400
+    day_before = T - timedelta(days=1)
+    bars_upsert(bars=[bar(day_before, "100", "101", "99", "100.5")])
+    scan_latest(now=T + timedelta(minutes=5))
+    evaluated = set(FeatureSnapshot.objects.filter(symbol="SPY").values_list("bar_ts", flat=True))
+    assert evaluated == {T + timedelta(minutes=m) for m in range(5)}
+
+
 def test_management_commands(paper, capsys):
     from django.core.management import call_command
     from django_celery_beat.models import PeriodicTask

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -80,6 +81,39 @@ def test_bucket_admits_the_burst_then_the_refill_rate():
 def test_one_request_per_window_is_kept_back_by_default():
     config = BudgetConfig(limits={TRADING: 60}, rate_share=0.9)
     assert config.capacity(TRADING) + config.refill_per_sec(TRADING) * 60 == pytest.approx(59)
+
+
+def _minute_end_burst(budget: RequestBudget, symbols: int) -> list[bool]:
+    """What a minute's close asks of the budget when `symbols` setups fire at once: per
+    signal the decision's quote (market) and balances (standard) reads, the entry POST, then
+    its protective stop POST. True for each request granted without waiting."""
+    grants = []
+    for _ in range(symbols):
+        grants.append(budget.try_take(MARKET, READ) == 0.0)
+        grants.append(budget.try_take(STANDARD, READ) == 0.0)
+        grants.append(budget.try_take(TRADING, ENTRY) == 0.0)
+    for _ in range(symbols):
+        grants.append(budget.try_take(TRADING, CRITICAL) == 0.0)
+    return grants
+
+
+def test_the_default_budget_lets_a_minute_end_burst_through(settings):
+    """Sandbox limits (60 per class, one kept back: L = 59) with the default rate share 0.5:
+    capacity 59 x 0.5 = 29.5 per class; reads leave half (14.75), so 14 go at once, entries a
+    quarter (7.375). Eight setups firing at one close need 8 reads per read class and 16
+    trading calls: all granted at once. With a rate share of 0.9 (capacity 5.9, reads leave
+    2.95: 5.9 -> 4.9 -> 3.9, then 2.9 < 2.95) the third decision's quote already waits, and
+    every read after it about 1.1 s (one token per 60 / 53.1 s)."""
+    settings.TRADIER_ENV = "sandbox"
+    settings.TRADIER_ACCOUNT_ID = f"VA{uuid.uuid4().hex[:8]}"
+    for name in ("TRADING", "STANDARD", "MARKET"):
+        setattr(settings, f"TRADIER_BUDGET_{name}_PER_MIN", 0)
+    config = BudgetConfig.from_settings()
+    assert config.rate_share == 0.5 and config.capacity(MARKET) == pytest.approx(29.5)
+    assert _minute_end_burst(RequestBudget(config, redis_client()), 8) == [True] * 32
+    narrow = replace(config, rate_share=0.9, prefix=f"{config.prefix}:narrow")
+    grants = _minute_end_burst(RequestBudget(narrow, redis_client()), 8)
+    assert grants[:6] == [True] * 6 and grants[6] is False  # the third decision's quote
 
 
 def test_priorities_leave_room_for_protection():

@@ -388,60 +388,80 @@ def manage_exits(
     trade looked at, then each action taken."""
     done: list[tuple[int, str]] = []
     for trade in [t for t in ledger.live_trades(symbol) if t.status == TradeState.OPEN]:
-        done.append((trade.pk, "checked"))
-        legs = ledger.working(trade, PROTECTIVE_ROLES)
-        state = ExitState(
-            remaining_qty=trade.remaining_qty,
-            entry_price=trade.entry_price,
-            stop_price=trade.stop_price,
-            target_one=trade.target_one,
-            target_two=trade.target_two,
-            partial_done=trade.partial_done,
-            trail_pct=trade.trail_pct,
-            trail_act_pct=trade.trail_act_pct,
-            trail_high=trade.trail_high,
-            trail_active=trade.trail_active,
-            deadline=trade.deadline,
-            # targets resting at the broker (a bracket, or OCO pairs) fill there, not on bars
-            bracket=any(o.parent_id for o in legs) or resting.enabled(ledger),
+        # one exit manager per trade at a time (the beat's tick and a bar's step run on
+        # different processes); what the other did is read again under the lock
+        with ledger.trade_lock(trade):
+            trade = ledger.refresh(trade)
+            if trade.status != TradeState.OPEN:
+                continue
+            done.append((trade.pk, "checked"))
+            done.extend(
+                _trade_manage(
+                    ledger, trade, now=now, bar=bar, flat_at=flat_at,
+                    partial_exit_pct=partial_exit_pct, cross_down=cross_down,
+                )
+            )  # fmt: skip
+    return done
+
+
+def _trade_manage(
+    ledger, trade, *, now, bar, flat_at, partial_exit_pct, cross_down
+) -> list[tuple[int, str]]:
+    """The exit rules and the protection of one open trade (its lock held)."""
+    done: list[tuple[int, str]] = []
+    legs = ledger.working(trade, PROTECTIVE_ROLES)
+    state = ExitState(
+        remaining_qty=trade.remaining_qty,
+        entry_price=trade.entry_price,
+        stop_price=trade.stop_price,
+        target_one=trade.target_one,
+        target_two=trade.target_two,
+        partial_done=trade.partial_done,
+        trail_pct=trade.trail_pct,
+        trail_act_pct=trade.trail_act_pct,
+        trail_high=trade.trail_high,
+        trail_active=trade.trail_active,
+        deadline=trade.deadline,
+        # targets resting at the broker (a bracket, or OCO pairs) fill there, not on bars
+        bracket=any(o.parent_id for o in legs) or resting.enabled(ledger),
+    )
+    cross = bar is not None and cross_down is not None and cross_down(trade.symbol)
+    action = exit_decide(
+        state,
+        now=now,
+        bar=bar,
+        flat_at=flat_at,
+        partial_exit_pct=partial_exit_pct,
+        ema_cross_down=cross,
+    )
+    if (action.trail_high, action.trail_active, action.partial_done) != (
+        trade.trail_high,
+        trade.trail_active,
+        trade.partial_done,
+    ):
+        ledger.trade_set(
+            trade,
+            trail_high=action.trail_high,
+            trail_active=action.trail_active,
+            partial_done=action.partial_done,
         )
-        cross = bar is not None and cross_down is not None and cross_down(trade.symbol)
-        action = exit_decide(
-            state,
-            now=now,
-            bar=bar,
-            flat_at=flat_at,
-            partial_exit_pct=partial_exit_pct,
-            ema_cross_down=cross,
-        )
-        if (action.trail_high, action.trail_active, action.partial_done) != (
-            trade.trail_high,
-            trade.trail_active,
-            trade.partial_done,
-        ):
-            ledger.trade_set(
-                trade,
-                trail_high=action.trail_high,
-                trail_active=action.trail_active,
-                partial_done=action.partial_done,
-            )
-        if action.kind == "full":
-            if exit(ledger, trade, qty=None, reason=action.reason, now=now):
-                done.append((trade.pk, action.reason))
-        elif action.kind == "partial":
-            if exit(
-                ledger, trade, qty=action.qty, reason=action.reason, now=now,
-                new_stop=action.new_stop,
-            ):  # fmt: skip
-                done.append((trade.pk, action.reason))
-        elif action.kind == "stop":
-            ledger.trade_set(trade, stop_price=action.new_stop)
-            protect(ledger, trade, now=now)
-            done.append((trade.pk, f"stop->{action.new_stop}"))
-        elif not ledger.working(trade, (Role.STOP,)) and not ledger.working(trade, EXIT_ROLES):
-            log.warning("trade %s had no working stop: re-protecting", trade.pk)
-            protect(ledger, trade, now=now)
-            done.append((trade.pk, "protected"))
+    if action.kind == "full":
+        if exit(ledger, trade, qty=None, reason=action.reason, now=now):
+            done.append((trade.pk, action.reason))
+    elif action.kind == "partial":
+        if exit(
+            ledger, trade, qty=action.qty, reason=action.reason, now=now,
+            new_stop=action.new_stop,
+        ):  # fmt: skip
+            done.append((trade.pk, action.reason))
+    elif action.kind == "stop":
+        ledger.trade_set(trade, stop_price=action.new_stop)
+        protect(ledger, trade, now=now)
+        done.append((trade.pk, f"stop->{action.new_stop}"))
+    elif not ledger.working(trade, (Role.STOP,)) and not ledger.working(trade, EXIT_ROLES):
+        log.warning("trade %s had no working stop: re-protecting", trade.pk)
+        protect(ledger, trade, now=now)
+        done.append((trade.pk, "protected"))
     return done
 
 

@@ -39,7 +39,7 @@ from trading.brokers import broker_get
 from trading.brokers.base import BrokerError
 from trading.core import lifecycle
 from trading.models import Order, OrderEvent, OrderRole, OrderStatus
-from trading.orm_ledger import SEND_LOCK_NS, OrmLedger, children_close
+from trading.orm_ledger import SEND_LOCK_NS, OrmLedger, broker_order_by_tag, children_close
 from trading.services.orders import order_apply_remote, order_dead, order_submit
 from trading.state_machine import order_advance
 
@@ -151,7 +151,7 @@ def _at_broker(broker, tag: str, *, settle: bool):
     POSTed by `order_submit` (the claim commits before the call): one look-up. A claimed one
     may have been POSTed just before its worker died: looked up again every 0.5 s over the
     broker's settle window (`settle_sec`, TRADIER_SUBMIT_SETTLE_SEC for Tradier) first."""
-    found = _by_tag(broker, tag)
+    found = broker_order_by_tag(broker, tag)
     window = float(getattr(broker, "settle_sec", 0.0) or 0.0) if settle else 0.0
     sleep = getattr(broker, "sleep", time.sleep)
     waited = 0.0
@@ -159,14 +159,8 @@ def _at_broker(broker, tag: str, *, settle: bool):
         step = min(0.5, window - waited)
         sleep(step)
         waited += step
-        found = _by_tag(broker, tag)
+        found = broker_order_by_tag(broker, tag)
     return found
-
-
-def _by_tag(broker, tag: str):
-    by_tag = getattr(broker, "orders_by_tag", None)
-    found = by_tag(tag) if by_tag else [o for o in broker.orders() if o.tag == tag]
-    return found[0] if found else None
 
 
 def _link(order: Order, remote, now: datetime) -> None:
