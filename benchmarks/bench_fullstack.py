@@ -653,4 +653,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # the feed's websocket handlers wait in the loop's default executor (non-daemon threads)
+    # for a next segment that never comes: interpreter exit would join them forever
+    os._exit(code)
