@@ -79,7 +79,7 @@ from benchmarks.bench_universe import (  # noqa: E402
     stop,
     symbols_of,
 )
-from tests.trading.fake_tradier import FakeTradier, endpoint_class  # noqa: E402
+from tests.trading.fake_tradier import DONE, FakeTradier, endpoint_class  # noqa: E402
 from trading.bar_routing import bar_queue, bar_queues  # noqa: E402  (pure)
 
 SETUP = "EVERY_MINUTE"
@@ -194,7 +194,7 @@ class Tape(threading.Thread):
             now = time.time()
             with fake.lock:
                 for order_id, order in list(fake.orders.items()):
-                    if order.get("leg") or order["status"] in ("filled", "canceled", "rejected"):
+                    if order.get("leg") or order["status"] in DONE:
                         continue
                     if now - fake.created_wall.get(order_id, now) < (
                         ENTRY_FILL_AFTER_SEC if order["side"] == "buy" else STOP_FILL_AFTER_SEC
@@ -653,4 +653,9 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # the feed's websocket handlers wait in the loop's default executor (non-daemon threads)
+    # for a next segment that never comes: interpreter exit would join them forever
+    os._exit(code)
