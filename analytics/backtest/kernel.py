@@ -275,6 +275,46 @@ def _position(sym, side_buy, q, px, pos_qty, pos_avg):
 
 
 @njit(cache=True)
+def _book_sale(k, i, q, px, reason, p, sym, entry_px, remaining, fees, realized, pos_qty,
+               pos_avg, legs, leg_g, leg_qty, leg_px, leg_reason):  # fmt: skip
+    """One exit leg of trade k filled: q shares sold at px on bar i, its fee booked in the
+    trade's fees and realised P&L, the position reduced and the leg recorded. Returns the
+    cash it brings (px x q - fee) and the leg's index."""
+    fee = _fee(True, q, px, p)
+    fees[k] += fee
+    realized[k] += (px - entry_px[k]) * q - fee
+    _position(sym, False, q, px, pos_qty, pos_avg)
+    remaining[k] -= q
+    n_leg = legs[k]
+    if n_leg >= MAX_LEGS:
+        raise IndexError("lifecycle_kernel: more exit legs than MAX_LEGS")
+    leg_g[k, n_leg] = i
+    leg_qty[k, n_leg] = q
+    leg_px[k, n_leg] = px
+    leg_reason[k, n_leg] = reason
+    legs[k] = n_leg + 1
+    return px * q - fee, n_leg
+
+
+@njit(cache=True)
+def _book_entry(k, i, px, p, sym, qty, entry_px, remaining, fees, realized, pos_qty, pos_avg,
+                st, entry_g, s_entry, stop_price, t1, t2):  # fmt: skip
+    """Trade k's entry filled in full at px on bar i: levels re-anchored on the fill, its fee
+    booked, the position opened and the trade open. Returns the cash it costs (px x qty +
+    fee)."""
+    entry_px[k] = px
+    _reanchor(k, px, s_entry, stop_price, t1, t2)
+    remaining[k] = qty[k]
+    fee = _fee(False, qty[k], px, p)
+    fees[k] += fee
+    realized[k] -= fee
+    _position(sym, True, qty[k], px, pos_qty, pos_avg)
+    st[k] = 2
+    entry_g[k] = i
+    return px * qty[k] + fee
+
+
+@njit(cache=True)
 def lifecycle_kernel(
     g_sym, g_ts, g_o, g_h, g_l, g_c, g_flat, g_cross, g_dayc, g_dayn, g_next_open,
     s_g, s_sym, s_setup, s_entry, s_stop, s_stop_f, s_t1, s_t2, s_pre_ok, s_fill, s_limit,
@@ -394,20 +434,11 @@ def lifecycle_kernel(
                     q = min(x_qty[k], remaining[k])
                     if q > 0:
                         x_on[k] = False
-                        fee = _fee(True, q, ex_p, p)
-                        cash += ex_p * q - fee
-                        fees[k] += fee
-                        realized[k] += (ex_p - entry_px[k]) * q - fee
-                        _position(sym, False, q, ex_p, pos_qty, pos_avg)
-                        remaining[k] -= q
-                        n_leg = legs[k]
-                        if n_leg >= MAX_LEGS:
-                            raise IndexError("lifecycle_kernel: more exit legs than MAX_LEGS")
-                        leg_g[k, n_leg] = i
-                        leg_qty[k, n_leg] = q
-                        leg_px[k, n_leg] = ex_p
-                        leg_reason[k, n_leg] = x_reason[k]
-                        legs[k] = n_leg + 1
+                        got, n_leg = _book_sale(
+                            k, i, q, ex_p, x_reason[k], p, sym, entry_px, remaining, fees,
+                            realized, pos_qty, pos_avg, legs, leg_g, leg_qty, leg_px, leg_reason,
+                        )  # fmt: skip
+                        cash += got
                         applied = True
                         if remaining[k] == 0:
                             if exit_reason[k] == 0:
@@ -419,16 +450,10 @@ def lifecycle_kernel(
                             day_realized[g_dayc[i]] += realized[k]
                 if em_el and e_kind[k] == 2:  # market entry (priority 0)
                     e_kind[k] = 0
-                    entry_px[k] = em_p
-                    _reanchor(k, em_p, s_entry, stop_price, t1, t2)
-                    remaining[k] = qty[k]
-                    fee = _fee(False, qty[k], em_p, p)
-                    cash -= em_p * qty[k] + fee
-                    fees[k] += fee
-                    realized[k] -= fee
-                    _position(sym, True, qty[k], em_p, pos_qty, pos_avg)
-                    st[k] = 2
-                    entry_g[k] = i
+                    cash -= _book_entry(
+                        k, i, em_p, p, sym, qty, entry_px, remaining, fees, realized, pos_qty,
+                        pos_avg, st, entry_g, s_entry, stop_price, t1, t2,
+                    )  # fmt: skip
                     applied = True
                     _protect(k, ts, st, remaining, x_on, x_qty, stop_on, stop_px, stop_qty,
                              stop_created, stop_price)  # fmt: skip
@@ -436,20 +461,11 @@ def lifecycle_kernel(
                     q = min(stop_qty[k], remaining[k])
                     if q > 0:
                         stop_on[k] = False
-                        fee = _fee(True, q, sp_p, p)
-                        cash += sp_p * q - fee
-                        fees[k] += fee
-                        realized[k] += (sp_p - entry_px[k]) * q - fee
-                        _position(sym, False, q, sp_p, pos_qty, pos_avg)
-                        remaining[k] -= q
-                        n_leg = legs[k]
-                        if n_leg >= MAX_LEGS:
-                            raise IndexError("lifecycle_kernel: more exit legs than MAX_LEGS")
-                        leg_g[k, n_leg] = i
-                        leg_qty[k, n_leg] = q
-                        leg_px[k, n_leg] = sp_p
-                        leg_reason[k, n_leg] = R_STOP
-                        legs[k] = n_leg + 1
+                        got, n_leg = _book_sale(
+                            k, i, q, sp_p, R_STOP, p, sym, entry_px, remaining, fees,
+                            realized, pos_qty, pos_avg, legs, leg_g, leg_qty, leg_px, leg_reason,
+                        )  # fmt: skip
+                        cash += got
                         applied = True
                         if remaining[k] == 0:
                             if exit_reason[k] == 0:
@@ -463,16 +479,10 @@ def lifecycle_kernel(
                                      stop_qty, stop_created, stop_price)  # fmt: skip
                 if el_p >= 0 and e_kind[k] == 1:  # pegged entry limit (priority 3)
                     e_kind[k] = 0
-                    entry_px[k] = el_p
-                    _reanchor(k, el_p, s_entry, stop_price, t1, t2)
-                    remaining[k] = qty[k]
-                    fee = _fee(False, qty[k], el_p, p)
-                    cash -= el_p * qty[k] + fee
-                    fees[k] += fee
-                    realized[k] -= fee
-                    _position(sym, True, qty[k], el_p, pos_qty, pos_avg)
-                    st[k] = 2
-                    entry_g[k] = i
+                    cash -= _book_entry(
+                        k, i, el_p, p, sym, qty, entry_px, remaining, fees, realized, pos_qty,
+                        pos_avg, st, entry_g, s_entry, stop_price, t1, t2,
+                    )  # fmt: skip
                     applied = True
                     _protect(k, ts, st, remaining, x_on, x_qty, stop_on, stop_px, stop_qty,
                              stop_created, stop_price)  # fmt: skip
