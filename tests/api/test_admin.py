@@ -101,7 +101,7 @@ def test_position_shows_unrealised_pnl(staff):
 
 
 def test_order_cancel_action_calls_the_service(staff):
-    working = make_order(status="open")
+    working = make_order(status="open", broker_order_id="P-test-admin")  # accepted: has its id
     done = make_order(status="filled")
     url = reverse("admin:trading_order_changelist")
     resp = staff.post(url, {"action": "cancel_orders", "_selected_action": [working.pk, done.pk]})

@@ -35,7 +35,11 @@ def test_order_detail_by_id_broker_id_or_tag(reader):
 def test_cancel_a_working_order(trader):
     from trading.models import Order
 
-    order = make_order(status="open", order_type="limit", price=Decimal("1.00"))
+    # a working order the broker accepted carries its broker id (the paper broker's "P…"): one
+    # without an id is in flight or of unknown outcome, and is not cancelled in the ledger alone
+    order = make_order(
+        status="open", order_type="limit", price=Decimal("1.00"), broker_order_id="P-test-cancel"
+    )
     resp = trader.post(f"/api/v1/orders/{order.pk}/cancel")
     assert resp.status_code == 200, resp.content
     assert resp.json()["status"] == "cancelled"
@@ -62,8 +66,8 @@ def test_cancel_needs_permission(reader, anon):
 def test_cancel_all_by_symbol_is_audited(trader):
     from trading.models import AuditEvent
 
-    spy = make_order(symbol="SPY", status="open")
-    qqq = make_order(symbol="QQQ", status="open")
+    spy = make_order(symbol="SPY", status="open", broker_order_id="P-test-spy")
+    qqq = make_order(symbol="QQQ", status="open", broker_order_id="P-test-qqq")
     resp = trader.post("/api/v1/orders/cancel_all?symbol=SPY")
     assert resp.status_code == 200
     assert resp.json()["cancelled"] == [spy.pk]
